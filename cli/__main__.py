@@ -1,0 +1,5 @@
+"""`python -m lifelong_gen.cli` (also what torchrun launches)."""
+
+from lifelong_gen.cli.app import main
+
+main()

@@ -1,0 +1,172 @@
+"""The `lgen` command line (typer). Installed as `lifelong_gen.cli`.
+
+Importing this module must not import torch: `lgen sample | encode | interpolate |
+pull` run where torch is not installed. Commands that train import the torch-side
+modules inside their bodies.
+
+Every user-fixable problem (bad flag value, unknown domain, missing data) ends as one
+line on stderr, `lgen: error: ...`, and exit code 2; `main()` owns that translation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from lifelong_gen.errors import LgenError
+
+app = typer.Typer(
+    name="lgen",
+    help="Lifelong interpretable image generators: train, export, sample, encode, interpolate.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+log = logging.getLogger("lifelong_gen")
+
+
+@app.callback()
+def _root() -> None:
+    """Lifelong interpretable image generators: train, export, sample, encode, interpolate."""
+
+
+def _setup_logging(verbose: bool = True) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("lgen: %(message)s"))
+    log.handlers[:] = [handler]
+    log.setLevel(logging.INFO if verbose else logging.WARNING)
+    log.propagate = False
+
+
+@app.command()
+def train(
+    domains: Optional[str] = typer.Option(None, help="Domains in order, e.g. mnist,fashion-mnist or folder:/data/celeba,folder:/data/chairs"),
+    preset: Optional[str] = typer.Option(None, help="Named settings: mnist-fashion, celeba-chairs"),
+    quick: bool = typer.Option(False, "--quick", help="The preset's small demo-sized variant"),
+    out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/<preset or 'run'>)"),
+    resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory with its stored config"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit"),
+    steps_per_domain: Optional[int] = typer.Option(None, help="Generator steps per domain"),
+    batch_size: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None),
+    checkpoint_every: Optional[int] = typer.Option(None, help="Checkpoint every N generator steps"),
+    log_every: Optional[int] = typer.Option(None, help="Write averaged losses to metrics.jsonl every N steps"),
+    n_critic: Optional[int] = typer.Option(None, help="Critic steps per generator step (default 5)"),
+    lr_g: Optional[float] = typer.Option(None, help="Adam lr of G and S (default 1e-4)"),
+    lr_d: Optional[float] = typer.Option(None, help="Adam lr of the critic (default 1e-4)"),
+    beta1: Optional[float] = typer.Option(None, help="Adam beta1 (default 0.5)"),
+    beta2: Optional[float] = typer.Option(None, help="Adam beta2 (default 0.9)"),
+    gp_lambda: Optional[float] = typer.Option(None, help="Gradient penalty weight λ (default 10)"),
+    info_weight_discrete: Optional[float] = typer.Option(None, help="Weight of the d cross-entropy in L_MI"),
+    info_weight_continuous: Optional[float] = typer.Option(None, help="Weight of the c Gaussian NLL in L_MI"),
+    replay: Optional[bool] = typer.Option(None, "--replay/--no-replay", help="Generative replay (default on)"),
+    replay_ratio: Optional[float] = typer.Option(None, help="Share of replayed images in the critic's real batch (default k/(k+1))"),
+    replay_alignment: Optional[float] = typer.Option(None, help="Weight of MeRGAN replay alignment (default 0: off)"),
+    d_per_domain: Optional[int] = typer.Option(None, help="Each domain adds N discrete categories"),
+    joint: Optional[bool] = typer.Option(None, "--joint/--lifelong", help="Train on all domains at once (upper bound)"),
+    ema_decay: Optional[float] = typer.Option(None),
+    z_dim: Optional[int] = typer.Option(None),
+    c_dim: Optional[int] = typer.Option(None),
+    d_dim: Optional[int] = typer.Option(None),
+    g_width: Optional[int] = typer.Option(None),
+    d_width: Optional[int] = typer.Option(None),
+    fc_width: Optional[int] = typer.Option(None),
+    encoder_shares_critic: Optional[bool] = typer.Option(None, "--shared-encoder/--separate-encoder",
+                                                         help="S as heads on the critic's trunk (InfoGAN) or separate"),
+    img_resolution: Optional[int] = typer.Option(None, help="28 or 64 (default: from the domains)"),
+    img_channels: Optional[int] = typer.Option(None, help="1 or 3 (default: from the domains)"),
+    data_root: Optional[str] = typer.Option(None, help="Root with torchvision's MNIST/ FashionMNIST/ layout"),
+    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Allow torchvision downloads"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr"),
+) -> None:
+    """Lifelong training over a list of domains; writes a model bundle into the run directory."""
+    _setup_logging()
+    explicit = {k: v for k, v in locals().items()
+                if v is not None and k not in ("preset", "quick", "out", "resume", "dry_run", "progress", "beta1", "beta2")}
+    if beta1 is not None or beta2 is not None:
+        explicit["betas"] = (0.5 if beta1 is None else beta1, 0.9 if beta2 is None else beta2)
+
+    from lifelong_gen.config import PRESETS
+
+    if resume is not None:
+        if explicit or preset or quick:
+            given = sorted(explicit) + (["preset"] if preset else []) + (["quick"] if quick else [])
+            raise LgenError(f"--resume continues with the run's stored config; drop {', '.join('--' + g.replace('_', '-') for g in given)}")
+        _resume(resume, dry_run, progress)
+        return
+
+    settings: dict[str, Any] = {}
+    if preset is not None:
+        if preset not in PRESETS:
+            raise LgenError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+        settings.update({k: v for k, v in PRESETS[preset].items() if k != "quick"})
+        if quick:
+            settings.update(PRESETS[preset]["quick"])
+    elif quick:
+        raise LgenError("--quick needs --preset")
+    if "domains" in explicit:
+        from lifelong_gen.domains import parse_domains
+
+        explicit["domains"] = parse_domains(explicit["domains"])
+    settings.update(explicit)
+
+    from lifelong_gen.trainer import resolve_run_config
+
+    run = resolve_run_config(settings)
+    if dry_run:
+        typer.echo(run.to_json(), nl=False)
+        return
+    run_dir = out if out is not None else Path("runs") / ((preset or "run") + ("-quick" if quick else ""))
+    if (run_dir / "config.json").exists():
+        raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
+    from lifelong_gen.trainer import Trainer
+
+    trainer = Trainer(run, run_dir, progress=progress)
+    trainer.train()
+    typer.echo(str(run_dir))
+
+
+def _resume(run_dir: Path, dry_run: bool, progress: bool) -> None:
+    from lifelong_gen.checkpoint import read_config
+
+    run = read_config(run_dir)
+    if dry_run:
+        typer.echo(run.to_json(), nl=False)
+        return
+    from lifelong_gen.trainer import Trainer
+
+    trainer = Trainer(run, run_dir, progress=progress)
+    if not trainer.restore():
+        log.info("no checkpoint in %s yet: starting from the beginning", run_dir)
+    trainer.train()
+    typer.echo(str(run_dir))
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    """Entry point of `lgen`: runs the app, turning user errors into one line and exit 2."""
+    try:
+        result = app(args=argv, standalone_mode=False, prog_name="lgen")
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print("lgen: aborted", file=sys.stderr)
+        sys.exit(130)
+    except typer.TyperException as e:  # click's usage errors (typer vendors click)
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            typer.echo(ctx.get_help())
+            sys.exit(0)
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        print(f"lgen: error: {' '.join(message.split())}", file=sys.stderr)
+        sys.exit(2)
+    except LgenError as e:
+        print(f"lgen: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)

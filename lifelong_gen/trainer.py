@@ -1,0 +1,371 @@
+"""The lifelong training loop: domains in order, n_critic critic steps then G + S.
+
+Owns `Trainer` (the loop, its `begin_domain` / `end_domain` hooks, checkpointing
+and resume) and `resolve_run_config` (domains -> model shape and d_dim). One
+generator step is:
+
+1. `n_critic` times: a "real" batch = the current domain's images mixed with samples
+   of the frozen snapshot G_{k-1} (eq. (7), replay.py); fakes from G; WGAN critic
+   loss + gradient penalty (eq. (2)); Adam step on D.
+2. G and S together: −E[D(G(z, u))] + λ_MI·(−L_MI) (eq. (10)) [+ replay alignment];
+   Adam step on G ∪ S; EMA update of G.
+
+Every random draw (codes, data indices, interpolation weights, replay codes) comes
+from one `torch.Generator` whose state is checkpointed, so a resumed run ends with
+weights bit-identical to an uninterrupted one (CPU, same thread count).
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from lifelong_gen import __version__
+from lifelong_gen import checkpoint as ckpt
+from lifelong_gen.config import (
+    MODEL_KEYS, TRAIN_KEYS, ModelConfig, RunConfig, TrainConfig, domain_slots,
+)
+from lifelong_gen.domains import DomainData, load_domain, model_shape, to_float
+from lifelong_gen.errors import LgenError
+from lifelong_gen.losses import alignment_loss, critic_loss, generator_loss, gradient_penalty, info_loss
+from lifelong_gen.networks import build_networks
+from lifelong_gen.replay import ReplaySnapshot, sample_codes
+
+log = logging.getLogger("lifelong_gen")
+
+
+def resolve_run_config(settings: dict[str, Any]) -> RunConfig:
+    """Turn flat settings (CLI flags, presets) into a validated RunConfig.
+
+    The model's channels and resolution follow the domains (domains.model_shape) unless
+    given; with `d_per_domain` N, d_dim becomes N x number of domains.
+    """
+    unknown = set(settings) - MODEL_KEYS - TRAIN_KEYS
+    if unknown:
+        raise LgenError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    model_kwargs = {k: v for k, v in settings.items() if k in MODEL_KEYS and v is not None}
+    train_kwargs = {k: v for k, v in settings.items() if k in TRAIN_KEYS and (v is not None or k == "replay_ratio")}
+    train = TrainConfig(**train_kwargs)
+    train.validate()
+    channels, resolution = model_shape(train.domains)
+    model_kwargs.setdefault("img_channels", channels)
+    model_kwargs.setdefault("img_resolution", resolution)
+    if train.d_per_domain is not None:
+        total = train.d_per_domain * len(train.domains)
+        if "d_dim" in model_kwargs and model_kwargs["d_dim"] != total:
+            raise LgenError(f"d_dim {model_kwargs['d_dim']} contradicts d_per_domain {train.d_per_domain} "
+                            f"x {len(train.domains)} domains = {total}; give one of them")
+        model_kwargs["d_dim"] = total
+    model = ModelConfig(**model_kwargs)
+    model.validate()
+    return RunConfig(model=model, train=train, package_version=__version__)
+
+
+@dataclass
+class Phase:
+    """One stage of training: a domain (lifelong) or the union of all domains (joint)."""
+
+    index: int
+    name: str
+    images: torch.Tensor  # uint8 [N, C, H, W]
+    steps: int
+    d_slots: int
+    replay_ratio: float
+
+
+@torch.no_grad()
+def update_ema(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
+    """ema ← decay·ema + (1 − decay)·model for parameters; buffers (BN stats) copied."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p, 1.0 - decay)
+    for b_ema, b in zip(ema.buffers(), model.buffers()):
+        b_ema.copy_(b)
+
+
+class Trainer:
+    """Lifelong WGAN-GP + InfoGAN training with generative replay over a list of domains."""
+
+    def __init__(
+        self,
+        run: RunConfig,
+        run_dir: Path,
+        *,
+        data: Optional[list[DomainData]] = None,
+        on_step: Optional[Callable[["Trainer", dict[str, float]], None]] = None,
+        progress: bool = True,
+    ):
+        """
+        Args:
+            run: the resolved configuration (resolve_run_config or read from config.json).
+            run_dir: where config, weights, metrics, samples and checkpoints go.
+            data: already loaded domains (tests); loaded from the domain specs otherwise.
+            on_step: called after every generator step with the step's losses.
+            progress: show a rich progress bar on stderr.
+        """
+        self.run = run
+        self.cfg = run.model
+        self.tc = run.train
+        self.run_dir = Path(run_dir)
+        self.on_step = on_step
+        self.progress = progress
+        torch.use_deterministic_algorithms(True)
+
+        if data is None:
+            data = [load_domain(spec, self.cfg.img_channels, self.cfg.img_resolution,
+                                self.tc.data_root, self.tc.download) for spec in self.tc.domains]
+        self.data = data
+        run.data_sources = [d.describe() for d in data]
+        self.phases = self._make_phases(data)
+
+        torch.manual_seed(self.tc.seed)  # network initialisation
+        self.G, self.D, self.S = build_networks(self.cfg)
+        self.G_ema = copy.deepcopy(self.G).eval()
+        for p in self.G_ema.parameters():
+            p.requires_grad_(False)
+        shared = self.cfg.encoder_shares_critic
+        # With S on the critic's trunk, its heads learn with the critic (InfoGAN's scheme);
+        # a separate S learns with G, both maximising L_MI.
+        d_params = list(self.D.parameters()) + (self.S.head_parameters() if shared else [])
+        g_params = list(self.G.parameters()) + ([] if shared else list(self.S.parameters()))
+        self.opt_d = torch.optim.Adam(d_params, lr=self.tc.lr_d, betas=self.tc.betas)
+        self.opt_g = torch.optim.Adam(g_params, lr=self.tc.lr_g, betas=self.tc.betas)
+        self.rng = torch.Generator().manual_seed(self.tc.seed + 1)
+
+        self.phase_index = 0
+        self.step = 0  # generator steps done in the current phase
+        self.global_step = 0
+        self.snapshot: Optional[ReplaySnapshot] = None
+        self.metrics_offset = 0
+        self._window: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------ setup
+
+    def _make_phases(self, data: list[DomainData]) -> list[Phase]:
+        if self.tc.joint:
+            images = torch.cat([d.train_images for d in data])
+            return [Phase(0, "joint:" + "+".join(d.spec for d in data), images,
+                          self.tc.steps_per_domain * len(data), self.cfg.d_dim, 0.0)]
+        return [Phase(k, d.spec, d.train_images, self.tc.steps_per_domain,
+                      domain_slots(self.tc, self.cfg, k), self.tc.replay_ratio_for(k))
+                for k, d in enumerate(data)]
+
+    # ------------------------------------------------------------ one generator step
+
+    def _real_batch(self, phase: Phase, batch: int) -> torch.Tensor:
+        n_replay = round(batch * phase.replay_ratio) if self.snapshot is not None else 0
+        idx = torch.randint(0, phase.images.shape[0], (batch - n_replay,), generator=self.rng)
+        real = to_float(phase.images[idx])
+        if n_replay:
+            replayed, _ = self.snapshot.sample(n_replay, self.rng)
+            real = torch.cat([real, replayed])
+        return real  # [B, C, H, W]
+
+    def train_step(self, phase: Phase) -> dict[str, float]:
+        cfg, tc = self.cfg, self.tc
+        B = tc.batch_size
+        shared = cfg.encoder_shares_critic
+        self.G.train()
+        self.S.train()
+
+        for p in self.D.parameters():
+            p.requires_grad_(True)
+        for _ in range(tc.n_critic):
+            real = self._real_batch(phase, B)
+            z, c, d, d_idx = sample_codes(B, cfg.z_dim, cfg.c_dim, cfg.d_dim, phase.d_slots, self.rng)
+            with torch.no_grad():
+                fake = self.G(z, c, d)
+            real_scores = self.D(real)
+            fake_scores = self.D(fake)
+            eps = torch.rand(B, generator=self.rng)
+            gp = gradient_penalty(self.D, real, fake, eps, tc.gp_lambda)
+            loss_c = critic_loss(real_scores, fake_scores)
+            loss_d = loss_c + gp
+            if shared:
+                d_logits, c_mean = self.S(fake)
+                loss_d = loss_d + info_loss(d_logits, c_mean, d_idx, c, tc.info_weight_discrete,
+                                            tc.info_weight_continuous)[0]
+            self.opt_d.zero_grad(set_to_none=True)
+            loss_d.backward()
+            self.opt_d.step()
+
+        # G + S step. D is frozen here so no gradient is wasted on it.
+        for p in self.D.parameters():
+            p.requires_grad_(False)
+        z, c, d, d_idx = sample_codes(B, cfg.z_dim, cfg.c_dim, cfg.d_dim, phase.d_slots, self.rng)
+        fake = self.G(z, c, d)
+        loss_adv = generator_loss(self.D(fake))
+        d_logits, c_mean = self.S(fake)
+        loss_info, ce, nll = info_loss(d_logits, c_mean, d_idx, c, tc.info_weight_discrete,
+                                       tc.info_weight_continuous)
+        loss_g = loss_adv + loss_info
+        align = torch.zeros(())
+        if self.snapshot is not None and tc.replay_alignment > 0:
+            n_old = max(1, round(B * phase.replay_ratio))
+            za, ca, da, _ = sample_codes(n_old, cfg.z_dim, cfg.c_dim, cfg.d_dim, self.snapshot.d_slots, self.rng)
+            align = alignment_loss(self.G(za, ca, da), self.snapshot.render(za, ca, da))
+            loss_g = loss_g + tc.replay_alignment * align
+        self.opt_g.zero_grad(set_to_none=True)
+        if shared:
+            self.opt_d.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_g.step()
+
+        # EMA with a warm-up so early in a short run the average is not dominated by init.
+        decay = min(tc.ema_decay, (1 + self.global_step) / (10 + self.global_step))
+        update_ema(self.G_ema, self.G, decay)
+        return {
+            "loss_d": float(loss_d), "wasserstein": float(-loss_c), "gp": float(gp),
+            "loss_g": float(loss_adv), "info": float(loss_info), "info_ce": float(ce), "info_nll": float(nll),
+            "align": float(align),
+        }
+
+    # ------------------------------------------------------------ domain hooks
+
+    def begin_domain(self, phase: Phase) -> None:
+        log.info("domain %d/%d %s: %d steps, d slots %d, replay ratio %.3f", phase.index + 1, len(self.phases),
+                 phase.name, phase.steps, phase.d_slots, phase.replay_ratio if self.snapshot else 0.0)
+
+    def end_domain(self, phase: Phase) -> None:
+        """Freeze the EMA generator for replay, write the grid and a bundle snapshot."""
+        if self.tc.replay and not self.tc.joint:
+            self.snapshot = ReplaySnapshot(self.G_ema, phase.d_slots)
+        tag = f"domain-{phase.index + 1}"
+        self.write_grid(self.run_dir / "samples" / f"{tag}.png", phase.d_slots)
+        ckpt.save_bundle(self.run_dir / "snapshots" / tag, self.run, {"G_ema": self.G_ema, "S": self.S})
+        self.phase_index += 1
+        self.step = 0
+
+    @torch.no_grad()
+    def write_grid(self, path: Path, d_slots: int, columns: int = 8) -> None:
+        """PNG grid from the EMA generator: one row per active d, shared (z, c) per column."""
+        from torchvision.utils import save_image
+
+        cfg = self.cfg
+        g = torch.Generator().manual_seed(1234)  # fixed codes: grids comparable across domains
+        z = torch.randn(columns, cfg.z_dim, generator=g).repeat(d_slots, 1)
+        c = torch.randn(columns, cfg.c_dim, generator=g).repeat(d_slots, 1)
+        d = torch.nn.functional.one_hot(torch.arange(d_slots).repeat_interleave(columns), cfg.d_dim).float()
+        images = self.G_ema(z, c, d)
+        buf = io.BytesIO()
+        save_image(images, buf, nrow=columns, normalize=True, value_range=(-1, 1), format="png")
+        ckpt.atomic_write_bytes(path, buf.getvalue())
+
+    # ------------------------------------------------------------ checkpoints
+
+    def _write_bundle(self) -> None:
+        ckpt.save_bundle(self.run_dir, self.run, {"G": self.G, "G_ema": self.G_ema, "S": self.S, "D": self.D})
+
+    def checkpoint(self) -> None:
+        """Full training state (atomic), then the bundle files at the run dir's top level."""
+        tensors: dict[str, torch.Tensor] = {}
+        for key, module in (("G", self.G), ("G_ema", self.G_ema), ("S", self.S), ("D", self.D)):
+            for name, value in module.state_dict().items():
+                tensors[f"{key}.{name}"] = value
+        if self.snapshot is not None:
+            for name, value in self.snapshot.state_dict().items():
+                tensors[f"snapshot.{name}"] = value
+        opt_meta = {}
+        for key, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            t, meta = ckpt.optimizer_to_tensors(opt, key)
+            tensors.update(t)
+            opt_meta[key] = meta
+        tensors["rng.train"] = self.rng.get_state()
+        tensors["rng.torch"] = torch.get_rng_state()
+        state = {
+            "phase_index": self.phase_index, "step": self.step, "global_step": self.global_step,
+            "snapshot_d_slots": self.snapshot.d_slots if self.snapshot else None,
+            "metrics_offset": self.metrics_offset, "optimizers": opt_meta,
+        }
+        ckpt.save_checkpoint(self.run_dir, self.global_step, state, tensors)
+        self._write_bundle()
+
+    def restore(self) -> bool:
+        """Load the newest checkpoint of run_dir; False when there is none (start fresh)."""
+        found = ckpt.load_checkpoint(self.run_dir)
+        if found is None:
+            return False
+        state, tensors = found
+
+        def sub(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+
+        for key, module in (("G", self.G), ("G_ema", self.G_ema), ("S", self.S), ("D", self.D)):
+            module.load_state_dict(sub(key), strict=True)
+        if state["snapshot_d_slots"] is not None:
+            G_old, _, _ = build_networks(self.cfg)
+            G_old.load_state_dict(sub("snapshot"), strict=True)
+            self.snapshot = ReplaySnapshot(G_old, state["snapshot_d_slots"])
+        for key, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            ckpt.optimizer_from_tensors(opt, key, tensors, state["optimizers"][key])
+        self.rng.set_state(tensors["rng.train"])
+        torch.set_rng_state(tensors["rng.torch"])
+        self.phase_index, self.step, self.global_step = state["phase_index"], state["step"], state["global_step"]
+        self.metrics_offset = state["metrics_offset"]
+        # Metrics logged after this checkpoint belong to steps that will be re-run.
+        metrics = self.run_dir / "metrics.jsonl"
+        if metrics.exists():
+            with open(metrics, "r+b") as f:
+                f.truncate(self.metrics_offset)
+        log.info("resumed %s at domain %d, step %d (global %d)", self.run_dir, self.phase_index + 1,
+                 self.step, self.global_step)
+        return True
+
+    # ------------------------------------------------------------ the loop
+
+    def _log_metrics(self, phase: Phase, seconds: float) -> None:
+        keys = self._window[0].keys()
+        mean = {k: sum(w[k] for w in self._window) / len(self._window) for k in keys}
+        record = {"domain": phase.name, "domain_index": phase.index, "step": self.step,
+                  "global_step": self.global_step, "sec_per_step": seconds / len(self._window), **mean}
+        path = self.run_dir / "metrics.jsonl"
+        with open(path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        self.metrics_offset = path.stat().st_size
+        self._window = []
+
+    def train(self) -> None:
+        """Run (or continue) every remaining phase; the run dir ends as a complete bundle."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        ckpt.write_config(self.run_dir, self.run)
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
+                            console=console, disable=not self.progress)
+        with progress:
+            while self.phase_index < len(self.phases):
+                phase = self.phases[self.phase_index]
+                if self.step == 0:
+                    self.begin_domain(phase)
+                task = progress.add_task(f"{phase.index + 1}/{len(self.phases)} {phase.name}",
+                                         total=phase.steps, completed=self.step, losses="")
+                t0 = time.perf_counter()
+                while self.step < phase.steps:
+                    losses = self.train_step(phase)
+                    self.step += 1
+                    self.global_step += 1
+                    self._window.append(losses)
+                    if self.on_step:
+                        self.on_step(self, losses)
+                    if self.step % self.tc.log_every == 0 or self.step == phase.steps:
+                        self._log_metrics(phase, time.perf_counter() - t0)
+                        t0 = time.perf_counter()
+                    progress.update(task, completed=self.step,
+                                    losses=f"W {losses['wasserstein']:.3f} gp {losses['gp']:.3f} "
+                                           f"G {losses['loss_g']:.3f} MI {losses['info']:.3f}")
+                    if self.step % self.tc.checkpoint_every == 0 and self.step < phase.steps:
+                        self.checkpoint()
+                self._window = []
+                self.end_domain(phase)
+                self.checkpoint()
+        self._write_bundle()
