@@ -173,7 +173,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "d_per_domain": 10,
         "steps_per_domain": 3000,
         "batch_size": 64,
-        "quick": {"steps_per_domain": 300, "batch_size": 32, "g_width": 32, "d_width": 32, "fc_width": 256,
+        "quick": {"steps_per_domain": 500, "batch_size": 32, "g_width": 32, "d_width": 32, "fc_width": 256,
                   "checkpoint_every": 100},
     },
     "celeba-chairs": {

@@ -221,11 +221,9 @@ class Trainer:
         # EMA with a warm-up so early in a short run the average is not dominated by init.
         decay = min(tc.ema_decay, (1 + self.global_step) / (10 + self.global_step))
         update_ema(self.G_ema, self.G, decay)
-        return {
-            "loss_d": float(loss_d), "wasserstein": float(-loss_c), "gp": float(gp),
-            "loss_g": float(loss_adv), "info": float(loss_info), "info_ce": float(ce), "info_nll": float(nll),
-            "align": float(align),
-        }
+        values = {"loss_d": loss_d, "wasserstein": -loss_c, "gp": gp, "loss_g": loss_adv, "info": loss_info,
+                  "info_ce": ce, "info_nll": nll, "align": align}
+        return {k: v.detach().item() for k, v in values.items()}
 
     # ------------------------------------------------------------ domain hooks
 

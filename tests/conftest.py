@@ -1,0 +1,38 @@
+"""Shared test helpers: tiny model settings, cached synthetic domains, running `lgen`."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Small enough that a two-domain run takes seconds on 2 CPU cores.
+TINY = {"g_width": 8, "d_width": 8, "fc_width": 32, "z_dim": 8, "batch_size": 8, "n_critic": 2,
+        "log_every": 5, "download": False}
+TINY_FLAGS = ["--g-width", "8", "--d-width", "8", "--fc-width", "32", "--z-dim", "8", "--batch-size", "8",
+              "--n-critic", "2", "--log-every", "5", "--no-download", "--no-progress"]
+
+
+def lgen(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m lifelong_gen.cli ARGS` in a fresh interpreter and capture its output."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "lifelong_gen.cli", *args], capture_output=True, text=True,
+                          env=full_env, timeout=timeout, cwd=cwd)
+
+
+@pytest.fixture(scope="session")
+def synthetic28():
+    from lifelong_gen.domains import load_domain
+
+    return [load_domain(s, 1, 28) for s in ("synthetic:bars", "synthetic:rings")]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_home(tmp_path_factory, monkeypatch):
+    # Folder caches and downloads of a test never touch the user's cache.
+    monkeypatch.setenv("LGEN_DATA_HOME", str(tmp_path_factory.getbasetemp() / "data_home"))
