@@ -170,3 +170,4 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f"lgen: error: {e}", file=sys.stderr)
         sys.exit(2)
     sys.exit(result if isinstance(result, int) else 0)
+from lifelong_gen.cli import infer as _infer  # noqa: E402,F401  (registers export/sample/encode/interpolate)

@@ -15,7 +15,8 @@ The contract (u = (d, c) the interpretable codes, o an image, as in networks.py)
 
 N is dynamic (axis name "batch"); with c_dim = 0 the c tensors have shape [N, 0].
 The graphs hold no randomness: the caller draws z, c, d. Networks are exported in
-eval mode (batch norm uses its running statistics, folded into the convolutions),
+eval mode (batch norm uses its running statistics, folded into the convolutions), the
+image is clamped to [-1, 1] (onnxruntime's tanh can overshoot by one ulp),
 the generator from its EMA weights unless `lgen export --generator raw`. Each file
 is one self-contained ONNX model (weights inside, no external `.data` file), and the
 exporter has checked it against PyTorch to PARITY_ATOL at every PARITY_BATCHES size.

@@ -8,12 +8,23 @@ S(u|o) -> (d logits, c means), the auxiliary posterior of eq. (10).
 Two architectures, picked by `img_resolution`: the InfoGAN MNIST nets for 28x28
 and DCGAN-style nets for 64x64. Modules only; losses live in losses.py.
 
-Why S is a separate network by default (`encoder_shares_critic=False`): under
-WGAN-GP the critic's trunk is held to a unit gradient norm by the penalty, and the
-MI loss pulls the same features towards class separation; measured on the quick
-MNIST run the separate S gave the lower L_MI and cleaner d clusters (see the
-experiment log), it exports to ONNX as one standalone graph, and it may use batch
-norm, which the critic must not. The InfoGAN layout stays available as an option.
+Why S is a separate network by default (`encoder_shares_critic=False`), measured:
+
+    MNIST, 2,000 steps, widths 32, fc 256, batch 32, n_critic 2, lr 5e-4, seed 0
+    (clustering of S's argmax d on 1,000 real test digits):
+      separate S: L_MI terms on G's samples CE 0.097, NLL 0.300; real-digit accuracy 0.278, NMI 0.181
+      shared S:   L_MI terms on G's samples CE 0.122, NLL 0.396; real-digit accuracy 0.315, NMI 0.229
+    synthetic:bars, tiny nets (widths 8, fc 32), n_critic 1, lr 2e-3, 150 steps, d cross-entropy
+    per 15 steps:
+      separate S: 1.98 -> 0.17;   shared S: 2.33 -> 2.12 (barely learning)
+
+On the critic's trunk, S must read the codes from features that the Wasserstein loss
+and the gradient penalty keep reshaping; it learns L_MI far more slowly, and not at all
+at small widths. A separate S learns L_MI reliably at every size tried, may use batch
+norm (which the critic must not) and exports as its own graph. The shared layout's
+slightly better transfer to real digits in the one MNIST run (one seed) keeps it
+available as `--shared-encoder` (InfoGAN's layout); the reference model picks by
+measurement.
 """
 
 from __future__ import annotations

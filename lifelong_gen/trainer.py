@@ -288,7 +288,9 @@ class Trainer:
     def restore(self) -> bool:
         """Load the newest checkpoint of run_dir; False when there is none (start fresh)."""
         found = ckpt.load_checkpoint(self.run_dir)
+        metrics = self.run_dir / "metrics.jsonl"
         if found is None:
+            metrics.unlink(missing_ok=True)  # lines of a run killed before its first checkpoint
             return False
         state, tensors = found
 
@@ -308,7 +310,6 @@ class Trainer:
         self.phase_index, self.step, self.global_step = state["phase_index"], state["step"], state["global_step"]
         self.metrics_offset = state["metrics_offset"]
         # Metrics logged after this checkpoint belong to steps that will be re-run.
-        metrics = self.run_dir / "metrics.jsonl"
         if metrics.exists():
             with open(metrics, "r+b") as f:
                 f.truncate(self.metrics_offset)

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from conftest import TINY
@@ -16,7 +17,7 @@ def make_trainer(tmp_path, data, **overrides):
 
 def test_info_loss_decreases(tmp_path, synthetic28):
     # L_MI is maximised by G and S: −L_MI (the info loss) must fall over a short run.
-    trainer = make_trainer(tmp_path, synthetic28[:1], steps_per_domain=60, n_critic=1, lr_g=2e-3,
+    trainer = make_trainer(tmp_path, synthetic28[:1], steps_per_domain=60, n_critic=1, lr_g=2e-3, lr_d=2e-3,
                            batch_size=32)
     losses = []
     trainer.on_step = lambda t, l: losses.append(l["info_ce"])
@@ -97,11 +98,14 @@ def test_joint_and_no_replay_modes(tmp_path, synthetic28):
     assert nr.snapshot is None
 
 
-def test_shared_encoder_trains(tmp_path, synthetic28):
-    trainer = make_trainer(tmp_path, synthetic28[:1], encoder_shares_critic=True, steps_per_domain=3)
-    before = trainer.S.d_head.weight.clone()
+@pytest.mark.parametrize("shared", [True, False])
+def test_encoder_layouts_train(tmp_path, synthetic28, shared):
+    trainer = make_trainer(tmp_path, synthetic28[:1], encoder_shares_critic=shared, steps_per_domain=3)
+    assert (trainer.S.trunk is trainer.D.trunk) == shared
+    before = [p.clone() for p in trainer.S.parameters()]
     trainer.train()
-    assert not torch.equal(before, trainer.S.d_head.weight)  # heads learn with the critic
+    # Every parameter of S learns: heads (with the critic when shared, with G otherwise) and trunk.
+    assert all(not torch.equal(b, p) for b, p in zip(before, trainer.S.parameters()))
     _, nets = ckpt.load_bundle(tmp_path / "run", which=("S",))  # standalone S from the bundle
     x = torch.rand(2, 1, 28, 28) * 2 - 1
     assert torch.equal(nets["S"](x)[0], trainer.S.eval()(x)[0])

@@ -1,0 +1,308 @@
+"""`lgen export | sample | encode | interpolate`: ONNX export and torch-free inference.
+
+Registers its commands on the `app` of cli/app.py (imported at the end of that
+module). `export` is torch-side and imports the exporter inside its body; the other
+three use only export/runtime.py (numpy, onnxruntime, Pillow), so importing this
+module must never import torch.
+
+Every command validates all of its input (flags, model directory, ONNX files,
+images) before it writes anything: bad input ends as one line `lgen: error: ...`
+(an LgenError; main() prints it), exit code 2, and no output file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from lifelong_gen.cli.app import app
+from lifelong_gen.errors import LgenError
+
+_CODE_FLAG = re.compile(r"--c(\d+)(?:=(.*))?")
+
+
+def _note(message: str) -> None:
+    """A message on stderr (stdout stays clean for --json)."""
+    print(f"lgen: {message}", file=sys.stderr)
+
+
+def _check_png_path(path: Path, flag: str) -> None:
+    if path.suffix.lower() != ".png":
+        raise LgenError(f"{flag} must name a .png file, got {path}")
+    if path.exists() and path.is_dir():
+        raise LgenError(f"{flag} {path} is a directory")
+
+
+def _parse_code_flags(args: list[str], c_dim: int) -> dict[int, float]:
+    """`--cK VALUE` / `--cK=VALUE` extra arguments -> {K - 1: VALUE}, checked against c_dim."""
+    fixed: dict[int, float] = {}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        match = _CODE_FLAG.fullmatch(token)
+        if match is None:
+            raise LgenError(f"unexpected argument {token!r} (see `lgen sample --help`)")
+        k, value = int(match[1]), match[2]
+        flag = f"--c{k}"
+        if value is None:
+            if i + 1 >= len(args):
+                raise LgenError(f"{flag} needs a value")
+            value = args[i + 1]
+            i += 1
+        i += 1
+        if not 1 <= k <= c_dim:
+            have = ", ".join(f"--c{i + 1}" for i in range(c_dim)) if c_dim else "none"
+            raise LgenError(f"{flag}: the model has {c_dim} continuous code(s) ({have})")
+        try:
+            number = float(value)
+        except ValueError:
+            raise LgenError(f"{flag}: {value!r} is not a number") from None
+        if not math.isfinite(number):
+            raise LgenError(f"{flag} must be finite, got {value}")
+        if k - 1 in fixed:
+            raise LgenError(f"{flag} given twice")
+        fixed[k - 1] = number
+    return fixed
+
+
+def _check_d(d: Optional[int], model) -> None:
+    if d is not None and not 0 <= d < model.active_d:
+        raise LgenError(f"--d {d} is out of range: the model has {model.active_d} categories (0..{model.active_d - 1})")
+
+
+def _open(model_dir: Path, provider: Optional[str]):
+    from lifelong_gen.export.runtime import load_model
+
+    model = load_model(model_dir, provider=provider)
+    warning = model.stale_warning()
+    if warning:
+        _note(f"warning: {warning}")
+    return model
+
+
+def _report_provider(model, verbose: bool, which: tuple[str, ...]) -> dict[str, str]:
+    from lifelong_gen.export.runtime import usable_cores
+
+    used = {w: model.provider(w) for w in which}
+    if verbose:
+        for w, p in used.items():
+            threads = f", {model.threads or usable_cores()} intra-op threads" if p == "CPUExecutionProvider" else ""
+            _note(f"{w} ran on onnxruntime {p}{threads}")
+    return used
+
+
+# ---------------------------------------------------------------- export
+
+
+@app.command()
+def export(
+    bundle: Path = typer.Argument(..., help="Run directory or bundle directory (config.json + *.safetensors)"),
+    generator: str = typer.Option("ema", "--generator", help="Generator weights to export: ema (default) or raw"),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ai.onnx opset (default 18)"),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary"),
+) -> None:
+    """Export G and S to BUNDLE/onnx/{generator,encoder}.onnx, checked against PyTorch."""
+    from lifelong_gen.cli.app import _setup_logging
+
+    _setup_logging(verbose=not as_json)
+    try:
+        from lifelong_gen.export import onnx_export, spec
+    except ImportError as e:
+        raise LgenError(f"lgen export needs PyTorch and onnx ({e.name} is missing): "
+                        f"pip install 'lifelong-gen[train]'") from None
+    result = onnx_export.export_bundle(bundle, generator=generator,
+                                       opset=spec.DEFAULT_OPSET if opset is None else opset)
+    summary = onnx_export.describe(result)
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    for name, path in result.files.items():
+        typer.echo(f"{path}  ({result.sizes[name] / 1e6:.2f} MB, max |onnxruntime - torch| "
+                   f"{result.max_abs_diff[name]:.1e})")
+
+
+# ---------------------------------------------------------------- sample
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def sample(
+    ctx: typer.Context,
+    model_dir: Path = typer.Option(..., "--model", help="Exported run or bundle directory"),
+    n: int = typer.Option(64, "--n", help="Number of images"),
+    d: Optional[int] = typer.Option(None, "--d", help="Fix the discrete code to category D (0-based); "
+                                                      "default: uniform over all categories"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random codes (numpy)"),
+    out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write"),
+    out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Also write each image as DIR/sample-NNNN.png"),
+    as_json: bool = typer.Option(False, "--json", help="Print the codes used as JSON"),
+    provider: Optional[str] = typer.Option(None, "--provider", help="cpu or cuda (default: cuda when available)"),
+    verbose: bool = typer.Option(False, "--verbose", help="Say which onnxruntime provider ran"),
+) -> None:
+    """Sample a PNG grid from the generator. Fix continuous codes with --c1 VALUE, --c2 VALUE, ...
+
+    Codes not fixed are random: z, c ~ N(0, I) and d uniform over the model's categories.
+    """
+    import numpy as np
+
+    from lifelong_gen.export.runtime import random_codes, save_grid, save_png, to_pil, to_uint8
+
+    if n < 1:
+        raise LgenError(f"--n must be >= 1, got {n}")
+    _check_png_path(out, "--out")
+    if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
+        raise LgenError(f"--out-dir {out_dir} exists and is not a directory")
+    model = _open(model_dir, provider)
+    fixed_c = _parse_code_flags(list(ctx.args), model.c_dim)
+    _check_d(d, model)
+
+    codes = random_codes(model, n, np.random.default_rng(seed), d=d, fixed_c=fixed_c)
+    images = model.sample(codes.z, codes.c, codes.d)  # [n, C, H, W]
+    used = _report_provider(model, verbose, ("generator",))
+    save_grid(images, out, columns=math.ceil(math.sqrt(n)))
+    files: list[str] = []
+    if out_dir is not None:
+        for i, tile in enumerate(to_uint8(images)):
+            files.append(str(save_png(to_pil(tile), out_dir / f"sample-{i:04d}.png")))
+    if as_json:
+        records = codes.as_records()
+        for rec, f in zip(records, files):
+            rec["file"] = f
+        typer.echo(json.dumps({"model": str(model_dir), "provider": used["generator"], "seed": seed, "n": n,
+                               "out": str(out), "samples": records}))
+    else:
+        typer.echo(str(out) + (f"  (+ {len(files)} images in {out_dir})" if files else ""))
+
+
+# ---------------------------------------------------------------- encode
+
+
+@app.command()
+def encode(
+    images: list[Path] = typer.Argument(..., help="Image files (any size, grey/RGB/RGBA: converted to the model's)"),
+    model_dir: Path = typer.Option(..., "--model", help="Exported run or bundle directory"),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
+    provider: Optional[str] = typer.Option(None, "--provider", help="cpu or cuda (default: cuda when available)"),
+    verbose: bool = typer.Option(False, "--verbose", help="Say which onnxruntime provider ran"),
+) -> None:
+    """Infer u = (d, c) of images with S: the most likely d, p(d), the d distribution and c."""
+    from lifelong_gen.export.runtime import load_images, softmax
+
+    model = _open(model_dir, provider)
+    C, R, _ = model.image_shape
+    batch, notes = load_images(images, C, R)  # [N, C, R, R]
+    d_logits, c_mean = model.encode(batch)
+    used = _report_provider(model, verbose, ("encoder",))
+    probs = softmax(d_logits.astype("float64"))
+    rows: list[dict[str, Any]] = []
+    for path, p, c, note in zip(images, probs, c_mean, notes):
+        k = int(p.argmax())
+        rows.append({"file": str(path), "d": k, "p": round(float(p[k]), 6),
+                     "d_probs": [round(float(v), 6) for v in p], "c": [round(float(v), 6) for v in c],
+                     "converted": note})
+    if as_json:
+        typer.echo(json.dumps({"model": str(model_dir), "provider": used["encoder"], "images": rows}))
+        return
+    width = max(len("file"), *(len(r["file"]) for r in rows))
+    c_head = "  ".join(f"{'c' + str(i + 1):>7}" for i in range(model.c_dim))
+    typer.echo(f"{'file':<{width}}  {'d':>3}  {'p(d)':>6}  {c_head}  {'top-3 of p(d)':<26}  converted")
+    for r in rows:
+        top = sorted(range(len(r["d_probs"])), key=lambda i: -r["d_probs"][i])[:3]
+        dist = " ".join(f"{i}:{r['d_probs'][i]:.2f}" for i in top)
+        cs = "  ".join(f"{v:>7.3f}" for v in r["c"])
+        typer.echo(f"{r['file']:<{width}}  {r['d']:>3}  {r['p']:>6.3f}  {cs}  {dist:<26}  {r['converted'] or '-'}")
+
+
+# ---------------------------------------------------------------- interpolate
+
+
+@app.command()
+def interpolate(
+    model_dir: Path = typer.Option(..., "--model", help="Exported run or bundle directory"),
+    vary: Optional[str] = typer.Option(None, "--vary", help="c1, c2, ...: traverse one continuous code from -1 to 1 "
+                                                             "(rows = categories); d: the d x c grid"),
+    from_image: Optional[Path] = typer.Option(None, "--from", help="Start image (encoded with S)"),
+    to_image: Optional[Path] = typer.Option(None, "--to", help="End image (encoded with S)"),
+    steps: int = typer.Option(8, "--steps", help="Columns of a c traversal, rows of the d grid, images of --from/--to"),
+    rows: Optional[int] = typer.Option(None, "--rows", help="--vary cK: rows (categories, or z's with --d); default "
+                                                            "all categories up to 10, or 4 with --d"),
+    d: Optional[int] = typer.Option(None, "--d", help="--vary cK: one category, rows = different z"),
+    seed: int = typer.Option(0, "--seed", help="Seed of z (numpy)"),
+    out: Path = typer.Option(Path("interpolation.png"), "--out", help="PNG to write"),
+    as_json: bool = typer.Option(False, "--json", help="Print the codes of each cell as JSON"),
+    provider: Optional[str] = typer.Option(None, "--provider", help="cpu or cuda (default: cuda when available)"),
+    verbose: bool = typer.Option(False, "--verbose", help="Say which onnxruntime provider ran"),
+) -> None:
+    """Latent traversals: --vary cK (paper fig. 4), --vary d (fig. 3), or --from A.png --to B.png."""
+    import numpy as np
+
+    from lifelong_gen.export import runtime as rt
+
+    by_images = from_image is not None or to_image is not None
+    if (vary is None) == (not by_images):
+        raise LgenError("give either --vary c1|c2|...|d or --from A.png --to B.png")
+    if by_images and (from_image is None or to_image is None):
+        raise LgenError("--from and --to go together")
+    if steps < 2:
+        raise LgenError(f"--steps must be >= 2, got {steps}")
+    if rows is not None and rows < 1:
+        raise LgenError(f"--rows must be >= 1, got {rows}")
+    _check_png_path(out, "--out")
+    model = _open(model_dir, provider)
+    _check_d(d, model)
+    rng = np.random.default_rng(seed)
+    info: dict[str, Any] = {}
+    which: tuple[str, ...] = ("generator",)
+
+    if by_images:
+        if d is not None or rows is not None:
+            raise LgenError("--d and --rows apply to --vary, not to --from/--to")
+        C, R, _ = model.image_shape
+        batch, notes = rt.load_images([from_image, to_image], C, R)  # [2, C, R, R]
+        d_logits, c_mean = model.encode(batch)
+        probs = rt.softmax(d_logits.astype(np.float64)).astype(np.float32)
+        codes = rt.lerp_codes(model, probs, c_mean, steps, rng)
+        columns, mode = steps, "images"
+        which = ("encoder", "generator")
+        for key, path, p, c, note in zip(("from", "to"), (from_image, to_image), probs, c_mean, notes):
+            info[key] = {"file": str(path), "d": int(p.argmax()), "p": round(float(p.max()), 6),
+                         "c": [round(float(v), 6) for v in c], "converted": note}
+    elif vary == "d":
+        if d is not None:
+            raise LgenError("--d fixes the category; --vary d shows all of them")
+        n_rows = rows if rows is not None else steps
+        codes = rt.category_grid_codes(model, n_rows, rng)
+        columns, mode = model.active_d, "d"
+    else:
+        match = re.fullmatch(r"c(\d+)", vary)
+        if match is None:
+            choices = ", ".join([f"c{i + 1}" for i in range(model.c_dim)] + ["d"])
+            raise LgenError(f"--vary must be one of {choices}, got {vary!r}")
+        k = int(match[1])
+        if not 1 <= k <= model.c_dim:
+            have = ", ".join(f"c{i + 1}" for i in range(model.c_dim)) if model.c_dim else "none"
+            raise LgenError(f"--vary {vary}: the model has {model.c_dim} continuous code(s) ({have})")
+        if d is not None:
+            categories = [d] * (rows if rows is not None else 4)
+        else:
+            n_rows = rows if rows is not None else min(model.active_d, 10)
+            if n_rows > model.active_d:
+                raise LgenError(f"--rows {n_rows}: the model has {model.active_d} categories")
+            categories = list(range(n_rows))
+        codes = rt.traversal_codes(model, k - 1, steps, categories, rng, z_per_row=d is not None)
+        columns, mode = steps, vary
+
+    images = model.sample(codes.z, codes.c, codes.d)  # [rows * columns, C, H, W]
+    used = _report_provider(model, verbose, which)
+    rt.save_grid(images, out, columns=columns)
+    if as_json:
+        typer.echo(json.dumps({"model": str(model_dir), "provider": used, "mode": mode, "seed": seed,
+                               "out": str(out), "rows": len(codes) // columns, "columns": columns, **info,
+                               "cells": codes.as_records(include_z=False)}))
+    else:
+        typer.echo(str(out))

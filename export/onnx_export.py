@@ -1,0 +1,300 @@
+"""Torch -> ONNX export of a bundle's generator and encoder, checked against PyTorch.
+
+Owns `export_bundle`: rebuild G (EMA weights by default) and S from a bundle
+(checkpoint.load_bundle), export each with the torch.export-based exporter
+(dynamo=True) with a dynamic batch axis, and write `onnx/generator.onnx` and
+`onnx/encoder.onnx` as single self-contained files (weights inside the protobuf, no
+external `.data` file). The contract (names, shapes, opset) lives in spec.py.
+
+Before a file is renamed into place it must pass `onnx.checker.check_model(full_check=True)`
+and match PyTorch within spec.PARITY_ATOL on random inputs at every spec.PARITY_BATCHES
+size under onnxruntime (CPU). Both files are checked before either replaces an older
+export, so a failed export leaves the bundle as it was and a generator/encoder pair
+always comes from the same export. Torch side: needs the [train] extra and onnxruntime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from lifelong_gen import __version__
+from lifelong_gen.config import ModelConfig
+from lifelong_gen.errors import LgenError
+from lifelong_gen.export import spec
+
+log = logging.getLogger("lifelong_gen")
+
+
+@dataclass
+class ExportResult:
+    """What `export_bundle` wrote and how closely onnxruntime matched PyTorch."""
+
+    bundle: Path
+    files: dict[str, Path]  # "generator" / "encoder" -> path of the .onnx file
+    max_abs_diff: dict[str, float]  # worst |onnxruntime - torch| over all parity batches
+    opset: int
+    generator_weights: str
+    seconds: float
+    atol: float
+    sizes: dict[str, int] = field(default_factory=dict)  # bytes per file
+
+
+@dataclass
+class _Graph:
+    """One network to export: its module, how to make example inputs, its names."""
+
+    name: str  # "generator" | "encoder"
+    module: torch.nn.Module
+    make_inputs: Callable[[int, torch.Generator], tuple[torch.Tensor, ...]]
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    target: Path
+    weights: str
+
+
+class _ClampedGenerator(torch.nn.Module):
+    """G followed by clamp(-1, 1): onnxruntime's fast tanh can overshoot [-1, 1] by one ulp,
+    and the contract promises the range exactly. A no-op on PyTorch's own output."""
+
+    def __init__(self, G: torch.nn.Module):
+        super().__init__()
+        self.G = G
+
+    def forward(self, z: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        return self.G(z, c, d).clamp(-1.0, 1.0)  # [N, C, H, W]
+
+
+def _generator_inputs(cfg: ModelConfig) -> Callable[[int, torch.Generator], tuple[torch.Tensor, ...]]:
+    def make(n: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:
+        z = torch.randn(n, cfg.z_dim, generator=g)
+        c = torch.randn(n, cfg.c_dim, generator=g)
+        # Half one-hot, half soft probability vectors: the runtime feeds both.
+        idx = torch.randint(0, cfg.d_dim, (n,), generator=g)
+        d = torch.nn.functional.one_hot(idx, cfg.d_dim).float()
+        soft = torch.softmax(torch.randn(n, cfg.d_dim, generator=g), dim=1)
+        d[n // 2:] = soft[n // 2:]
+        return z, c, d  # [n, z_dim], [n, c_dim], [n, d_dim]
+
+    return make
+
+
+def _encoder_inputs(cfg: ModelConfig) -> Callable[[int, torch.Generator], tuple[torch.Tensor, ...]]:
+    def make(n: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:
+        shape = (n, cfg.img_channels, cfg.img_resolution, cfg.img_resolution)
+        return (torch.rand(shape, generator=g) * 2 - 1,)  # [n, C, H, W] in [-1, 1]
+
+    return make
+
+
+def _to_proto(graph: _Graph, opset: int):
+    """torch.export-based export with a dynamic batch axis -> onnx.ModelProto (weights inline)."""
+    batch = torch.export.Dim(spec.BATCH_AXIS, min=1)
+    # Batch 2 for tracing: sizes 0 and 1 would be specialised by torch.export.
+    example = graph.make_inputs(2, torch.Generator().manual_seed(0))
+    dynamic_shapes = tuple({0: batch} for _ in example)
+    # The exporter reports progress on stdout and warns about internals; keep `lgen export` quiet.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                graph.module, example, None, input_names=list(graph.input_names),
+                output_names=list(graph.output_names), opset_version=opset, dynamo=True,
+                dynamic_shapes=dynamic_shapes, external_data=False, optimize=True, verbose=False,
+            )
+        except Exception as e:  # the exporter raises many types; the user needs one line
+            raise LgenError(f"ONNX export of the {graph.name} failed: {type(e).__name__}: "
+                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+    return program.model_proto
+
+
+def _check_outputs_named(proto, graph: _Graph) -> None:
+    got_in = tuple(i.name for i in proto.graph.input)
+    got_out = tuple(o.name for o in proto.graph.output)
+    if got_in != graph.input_names or got_out != graph.output_names:
+        raise LgenError(f"exported {graph.name} has inputs {got_in} and outputs {got_out}, "
+                        f"expected {graph.input_names} and {graph.output_names}")
+
+
+def _serialize(proto, graph: _Graph, cfg: ModelConfig) -> bytes:
+    from onnx.external_data_helper import uses_external_data
+
+    meta = {
+        spec.META_NETWORK: graph.name,
+        spec.META_WEIGHTS: graph.weights,
+        spec.META_SHAPE: json.dumps({k: getattr(cfg, k) for k in spec.SHAPE_KEYS}, sort_keys=True),
+        spec.META_VERSION: __version__,
+    }
+    del proto.metadata_props[:]
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    external = [t.name for t in proto.graph.initializer if uses_external_data(t)]
+    if external:  # would make the file depend on a side file
+        raise LgenError(f"exported {graph.name} keeps weights outside the file ({external[:3]}); "
+                        f"expected one self-contained .onnx")
+    if proto.ByteSize() >= 2 ** 31:
+        raise LgenError(f"{graph.name} is over 2 GB: it cannot be stored as a single ONNX file")
+    # The bytes onnx.save(proto, path, save_as_external_data=False) writes.
+    return proto.SerializeToString()
+
+
+def _write_temp(target: Path, data: bytes) -> Path:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(tmp)
+
+
+def _ort_session(path: Path):
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise LgenError(f"the export's parity check needs onnxruntime: {spec.INSTALL_CPU}") from None
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # as the runtime runs it
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+@torch.no_grad()
+def _parity(graph: _Graph, path: Path, atol: float, seed: int) -> float:
+    """Worst |onnxruntime - torch| over random inputs at each parity batch size; raises above atol."""
+    session = _ort_session(path)
+    g = torch.Generator().manual_seed(seed)
+    worst = 0.0
+    for n in spec.PARITY_BATCHES:
+        inputs = graph.make_inputs(n, g)
+        expected = _torch_outputs(graph.module, inputs)
+        feeds = {name: t.numpy() for name, t in zip(graph.input_names, inputs)}
+        got = session.run(list(graph.output_names), feeds)
+        for name, e, o in zip(graph.output_names, expected, got):
+            if o.shape != e.shape or o.dtype != np.float32:
+                raise LgenError(f"{graph.name} output {name!r} at batch {n}: onnxruntime gave "
+                                f"{o.dtype}{list(o.shape)}, PyTorch float32{list(e.shape)}")
+            diff = float(np.abs(o - e).max()) if e.size else 0.0
+            if not diff <= atol:  # also catches NaN
+                raise LgenError(f"{graph.name} output {name!r} at batch {n}: onnxruntime differs from PyTorch "
+                                f"by {diff:.3g} (> {atol:g}); the export is wrong, nothing was written")
+            worst = max(worst, diff)
+    return worst
+
+
+def _torch_outputs(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    out = module(*inputs)
+    out = out if isinstance(out, tuple) else (out,)
+    return [t.detach().cpu().numpy() for t in out]
+
+
+def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEFAULT_OPSET,
+                  atol: float = spec.PARITY_ATOL, seed: int = 0) -> ExportResult:
+    """Export a bundle's G and S to `BUNDLE/onnx/{generator,encoder}.onnx`, checked and atomic.
+
+    Args:
+        bundle: a run directory or bundle directory (config.json + safetensors files).
+        generator: "ema" (generator_ema.safetensors, default) or "raw" (generator.safetensors).
+        opset: the ai.onnx opset to target (>= spec.MIN_OPSET).
+        atol: largest |onnxruntime - torch| accepted at any parity batch size.
+        seed: seed of the random parity inputs.
+
+    Raises:
+        LgenError: bad arguments, an unreadable bundle, or an export that fails the checker
+            or the parity check (then no file of the bundle is changed).
+    """
+    import onnx
+
+    t0 = time.perf_counter()
+    bundle = Path(bundle)
+    if generator not in spec.GENERATOR_WEIGHTS:
+        raise LgenError(f"--generator must be one of {', '.join(spec.GENERATOR_WEIGHTS)}, got {generator!r}")
+    max_opset = onnx.defs.onnx_opset_version()
+    if not spec.MIN_OPSET <= opset <= max_opset:
+        raise LgenError(f"--opset must be in [{spec.MIN_OPSET}, {max_opset}] (this onnx package), got {opset}")
+    if not bundle.is_dir():
+        raise LgenError(f"{bundle} is not a directory (expected a run or bundle directory)")
+
+    from lifelong_gen.checkpoint import load_bundle
+
+    g_key = "G_ema" if generator == "ema" else "G"
+    run, nets = load_bundle(bundle, which=(g_key, "S"))
+    cfg = run.model
+    graphs = [
+        _Graph("generator", _ClampedGenerator(nets[g_key]).eval(), _generator_inputs(cfg), spec.GENERATOR_INPUTS,
+               spec.GENERATOR_OUTPUTS, bundle / spec.GENERATOR_FILE, generator),
+        _Graph("encoder", nets["S"].eval(), _encoder_inputs(cfg), spec.ENCODER_INPUTS,
+               spec.ENCODER_OUTPUTS, bundle / spec.ENCODER_FILE, "encoder"),
+    ]
+
+    temps: dict[str, Path] = {}
+    diffs: dict[str, float] = {}
+    sizes: dict[str, int] = {}
+    try:
+        for graph in graphs:
+            proto = _to_proto(graph, opset)
+            _check_outputs_named(proto, graph)
+            data = _serialize(proto, graph, cfg)
+            temps[graph.name] = tmp = _write_temp(graph.target, data)
+            try:
+                onnx.checker.check_model(str(tmp), full_check=True)
+            except Exception as e:  # ValidationError, InferenceError
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise LgenError(f"exported {graph.name} fails onnx.checker: {first}") from e
+            diffs[graph.name] = _parity(graph, tmp, atol, seed)
+            sizes[graph.name] = len(data)
+            log.info("%s: checker ok, max |onnxruntime - torch| %.2e at batches %s", graph.name,
+                     diffs[graph.name], ",".join(map(str, spec.PARITY_BATCHES)))
+        # Both passed: the parity figures go into the files, then both are renamed into place.
+        for graph in graphs:
+            _add_parity_metadata(temps[graph.name], diffs[graph.name])
+        for graph in graphs:
+            os.replace(temps.pop(graph.name), graph.target)
+    finally:
+        for tmp in temps.values():  # a failed check: the bad file never reaches its name
+            tmp.unlink(missing_ok=True)
+    return ExportResult(bundle=bundle, files={g.name: g.target for g in graphs}, max_abs_diff=diffs,
+                        opset=opset, generator_weights=generator, seconds=time.perf_counter() - t0, atol=atol,
+                        sizes=sizes)
+
+
+def _add_parity_metadata(path: Path, diff: float) -> None:
+    """Record the measured parity in the (still temporary) file, rewriting it in place."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = spec.META_PARITY, f"{diff:.3e}"
+    data = proto.SerializeToString()
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def describe(result: ExportResult) -> dict[str, Any]:
+    """A JSON-friendly summary of an export (what `lgen export --json` prints)."""
+    return {
+        "bundle": str(result.bundle),
+        "files": {k: str(v) for k, v in result.files.items()},
+        "bytes": result.sizes,
+        "max_abs_diff": result.max_abs_diff,
+        "parity_batches": list(spec.PARITY_BATCHES),
+        "atol": result.atol,
+        "opset": result.opset,
+        "generator_weights": result.generator_weights,
+        "seconds": round(result.seconds, 2),
+    }

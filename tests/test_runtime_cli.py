@@ -1,0 +1,237 @@
+"""`lgen sample | encode | interpolate` in an interpreter where torch cannot be imported.
+
+Every command runs in a fresh subprocess whose sitecustomize makes torch, onnx,
+safetensors and the torch-side lifelong_gen modules unimportable, so a stray import
+anywhere on these paths fails the test. Also the runtime's library helpers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import lgen
+from lifelong_gen.errors import LgenError
+from lifelong_gen.export import runtime, spec
+from tiny_onnx import exported_bundle, torch_free_env
+
+Z_DIM, C_DIM, D_DIM = 8, 2, 10  # the TINY model of tiny_onnx.py
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    return exported_bundle(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def env(tmp_path_factory):
+    return torch_free_env(tmp_path_factory)
+
+
+def run(env, *args):
+    return lgen(*map(str, args), env=env, timeout=120)
+
+
+def png(path):
+    with Image.open(path) as im:
+        return im.size, im.mode
+
+
+def test_environment_really_blocks_torch(env):
+    # Guards the other tests: in this environment importing torch must fail, the runtime must not.
+    code = ("import importlib\n"
+            "for m in ('torch', 'onnx', 'safetensors', 'lifelong_gen.networks'):\n"
+            "    try:\n        importlib.import_module(m)\n        print('imported', m)\n"
+            "    except ImportError:\n        pass\n"
+            "import lifelong_gen.cli, lifelong_gen.export.runtime\nprint('ok')")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("command", ["sample", "encode", "interpolate", "export"])
+def test_help(env, command):
+    r = run(env, command, "--help")
+    assert r.returncode == 0, r.stderr
+    assert ("BUNDLE" if command == "export" else "--model") in r.stdout
+
+
+def test_sample_grid_singles_and_json(bundle, env, tmp_path):
+    out, singles = tmp_path / "grid.png", tmp_path / "singles"
+    r = run(env, "sample", "--model", bundle, "--n", 10, "--d", 3, "--c1", 0.5, "--seed", 1, "--out", out,
+            "--out-dir", singles, "--json", "--verbose")
+    assert r.returncode == 0, r.stderr
+    assert "CPUExecutionProvider" in r.stderr  # --verbose names the provider (on stderr)
+    data = json.loads(r.stdout)
+    assert set(data) == {"model", "provider", "seed", "n", "out", "samples"}
+    assert data["provider"] == "CPUExecutionProvider" and data["n"] == 10 and len(data["samples"]) == 10
+    for i, s in enumerate(data["samples"]):
+        assert set(s) == {"d", "c", "z", "file"}
+        assert s["d"] == 3 and s["c"][0] == 0.5 and len(s["c"]) == C_DIM and len(s["z"]) == Z_DIM
+        assert s["file"] == str(singles / f"sample-{i:04d}.png") and png(s["file"]) == ((28, 28), "L")
+    assert len({s["c"][1] for s in data["samples"]}) == 10  # c2 random per sample
+    # 10 images -> 4 columns x 3 rows of 28 px with 2 px borders.
+    assert png(out) == ((4 * 30 + 2, 3 * 30 + 2), "L")
+    # Same seed, same codes: z does not depend on which codes are pinned.
+    again = json.loads(run(env, "sample", "--model", bundle, "--n", 10, "--seed", 1, "--out", tmp_path / "b.png",
+                           "--json").stdout)
+    assert [s["z"] for s in again["samples"]] == [s["z"] for s in data["samples"]]
+    assert {s["d"] for s in again["samples"]} != {3}  # uniform d when not fixed
+
+
+def test_encode_recovers_d_of_generated_images(bundle, env, tmp_path):
+    singles = tmp_path / "singles"
+    r = run(env, "sample", "--model", bundle, "--n", 20, "--seed", 3, "--out", tmp_path / "g.png",
+            "--out-dir", singles, "--json")
+    truth = [s["d"] for s in json.loads(r.stdout)["samples"]]
+    files = [singles / f"sample-{i:04d}.png" for i in range(20)]
+    r = run(env, "encode", *files, "--model", bundle, "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert set(data) == {"model", "provider", "images"} and len(data["images"]) == 20
+    for item, f in zip(data["images"], files):
+        assert set(item) == {"file", "d", "p", "d_probs", "c", "converted"}
+        assert item["file"] == str(f) and item["converted"] is None
+        assert len(item["d_probs"]) == D_DIM and abs(sum(item["d_probs"]) - 1) < 1e-4
+        assert item["d"] == int(np.argmax(item["d_probs"])) and item["p"] == max(item["d_probs"])
+        assert len(item["c"]) == C_DIM
+    recovered = sum(item["d"] == d for item, d in zip(data["images"], truth))
+    assert recovered >= 17, (recovered, truth)  # PNG quantisation may flip a rare borderline sample
+
+    # The table: a header and one row per image.
+    table = run(env, "encode", *files[:3], "--model", bundle)
+    assert table.returncode == 0 and len(table.stdout.strip().splitlines()) == 4
+
+
+def test_encode_converts_other_images(bundle, env, tmp_path):
+    rgba = tmp_path / "rgba.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 4), dtype=np.uint8)).save(rgba)
+    jpeg = tmp_path / "rgb.jpg"
+    Image.new("RGB", (28, 28), (200, 10, 10)).save(jpeg)
+    r = run(env, "encode", rgba, jpeg, "--model", bundle, "--json")
+    assert r.returncode == 0, r.stderr
+    notes = [i["converted"] for i in json.loads(r.stdout)["images"]]
+    assert "alpha" in notes[0] and "centre crop 60x60" in notes[0] and "-> 28x28" in notes[0]
+    assert notes[1] == "grey from RGB"
+
+
+def test_interpolate_modes(bundle, env, tmp_path):
+    cases = {
+        "c1": (["--vary", "c1", "--steps", 7], (7, 10)),  # columns = steps, rows = all 10 categories
+        "c2_d": (["--vary", "c2", "--d", 4, "--rows", 3, "--steps", 5], (5, 3)),  # one category, 3 z's
+        "d": (["--vary", "d", "--steps", 4], (10, 4)),  # columns = categories, rows = c values
+    }
+    for name, (args, (cols, rows)) in cases.items():
+        out = tmp_path / f"{name}.png"
+        r = run(env, "interpolate", "--model", bundle, *args, "--out", out, "--json")
+        assert r.returncode == 0, r.stderr
+        data = json.loads(r.stdout)
+        assert (data["columns"], data["rows"], len(data["cells"])) == (cols, rows, cols * rows)
+        assert png(out) == ((cols * 30 + 2, rows * 30 + 2), "L")
+    cells = json.loads(run(env, "interpolate", "--model", bundle, "--vary", "c1", "--steps", 3, "--out",
+                           tmp_path / "x.png", "--json").stdout)["cells"]
+    assert [c["c"] for c in cells[:3]] == [[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]] and cells[0]["d"] == 0
+
+    # --from/--to: encode both ends, interpolate (p(d), c) with one z.
+    ends = tmp_path / "ends"
+    run(env, "sample", "--model", bundle, "--n", 2, "--d", 1, "--out", tmp_path / "e.png", "--out-dir", ends)
+    out = tmp_path / "ab.png"
+    r = run(env, "interpolate", "--model", bundle, "--from", ends / "sample-0000.png", "--to",
+            ends / "sample-0001.png", "--steps", 6, "--out", out, "--json", "--verbose")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["from"]["d"] == 1 and data["rows"] == 1 and len(data["cells"]) == 6
+    assert data["cells"][0]["c"] == pytest.approx(data["from"]["c"], abs=1e-5)
+    assert data["cells"][-1]["c"] == pytest.approx(data["to"]["c"], abs=1e-5)
+    assert png(out) == ((6 * 30 + 2, 32), "L")
+    assert "encoder ran on" in r.stderr and "generator ran on" in r.stderr
+
+
+BAD = [
+    (["sample", "--d", 10], "--d 10 is out of range"),
+    (["sample", "--d", -1], "--d -1 is out of range"),
+    (["sample", "--c3", 1.0], "--c3: the model has 2 continuous code(s)"),
+    (["sample", "--c1", "abc"], "is not a number"),
+    (["sample", "--n", 0], "--n must be >= 1"),
+    (["sample", "--provider", "tpu"], "--provider must be one of"),
+    (["encode", "{tmp}/missing.png"], "no such file"),
+    (["encode", "{tmp}/text.png"], "is not an image"),
+    (["interpolate", "--vary", "c3"], "--vary c3: the model has 2 continuous code(s)"),
+    (["interpolate", "--vary", "x"], "--vary must be one of c1, c2, d"),
+    (["interpolate"], "give either --vary"),
+    (["interpolate", "--from", "{tmp}/missing.png", "--to", "{tmp}/text.png"], "no such file"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD, ids=[" ".join(map(str, a)) for a, _ in BAD])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(bundle, env, tmp_path, args, message):
+    (tmp_path / "text.png").write_text("not an image\n")
+    out, out_dir = tmp_path / "out.png", tmp_path / "singles"
+    args = [str(a).replace("{tmp}", str(tmp_path)) for a in args]
+    extra = {"sample": ["--out", out, "--out-dir", out_dir], "interpolate": ["--out", out], "encode": []}[args[0]]
+    r = run(env, *args, "--model", bundle, *extra)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lgen: error: ") and message in lines[0], r.stderr
+    assert r.stdout == ""
+    assert not out.exists() and not out_dir.exists()
+
+
+def test_model_directory_errors(bundle, env, tmp_path):
+    out = tmp_path / "s.png"
+    r = run(env, "sample", "--model", tmp_path / "nope", "--out", out)
+    assert r.returncode == 2 and r.stderr.strip() == f"lgen: error: model directory {tmp_path / 'nope'} does not exist"
+    unexported = tmp_path / "unexported"
+    unexported.mkdir()
+    (unexported / "config.json").write_text((bundle / "config.json").read_text())
+    r = run(env, "sample", "--model", unexported, "--out", out)
+    assert r.returncode == 2 and r.stderr.strip() == (f"lgen: error: {unexported} has no {spec.GENERATOR_FILE}: "
+                                                      f"run `lgen export {unexported}` first")
+    assert not out.exists()
+
+
+def test_missing_onnxruntime_names_the_extra(bundle, tmp_path_factory, tmp_path):
+    env = torch_free_env(tmp_path_factory, block=("torch", "onnxruntime"))
+    r = run(env, "sample", "--model", bundle, "--out", tmp_path / "s.png")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "lgen: error: onnxruntime is not installed: pip install 'lifelong-gen[cpu]' "
+        "(or pip install 'lifelong-gen[gpu]' for CUDA)")
+
+
+# ---------------------------------------------------------------- the library side (in-process)
+
+
+def test_provider_choice():
+    cpu, cuda = "CPUExecutionProvider", "CUDAExecutionProvider"
+    assert runtime.choose_providers(None, [cpu]) == [cpu]
+    assert runtime.choose_providers(None, [cuda, cpu]) == [cuda, cpu]
+    assert runtime.choose_providers("cpu", [cuda, cpu]) == [cpu]
+    with pytest.raises(LgenError, match="lifelong-gen\\[gpu\\]"):
+        runtime.choose_providers("cuda", [cpu])
+
+
+def test_sessions_cached_and_inputs_checked(bundle):
+    a, b = runtime.load_model(bundle, provider="cpu"), runtime.load_model(bundle, provider="cpu")
+    assert a.generator is b.generator and a.encoder is b.encoder
+    with pytest.raises(LgenError, match=r"z must be \[N, 8\]"):
+        a.sample(np.zeros((2, 5)), np.zeros((2, 2)), np.zeros((2, 10)))
+    with pytest.raises(LgenError, match=r"images must be \[N, 1, 28, 28\]"):
+        a.encode(np.zeros((2, 3, 28, 28)))
+
+
+def test_preprocess_and_grid():
+    grey16 = Image.fromarray((np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50))  # "I;16"
+    arr, note = runtime.preprocess(grey16, 3, 28)
+    assert arr.shape == (3, 28, 28) and arr.dtype == np.float32 and -1 <= arr.min() <= arr.max() <= 1
+    assert "scaled to 8 bits" in note and "centre crop 30x30" in note
+    same, note = runtime.preprocess(Image.new("L", (28, 28), 255), 1, 28)
+    assert note is None and np.all(same == 1.0)
+    images = np.stack([np.full((3, 4, 4), v, np.float32) for v in (-1.0, 0.0, 1.0)])
+    grid = runtime.make_grid(images, columns=2, padding=1)
+    assert grid.shape == (2 * 5 + 1, 2 * 5 + 1, 3)
+    assert grid[1, 1, 0] == 0 and grid[1, 6, 0] == 128 and grid[6, 1, 0] == 255 and grid[0, 0, 0] == 0
