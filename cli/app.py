@@ -10,7 +10,6 @@ line on stderr, `lgen: error: ...`, and exit code 2; `main()` owns that translat
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from pathlib import Path
@@ -171,3 +170,5 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(2)
     sys.exit(result if isinstance(result, int) else 0)
 from lifelong_gen.cli import infer as _infer  # noqa: E402,F401  (registers export/sample/encode/interpolate)
+from lifelong_gen.cli import hub as _hub  # noqa: E402,F401  (registers push/pull/card)
+from lifelong_gen.cli import evaluate as _evaluate  # noqa: E402,F401  (registers evaluate)

@@ -2,8 +2,12 @@
 
 Registers its commands on the `app` of cli/app.py (imported at the end of that
 module). `export` is torch-side and imports the exporter inside its body; the other
-three use only export/runtime.py (numpy, onnxruntime, Pillow), so importing this
-module must never import torch.
+three use only export/runtime.py (numpy, onnxruntime, Pillow) and lifelong_gen/hub.py
+(huggingface_hub), so importing this module must never import torch.
+
+`--model` takes an exported directory, a Hub repo `ORG/NAME[@REV]` (lifelong_gen/hub.py
+fetches config.json and onnx/*.onnx only, through the HF cache, offline from it with
+HF_HUB_OFFLINE=1) or nothing: the demo model embedded in the package.
 
 Every command validates all of its input (flags, model directory, ONNX files,
 images) before it writes anything: bad input ends as one line `lgen: error: ...`
@@ -76,14 +80,30 @@ def _check_d(d: Optional[int], model) -> None:
         raise LgenError(f"--d {d} is out of range: the model has {model.active_d} categories (0..{model.active_d - 1})")
 
 
-def _open(model_dir: Path, provider: Optional[str]):
+MODEL_HELP = ("Exported run or bundle directory, or a Hub repo ORG/NAME[@REV] (fetches config.json + onnx/ "
+              "into the HF cache); default: the embedded MNIST -> Fashion-MNIST demo model")
+
+
+def _open(model_ref: Optional[str], provider: Optional[str]):
+    """Resolve --model (local directory, Hub repo, or the embedded default) and open it."""
+    from lifelong_gen import hub
     from lifelong_gen.export.runtime import load_model
 
-    model = load_model(model_dir, provider=provider)
+    if model_ref is None:
+        _note(f"no --model given: using the embedded demo model {hub.DEFAULT_MODEL} "
+              f"(quick preset, not the reference model)")
+    elif hub.as_hub_ref(model_ref) is not None:
+        hub.quiet_hub_output()
+    model = load_model(hub.resolve_model(model_ref), provider=provider)
     warning = model.stale_warning()
     if warning:
         _note(f"warning: {warning}")
     return model
+
+
+def _model_label(model_ref: Optional[str], model) -> str:
+    """What --json reports as "model": the --model value, or the embedded model's directory."""
+    return model_ref if model_ref is not None else str(model.bundle)
 
 
 def _report_provider(model, verbose: bool, which: tuple[str, ...]) -> dict[str, str]:
@@ -133,7 +153,7 @@ def export(
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def sample(
     ctx: typer.Context,
-    model_dir: Path = typer.Option(..., "--model", help="Exported run or bundle directory"),
+    model_ref: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     n: int = typer.Option(64, "--n", help="Number of images"),
     d: Optional[int] = typer.Option(None, "--d", help="Fix the discrete code to category D (0-based); "
                                                       "default: uniform over all categories"),
@@ -157,7 +177,7 @@ def sample(
     _check_png_path(out, "--out")
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise LgenError(f"--out-dir {out_dir} exists and is not a directory")
-    model = _open(model_dir, provider)
+    model = _open(model_ref, provider)
     fixed_c = _parse_code_flags(list(ctx.args), model.c_dim)
     _check_d(d, model)
 
@@ -173,8 +193,8 @@ def sample(
         records = codes.as_records()
         for rec, f in zip(records, files):
             rec["file"] = f
-        typer.echo(json.dumps({"model": str(model_dir), "provider": used["generator"], "seed": seed, "n": n,
-                               "out": str(out), "samples": records}))
+        typer.echo(json.dumps({"model": _model_label(model_ref, model), "provider": used["generator"], "seed": seed,
+                               "n": n, "out": str(out), "samples": records}))
     else:
         typer.echo(str(out) + (f"  (+ {len(files)} images in {out_dir})" if files else ""))
 
@@ -185,7 +205,7 @@ def sample(
 @app.command()
 def encode(
     images: list[Path] = typer.Argument(..., help="Image files (any size, grey/RGB/RGBA: converted to the model's)"),
-    model_dir: Path = typer.Option(..., "--model", help="Exported run or bundle directory"),
+    model_ref: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table"),
     provider: Optional[str] = typer.Option(None, "--provider", help="cpu or cuda (default: cuda when available)"),
     verbose: bool = typer.Option(False, "--verbose", help="Say which onnxruntime provider ran"),
@@ -193,7 +213,7 @@ def encode(
     """Infer u = (d, c) of images with S: the most likely d, p(d), the d distribution and c."""
     from lifelong_gen.export.runtime import load_images, softmax
 
-    model = _open(model_dir, provider)
+    model = _open(model_ref, provider)
     C, R, _ = model.image_shape
     batch, notes = load_images(images, C, R)  # [N, C, R, R]
     d_logits, c_mean = model.encode(batch)
@@ -206,7 +226,7 @@ def encode(
                      "d_probs": [round(float(v), 6) for v in p], "c": [round(float(v), 6) for v in c],
                      "converted": note})
     if as_json:
-        typer.echo(json.dumps({"model": str(model_dir), "provider": used["encoder"], "images": rows}))
+        typer.echo(json.dumps({"model": _model_label(model_ref, model), "provider": used["encoder"], "images": rows}))
         return
     width = max(len("file"), *(len(r["file"]) for r in rows))
     c_head = "  ".join(f"{'c' + str(i + 1):>7}" for i in range(model.c_dim))
@@ -223,7 +243,7 @@ def encode(
 
 @app.command()
 def interpolate(
-    model_dir: Path = typer.Option(..., "--model", help="Exported run or bundle directory"),
+    model_ref: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     vary: Optional[str] = typer.Option(None, "--vary", help="c1, c2, ...: traverse one continuous code from -1 to 1 "
                                                              "(rows = categories); d: the d x c grid"),
     from_image: Optional[Path] = typer.Option(None, "--from", help="Start image (encoded with S)"),
@@ -253,7 +273,7 @@ def interpolate(
     if rows is not None and rows < 1:
         raise LgenError(f"--rows must be >= 1, got {rows}")
     _check_png_path(out, "--out")
-    model = _open(model_dir, provider)
+    model = _open(model_ref, provider)
     _check_d(d, model)
     rng = np.random.default_rng(seed)
     info: dict[str, Any] = {}
@@ -301,7 +321,7 @@ def interpolate(
     used = _report_provider(model, verbose, which)
     rt.save_grid(images, out, columns=columns)
     if as_json:
-        typer.echo(json.dumps({"model": str(model_dir), "provider": used, "mode": mode, "seed": seed,
+        typer.echo(json.dumps({"model": _model_label(model_ref, model), "provider": used, "mode": mode, "seed": seed,
                                "out": str(out), "rows": len(codes) // columns, "columns": columns, **info,
                                "cells": codes.as_records(include_z=False)}))
     else:

@@ -19,13 +19,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from lifelong_gen.atomic import atomic_write_bytes
 from lifelong_gen.config import ModelConfig, RunConfig
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
@@ -392,17 +392,7 @@ def save_png(image, path: Path) -> Path:
     path = Path(path)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, buf.getvalue())
     return path
 
 

@@ -189,11 +189,38 @@ def _torchvision_layout(root: Path, dataset_dir: str, spec: str, source: str) ->
     return _from_idx_dir(root / dataset_dir / "raw", spec, source)
 
 
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+    """Whether a TCP connection to the URL's host opens quickly: offline, DNS and connects
+    can hang for minutes, so downloads are only tried when this answers."""
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout):
+                result.append(True)
+        except OSError:
+            pass
+
+    # A thread, because name resolution ignores socket timeouts and may block for long.
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return bool(result)
+
+
 def _try_download(dataset_dir: str, spec: str) -> Optional[DomainData]:
     import torchvision
 
     cls = {"MNIST": torchvision.datasets.MNIST, "FashionMNIST": torchvision.datasets.FashionMNIST}[dataset_dir]
     root = data_home()
+    if not any(_reachable(m) for m in cls.mirrors):
+        log.info("torchvision's %s mirrors are unreachable (offline?): not downloading", dataset_dir)
+        return None
     try:
         cls(str(root), train=True, download=True)
         cls(str(root), train=False, download=True)

@@ -1,0 +1,92 @@
+"""`lgen push | pull | card`: share bundles on the Hugging Face Hub and write their model cards.
+
+Registers its commands on the `app` of cli/app.py (imported at the end of that module).
+All three are torch-free: they use lifelong_gen/hub.py (huggingface_hub) and
+lifelong_gen/model_card.py (Jinja2). The Hub token comes from HF_TOKEN or `hf auth login`,
+the endpoint from HF_ENDPOINT, the cache from HF_HOME / HF_HUB_CACHE; HF_HUB_OFFLINE=1
+makes `pull` answer from the cache. Failures are one line `lgen: error: ...`, exit code 2.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from lifelong_gen.cli.app import app
+from lifelong_gen.errors import LgenError
+
+
+@app.command()
+def push(
+    bundle: Path = typer.Argument(..., help="Exported run or bundle directory (after `lgen export`)"),
+    repo_id: str = typer.Argument(..., metavar="ORG/NAME", help="Hub model repo; created if missing"),
+    private: bool = typer.Option(False, "--private", help="Create the repo private (an existing repo keeps its visibility)"),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Branch to commit to (created from main if missing)"),
+    with_critic: bool = typer.Option(False, "--with-critic", help="Also upload critic.safetensors (to continue training)"),
+    message: Optional[str] = typer.Option(None, "--message", "-m", help="Commit message"),
+    as_json: bool = typer.Option(False, "--json", help="Print a JSON summary"),
+) -> None:
+    """Upload a bundle in one commit: config, weights, ONNX, metrics, previews, model card.
+
+    The model card is the bundle's README.md, rendered for ORG/NAME when the bundle has none
+    (`lgen card BUNDLE` writes it into the bundle to edit first).
+    """
+    from lifelong_gen import hub
+
+    hub.quiet_hub_output()
+    result = hub.push(bundle, repo_id, private=private, revision=revision, with_critic=with_critic,
+                      commit_message=message)
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        typer.echo(f"{result['commit_url']}  ({len(result['files'])} files to {result['repo_id']}@{result['revision']})")
+
+
+@app.command()
+def pull(
+    repo: str = typer.Argument(..., metavar="ORG/NAME[@REV]", help="Hub model repo, optionally at a branch, tag or commit"),
+    directory: Optional[Path] = typer.Option(None, "--dir", help="Copy the bundle here (default: the HF cache only)"),
+    onnx_only: bool = typer.Option(False, "--onnx-only", help="Only config.json and onnx/*.onnx (what sampling needs)"),
+) -> None:
+    """Download a bundle through the Hugging Face cache and print its directory.
+
+    Everything but the critic unless it was pushed (config, weights, ONNX, card, metrics,
+    previews). Offline (HF_HUB_OFFLINE=1) it answers from the cache.
+    """
+    from lifelong_gen import hub
+
+    ref = hub.parse_repo_ref(repo)
+    if ref is None:
+        raise LgenError(f"{repo!r} is not a Hub repo id of the form org/name[@revision]")
+    if directory is not None and directory.exists() and not directory.is_dir():
+        raise LgenError(f"--dir {directory} exists and is not a directory")
+    hub.quiet_hub_output()
+    path, warnings = hub.pull(ref, local_dir=directory, onnx_only=onnx_only)
+    for warning in warnings:
+        print(f"lgen: warning: {warning}", file=sys.stderr)
+    typer.echo(str(path))
+
+
+@app.command()
+def card(
+    bundle: Path = typer.Argument(..., help="Run or bundle directory (config.json; metrics.json, PNGs, onnx/ if present)"),
+    repo_id: Optional[str] = typer.Option(None, "--repo-id", metavar="ORG/NAME", help="Hub repo named in the usage examples"),
+    note: list[str] = typer.Option([], "--note", help="A note shown under the title (repeatable)"),
+    license: str = typer.Option("mit", "--license", help="Hub license id of the weights"),
+    with_critic: bool = typer.Option(False, "--with-critic", help="List critic.safetensors (as push --with-critic)"),
+) -> None:
+    """Render the model card into BUNDLE/README.md (atomically; replaces an existing one)."""
+    from lifelong_gen import hub
+    from lifelong_gen.model_card import write_card
+
+    if not bundle.is_dir():
+        raise LgenError(f"{bundle} is not a directory (expected a run or bundle directory)")
+    if repo_id is not None:
+        ref = hub.parse_repo_ref(repo_id)
+        if ref is None or ref.revision is not None:
+            raise LgenError(f"--repo-id {repo_id!r} is not a Hub repo id of the form org/name")
+    typer.echo(str(write_card(bundle, repo_id=repo_id, notes=note, license=license, with_critic=with_critic)))

@@ -1,0 +1,103 @@
+"""Evaluation figures as PNG: sample grids per domain, the d x c grid (paper fig. 3),
+traversals of each continuous code (fig. 4) and the forgetting matrix as a heatmap.
+
+Grids come from the EMA generator with fixed seeds, so reruns draw the same pictures.
+Every file is written atomically (checkpoint.atomic_write_bytes).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from lifelong_gen.checkpoint import atomic_write_bytes
+
+
+def save_grid(images: torch.Tensor, path: Path, columns: int) -> Path:
+    """images: float in [-1, 1] or uint8, [N, C, H, W]."""
+    from torchvision.utils import save_image
+
+    if images.dtype == torch.uint8:
+        images = images.float() / 127.5 - 1
+    buf = io.BytesIO()
+    save_image(images, buf, nrow=columns, normalize=True, value_range=(-1, 1), format="png", pad_value=0.5)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+@torch.no_grad()
+def dc_grid(G: torch.nn.Module, rows: int = 8, seed: int = 0) -> tuple[torch.Tensor, int]:
+    """Fig. 3: each column one d, each row one fixed (z, c)."""
+    cfg = G.cfg
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(rows, cfg.z_dim, generator=g).repeat_interleave(cfg.d_dim, 0)
+    c = torch.randn(rows, cfg.c_dim, generator=g).repeat_interleave(cfg.d_dim, 0)
+    d = torch.eye(cfg.d_dim).repeat(rows, 1)
+    return G(z, c, d), cfg.d_dim
+
+
+@torch.no_grad()
+def traversal(G: torch.nn.Module, k: int, steps: int = 9, max_rows: int = 20, seed: int = 0) -> tuple[torch.Tensor, int]:
+    """Fig. 4: c_k from -1 to 1 along columns, one row per d; z and the other codes fixed."""
+    cfg = G.cfg
+    rows = min(cfg.d_dim, max_rows)
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(1, cfg.z_dim, generator=g).expand(rows * steps, -1)
+    c = torch.zeros(rows * steps, cfg.c_dim)
+    c[:, k] = torch.linspace(-1, 1, steps).repeat(rows)
+    d = torch.eye(cfg.d_dim)[:rows].repeat_interleave(steps, 0)
+    return G(z, c, d), steps
+
+
+def heatmap(matrix: list[list[Optional[float]]], labels: list[str], title: str, path: Path, fmt: str = "{:.3g}") -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    m = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(labels), 1.2 + 1.0 * len(labels)))
+    im = ax.imshow(m, cmap="viridis")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
+    ax.set_yticks(range(len(labels)), [f"after {l}" for l in labels])
+    ax.set_xlabel("evaluated on")
+    ax.set_ylabel("trained through")
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if not np.isnan(m[i, j]):
+                ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", color="w")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def write_all(out: Path, G: torch.nn.Module, images: torch.Tensor, domain_of_sample: torch.Tensor, space: Any,
+              forgetting: Optional[dict]) -> list[Path]:
+    """Every figure of the evaluation report into `out`; returns the paths written."""
+    out = Path(out)
+    written = []
+    for k, spec in enumerate(space.domains):
+        mine = images[domain_of_sample == k][:64]
+        if mine.shape[0]:
+            written.append(save_grid(mine, out / f"samples_domain-{k + 1}.png", 8))
+    grid, cols = dc_grid(G)
+    written.append(save_grid(grid, out / "dc_grid.png", cols))
+    for k in range(G.cfg.c_dim):
+        grid, cols = traversal(G, k)
+        written.append(save_grid(grid, out / f"traversal_c{k + 1}.png", cols))
+    if forgetting:
+        names = [d.split(":")[-1] for d in forgetting["domains"]]
+        written.append(heatmap(forgetting["fid"], names, "FID (classifier features), lower is better",
+                               out / "forgetting_fid.png"))
+        written.append(heatmap(forgetting["relative_share"], names, "share of samples / fair share",
+                               out / "forgetting_share.png", "{:.2f}"))
+    return written

@@ -1,0 +1,345 @@
+"""Evaluation of a bundle or run: quality, memory, interpretability and forgetting.
+
+Owns `evaluate` (what `lgen evaluate` computes) and the metric functions it uses:
+
+- quality: FID and KID through torch-fidelity (`calculate_metrics`) between generated
+  samples and each domain's real test images, on the features of our own classifier
+  (classifier.py, registered with torch-fidelity); standard Inception FID as well when
+  the user has Inception weights (`inception_weights=`).
+- memory (MeRGAN-style): which domain each sample belongs to (classifier argmax), the
+  share of samples per domain, per-class coverage and the classifier's confidence.
+- interpretability: clustering accuracy (Hungarian), NMI and ARI of S's argmax d on real
+  test images, per domain and joint; d-purity of generated samples; a traversal score
+  per continuous code.
+- forgetting: each per-domain snapshot of a run evaluated on every domain seen so far
+  (domains trained x domains evaluated), with backward transfer.
+
+Samples come from the EMA generator of the bundle (what users sample). All randomness is
+seeded; the schema of metrics.json is versioned (SCHEMA_VERSION).
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from lifelong_gen import __version__
+from lifelong_gen.checkpoint import load_bundle, read_config
+from lifelong_gen.classifier import DomainClassifier, LabelSpace, load_or_train, predict, register_with_fidelity
+from lifelong_gen.clustering import clustering_scores
+from lifelong_gen.config import RunConfig, domain_slots
+from lifelong_gen.domains import DomainData, data_home, load_domain, to_float
+from lifelong_gen.errors import LgenError
+
+log = logging.getLogger("lifelong_gen")
+
+SCHEMA_VERSION = 1
+MIN_FID_SAMPLES = 50  # fewer samples attributed to a domain: FID is not reported (null)
+COVERAGE_THRESHOLD = 0.01  # a class is "present" with at least 1% of all samples
+
+
+class _Images(torch.utils.data.Dataset):
+    """uint8 [N, C, H, W] as a torch-fidelity input (optionally grey -> RGB for Inception)."""
+
+    def __init__(self, images: torch.Tensor, rgb: bool = False):
+        self.images = images
+        self.rgb = rgb
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        x = self.images[i]
+        return x.expand(3, -1, -1).contiguous() if self.rgb and x.shape[0] == 1 else x
+
+
+@dataclass
+class Evaluator:
+    """Shared state of one evaluation: the domains' data, the classifier, the settings."""
+
+    data: list[DomainData]
+    classifier: DomainClassifier
+    space: LabelSpace
+    classifier_path: Path
+    classifier_info: dict
+    num_samples: int = 5000
+    seed: int = 0
+    inception_weights: Optional[Path] = None
+
+    # ------------------------------------------------------------ sampling
+
+    @torch.no_grad()
+    def generate(self, G: torch.nn.Module, n: int, d_slots: int, seed_offset: int = 0):
+        """n samples of G (eval mode) with codes from the priors; d uniform over `d_slots`."""
+        cfg = G.cfg
+        g = torch.Generator().manual_seed(self.seed * 1000 + seed_offset)
+        z = torch.randn(n, cfg.z_dim, generator=g)
+        c = torch.randn(n, cfg.c_dim, generator=g)
+        d_idx = torch.randint(0, d_slots, (n,), generator=g)
+        d = torch.nn.functional.one_hot(d_idx, cfg.d_dim).float()
+        out = torch.cat([G(z[i:i + 500], c[i:i + 500], d[i:i + 500]) for i in range(0, n, 500)])
+        images = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)  # [n, C, H, W]
+        return images, d_idx
+
+    # ------------------------------------------------------------ quality and memory
+
+    def fidelity(self, generated: torch.Tensor, real: torch.Tensor, real_key: Optional[str] = None) -> dict[str, float]:
+        """FID and KID on our classifier's features (and Inception FID when weights are given)."""
+        import torch_fidelity
+
+        name = register_with_fidelity()
+        n = min(len(generated), len(real))
+        kw = dict(cuda=False, verbose=False, batch_size=250, save_cpu_ram=True)
+        # The real side's features are cached by torch-fidelity under our data home, keyed
+        # on the classifier and the domain: the forgetting matrix reuses them many times.
+        cache = {}
+        if real_key is not None:
+            cache = dict(cache=True, cache_root=str(data_home() / "fidelity"),
+                         input2_cache_name=f"{self.classifier_path.stem}-{real_key}-{len(real)}")
+        m = torch_fidelity.calculate_metrics(
+            input1=_Images(generated), input2=_Images(real), fid=True, kid=True, **cache,
+            kid_subset_size=min(1000, n), kid_subsets=50, feature_extractor=name,
+            feature_extractor_weights_path=str(self.classifier_path), **kw)
+        out = {"fid": float(m["frechet_inception_distance"]), "kid_mean": float(m["kernel_inception_distance_mean"]),
+               "kid_std": float(m["kernel_inception_distance_std"])}
+        if self.inception_weights is not None:
+            mi = torch_fidelity.calculate_metrics(
+                input1=_Images(generated, rgb=True), input2=_Images(real, rgb=True), fid=True,
+                feature_extractor="inception-v3-compat",
+                feature_extractor_weights_path=str(self.inception_weights), **kw)
+            out["inception_fid"] = float(mi["frechet_inception_distance"])
+        return out
+
+    def memory(self, probs: torch.Tensor) -> dict[str, Any]:
+        """Share of samples per domain, per-class coverage, confidence (from classifier probs)."""
+        cls = probs.argmax(1)
+        dom = self.space.domain_of(cls)
+        per_domain = {}
+        for k, spec in enumerate(self.space.domains):
+            mask = dom == k
+            lo, size = self.space.offsets[k], self.space.sizes[k]
+            class_shares = [float((cls == lo + j).float().mean()) for j in range(size)]
+            per_domain[spec] = {
+                "sample_share": float(mask.float().mean()),
+                "class_shares": class_shares,
+                "covered_classes": int(sum(s >= COVERAGE_THRESHOLD for s in class_shares)),
+                "num_classes": size,
+                "confidence": float(probs[mask].max(1).values.mean()) if mask.any() else None,
+            }
+        return {"per_domain": per_domain, "domain_of_sample": dom, "confidence": float(probs.max(1).values.mean())}
+
+    # ------------------------------------------------------------ interpretability
+
+    @torch.no_grad()
+    def s_clustering(self, S: torch.nn.Module) -> dict[str, Any]:
+        """Clustering scores of argmax_d S(d|o) on each domain's real test images, and joint."""
+        per, preds, joint = {}, [], []
+        for k, d in enumerate(self.data):
+            pred = torch.cat([S(to_float(d.test_images[i:i + 500]))[0].argmax(1)
+                              for i in range(0, d.test_images.shape[0], 500)]).numpy()
+            labels = d.test_labels.numpy()
+            if d.num_classes and (labels >= 0).all():
+                per[d.spec] = clustering_scores(pred, labels)
+            preds.append(pred)
+            joint.append(self.space.joint_labels(k, d.test_labels).numpy())
+        out: dict[str, Any] = {"per_domain": per}
+        if len(self.data) > 1:
+            out["joint"] = clustering_scores(np.concatenate(preds), np.concatenate(joint))
+        return out
+
+    @torch.no_grad()
+    def d_purity(self, G: torch.nn.Module, d_slots: int, per_code: int = 100) -> dict[str, Any]:
+        """For each d: the share of its samples in the classifier's most common class."""
+        cfg = G.cfg
+        g = torch.Generator().manual_seed(self.seed * 1000 + 7)
+        rows = []
+        for j in range(d_slots):
+            z = torch.randn(per_code, cfg.z_dim, generator=g)
+            c = torch.randn(per_code, cfg.c_dim, generator=g)
+            d = torch.nn.functional.one_hot(torch.full((per_code,), j), cfg.d_dim).float()
+            images = ((G(z, c, d) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+            cls = predict(self.classifier, images)[1].argmax(1)
+            counts = torch.bincount(cls, minlength=self.space.num_classes)
+            top = int(counts.argmax())
+            rows.append({"d": j, "class": self._class_name(top), "purity": float(counts[top]) / per_code})
+        return {"mean": float(np.mean([r["purity"] for r in rows])), "per_d": rows}
+
+    @torch.no_grad()
+    def traversal_scores(self, G: torch.nn.Module, d_slots: int, n: int = 200, steps: int = 9) -> dict[str, Any]:
+        """Per continuous code c_k swept from -1 to 1 (others fixed): how much the classifier's
+        output changes (total variation between the endpoints) and the mean pixel change."""
+        cfg = G.cfg
+        g = torch.Generator().manual_seed(self.seed * 1000 + 11)
+        z = torch.randn(n, cfg.z_dim, generator=g)
+        c0 = torch.randn(n, cfg.c_dim, generator=g)
+        d = torch.nn.functional.one_hot(torch.randint(0, d_slots, (n,), generator=g), cfg.d_dim).float()
+        out = {}
+        for k in range(cfg.c_dim):
+            probs, images = [], []
+            for v in torch.linspace(-1, 1, steps):
+                c = c0.clone()
+                c[:, k] = v
+                x = ((G(z, c, d) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+                images.append(x)
+                probs.append(predict(self.classifier, x)[1])
+            class_change = 0.5 * (probs[0] - probs[-1]).abs().sum(1).mean()
+            pixel_change = (images[0].float() - images[-1].float()).abs().mean() / 255
+            out[f"c{k + 1}"] = {"class_change": float(class_change), "pixel_change": float(pixel_change)}
+        return out
+
+    def _class_name(self, joint_class: int) -> str:
+        k = int(self.space.domain_of(torch.tensor([joint_class]))[0])
+        spec = self.space.domains[k]
+        return spec if self.space.sizes[k] == 1 else f"{spec}:{joint_class - self.space.offsets[k]}"
+
+    # ------------------------------------------------------------ one bundle
+
+    def evaluate_generator(self, G: torch.nn.Module, d_slots: int, domains: list[int],
+                           progress=None) -> dict[str, Any]:
+        """Quality and memory of G on the given domain indices (the ones it has seen)."""
+        images, _ = self.generate(G, self.num_samples, d_slots)
+        _, probs = predict(self.classifier, images)
+        mem = self.memory(probs)
+        per = {}
+        task = progress.add_task("FID/KID per domain", total=len(domains)) if progress else None
+        for k in domains:
+            spec = self.space.domains[k]
+            entry = dict(mem["per_domain"][spec])
+            mine = images[mem["domain_of_sample"] == k]
+            entry["samples_attributed"] = int(mine.shape[0])
+            if mine.shape[0] >= MIN_FID_SAMPLES:
+                entry.update(self.fidelity(mine, self.data[k].test_images, real_key=f"domain{k}"))
+            else:
+                entry.update({"fid": None, "kid_mean": None, "kid_std": None})
+            per[spec] = entry
+            if progress:
+                progress.advance(task)
+        seen_real = torch.cat([self.data[k].test_images[:max(1, self.num_samples // len(domains))] for k in domains])
+        overall = {"confidence": mem["confidence"],
+                   **self.fidelity(images, seen_real, real_key="seen" + "-".join(map(str, domains)))}
+        return {"per_domain": per, "overall": overall, "images": images, "domain_of_sample": mem["domain_of_sample"]}
+
+
+def _versions() -> dict[str, str]:
+    import torch_fidelity
+
+    return {"lifelong_gen": __version__, "torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__,
+            "python": platform.python_version()}
+
+
+def _snapshot_dirs(run_dir: Path) -> list[Path]:
+    root = run_dir / "snapshots"
+    if not root.is_dir():
+        return []
+    return sorted((p for p in root.iterdir() if (p / "config.json").is_file()), key=lambda p: int(p.name.split("-")[-1]))
+
+
+def forgetting(ev: Evaluator, run: RunConfig, snapshots: list[Path], progress=None) -> dict[str, Any]:
+    """Domains-trained x domains-evaluated matrices of FID, relative sample share and S clustering accuracy.
+
+    Row i is the snapshot after domain i+1, column j domain j+1; cells with j > i are null.
+    Backward transfer (Lopez-Paz & Ranzato) = mean over j < T-1 of (M[T-1, j] - M[j, j]):
+    for FID a positive BWT is forgetting, for share and accuracy a negative one.
+    """
+    T = len(run.train.domains)
+    names = ("fid", "relative_share", "cluster_accuracy")
+    mats = {k: [[None] * T for _ in range(T)] for k in names}
+    task = progress.add_task("forgetting matrix", total=len(snapshots)) if progress else None
+    for i, snap in enumerate(snapshots[:T]):
+        _, nets = load_bundle(snap, which=("G_ema", "S"))
+        slots = domain_slots(run.train, run.model, i)
+        res = ev.evaluate_generator(nets["G_ema"], slots, list(range(i + 1)))
+        clus = ev.s_clustering(nets["S"])["per_domain"]
+        for j in range(i + 1):
+            spec = run.train.domains[j]
+            mats["fid"][i][j] = res["per_domain"][spec]["fid"]
+            # Share relative to a fair 1/(i+1) split of the domains seen: 1.0 = fully kept.
+            mats["relative_share"][i][j] = res["per_domain"][spec]["sample_share"] * (i + 1)
+            mats["cluster_accuracy"][i][j] = clus.get(spec, {}).get("accuracy")
+        if progress:
+            progress.advance(task)
+    last = len(snapshots[:T]) - 1
+    bwt = {}
+    for k in names:
+        diffs = [mats[k][last][j] - mats[k][j][j] for j in range(last)
+                 if mats[k][last][j] is not None and mats[k][j][j] is not None]
+        bwt[k] = float(np.mean(diffs)) if diffs else None
+    return {"domains": list(run.train.domains), "rows": [p.name for p in snapshots[:T]], **mats, "bwt": bwt}
+
+
+def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_weights: Optional[Path] = None,
+             data: Optional[list[DomainData]] = None, figures_dir: Optional[Path] = None,
+             progress: bool = True) -> dict[str, Any]:
+    """Every metric of `lgen evaluate` for a run directory or bundle; returns the metrics.json dict.
+
+    Args:
+        bundle: a run directory (with snapshots/: the forgetting matrix is computed) or a bundle.
+        num_samples: generated samples for the quality and memory metrics.
+        inception_weights: torch-fidelity Inception weights file, for standard FID as well.
+        data: already loaded domains (tests); loaded from the config's domain list otherwise.
+        figures_dir: where to write the PNG figures (None: no figures).
+    """
+    from rich.console import Console
+    from rich.progress import Progress
+
+    bundle = Path(bundle)
+    run = read_config(bundle)
+    if inception_weights is not None and not Path(inception_weights).is_file():
+        raise LgenError(f"Inception weights not found: {inception_weights}")
+    if num_samples < 10:
+        raise LgenError(f"--num-samples must be >= 10, got {num_samples}")
+    torch.manual_seed(seed)
+    if data is None:
+        data = [load_domain(s, run.model.img_channels, run.model.img_resolution, run.train.data_root,
+                            run.train.download) for s in run.train.domains]
+    bar = Progress(console=Console(stderr=True), transient=True, disable=not progress)
+    with bar:
+        classifier, space, info, path = load_or_train(data)
+        ev = Evaluator(data, classifier, space, path, info, num_samples, seed,
+                       Path(inception_weights) if inception_weights else None)
+        _, nets = load_bundle(bundle, which=("G_ema", "S"))
+        G, S = nets["G_ema"], nets["S"]
+        all_slots = run.model.d_dim
+        T = len(run.train.domains)
+        res = ev.evaluate_generator(G, all_slots, list(range(T)), progress=bar)
+        task = bar.add_task("interpretability", total=3)
+        clustering = ev.s_clustering(S)
+        bar.advance(task)
+        purity = ev.d_purity(G, all_slots)
+        bar.advance(task)
+        traversal = ev.traversal_scores(G, all_slots)
+        bar.advance(task)
+        snaps = _snapshot_dirs(bundle)
+        forget = forgetting(ev, run, snaps, progress=bar) if snaps else None
+        if figures_dir is not None:
+            from lifelong_gen import figures
+
+            figures.write_all(Path(figures_dir), G, res["images"], res["domain_of_sample"], space, forget)
+
+    per_domain = res["per_domain"]
+    for spec, scores in clustering["per_domain"].items():
+        per_domain[spec]["clustering"] = scores
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "bundle": str(bundle),
+        "evaluated_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "num_samples": num_samples,
+        "versions": _versions(),
+        "training": {"domains": run.train.domains, "replay": run.train.replay, "joint": run.train.joint,
+                     "d_per_domain": run.train.d_per_domain, "steps_per_domain": run.train.steps_per_domain},
+        "data_sources": [d.describe() for d in data],
+        "classifier": {"feature_extractor": "lgen-classifier (registered with torch-fidelity)",
+                       "cache_file": path.name, **info},
+        "per_domain": per_domain,
+        "overall": {**res["overall"], "joint_clustering": clustering.get("joint")},
+        "interpretability": {"d_purity": purity, "traversal": traversal},
+        "forgetting": forget,
+    }

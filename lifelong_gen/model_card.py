@@ -1,0 +1,291 @@
+"""Model cards: render a bundle's README.md (Hub YAML metadata + description) from its files.
+
+Owns `render_card` / `write_card`: the Jinja2 template `model_cards/bundle_card.md.j2`
+(installed as `lifelong_gen.model_cards`) filled from the bundle's `config.json` (domains,
+every model and training setting), `metrics.json` when `lgen evaluate` wrote one (every
+numeric leaf, whatever its nesting), the preview PNGs present (`samples/`, `figures/`),
+the ONNX files (size, opset and the export's recorded parity, read from the protobuf
+header without onnx or onnxruntime) and the ONNX contract of export/spec.py. Torch-free:
+`lgen card` and `lgen push` run where PyTorch is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence
+
+from lifelong_gen.atomic import atomic_write_text
+from lifelong_gen.config import RunConfig, domain_slots
+from lifelong_gen.errors import LgenError
+from lifelong_gen.export import spec
+
+TEMPLATE = "bundle_card.md.j2"
+CARD_NAME = "README.md"
+METRICS_NAME = "metrics.json"
+LIBRARY_NAME = "lifelong-gen"
+PIPELINE_TAG = "unconditional-image-generation"
+TAGS = ("lifelong-learning", "gan", "infogan", "wgan-gp", "generative-replay", "onnx")
+# Domain spec -> Hub dataset id, for the card's `datasets:` metadata.
+HUB_DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist"}
+# Where preview images may sit in a bundle (also what `lgen push` uploads).
+IMAGE_PATTERNS = ("samples/*.png", "figures/*.png", "*.png")
+# checkpoint.NETWORK_FILES, repeated here because checkpoint.py imports torch (a test keeps them equal).
+WEIGHT_FILES = ("generator.safetensors", "generator_ema.safetensors", "encoder.safetensors", "critic.safetensors")
+CRITIC_FILE = "critic.safetensors"
+MAX_METRIC_ROWS = 200  # a card stays readable; the full file is in the repo
+
+
+# ---------------------------------------------------------------- inputs
+
+
+def read_run_config(bundle: Path) -> RunConfig:
+    path = Path(bundle) / "config.json"
+    if not path.is_file():
+        raise LgenError(f"no config.json in {bundle}: not a lifelong-gen run or bundle directory")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LgenError(f"{path} is not readable JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise LgenError(f"{path} is not a lifelong-gen config")
+    return RunConfig.from_dict(raw)
+
+
+def _format_value(value: Any) -> str:
+    """A setting as it appears in config.json, safe inside a Markdown table cell."""
+    return "`" + json.dumps(value).replace("|", "\\|") + "`"
+
+
+def _format_number(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.4g}"
+
+
+def flatten_metrics(obj: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
+    """Every finite numeric leaf of a JSON value as ("a / b / [0]", "1.234"), in file order.
+
+    Strings, booleans and nulls are skipped: the table is of measurements.
+    """
+    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
+        return
+    if isinstance(obj, (int, float)):
+        if math.isfinite(obj):
+            yield (" / ".join(prefix) or "value"), _format_number(obj)
+        return
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            if str(key).endswith("version"):  # schema bookkeeping, not a measurement
+                continue
+            yield from flatten_metrics(value, prefix + (str(key).replace("|", "\\|"),))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            # Index suffixes join the previous key: "forgetting / matrix[0][1]".
+            head = prefix[:-1] + (f"{prefix[-1]}[{i}]",) if prefix else (f"[{i}]",)
+            yield from flatten_metrics(value, head)
+
+
+def read_metrics(bundle: Path) -> tuple[list[tuple[str, str]], str, str]:
+    """(table rows, status text when there are none, truncation note) from BUNDLE/metrics.json."""
+    path = Path(bundle) / METRICS_NAME
+    if not path.is_file():
+        return [], "Not evaluated: this bundle has no `metrics.json` (`lgen evaluate` writes one).", ""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        return [], f"Not evaluated: `metrics.json` is unreadable ({' '.join(str(e).split())}).", ""
+    rows = list(flatten_metrics(data))
+    if not rows:
+        return [], "Not evaluated: `metrics.json` holds no numeric results.", ""
+    note = ""
+    if len(rows) > MAX_METRIC_ROWS:
+        note = f"; the first {MAX_METRIC_ROWS} of {len(rows)} values, all in the file"
+        rows = rows[:MAX_METRIC_ROWS]
+    return rows, "", note
+
+
+def bundle_images(bundle: Path) -> list[Path]:
+    """Preview PNGs of a bundle, relative to it, in a stable order."""
+    bundle = Path(bundle)
+    found: list[Path] = []
+    for pattern in IMAGE_PATTERNS:
+        for path in sorted(bundle.glob(pattern)):
+            rel = path.relative_to(bundle)
+            if path.is_file() and rel not in found:
+                found.append(rel)
+    return found
+
+
+def _caption(rel: Path, run: RunConfig) -> str:
+    """A caption from the file names the trainer (samples/) and `lgen evaluate` (figures/) write."""
+    stem = rel.stem
+
+    def domain(k: int) -> str:
+        return run.train.domains[k - 1] if 0 < k <= len(run.train.domains) else "?"
+
+    if match := re.fullmatch(r"domain-(\d+)", stem):
+        k = int(match[1])
+        return f"EMA generator after domain {k} ({domain(k)}): one row per active category d, shared (z, c) per column"
+    if match := re.fullmatch(r"samples_domain-(\d+)", stem):
+        return f"Samples of the categories of domain {match[1]} ({domain(int(match[1]))})"
+    if match := re.fullmatch(r"traversal_c(\d+)", stem):
+        return f"Traversal of c{match[1]} from -1 to 1, one row per category (paper fig. 4)"
+    if stem == "dc_grid":
+        return "d x c grid: one column per category, one row per c (paper fig. 3)"
+    words = stem.replace("_", " ").replace("-", " ")
+    return words[:1].upper() + words[1:]
+
+
+# ---------------------------------------------------------------- ONNX header
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, pos
+        shift += 7
+
+
+def _fields(data: bytes) -> Iterator[tuple[int, int, Any]]:
+    """(field number, wire type, value) of one protobuf message; length-delimited values as bytes."""
+    pos = 0
+    while pos < len(data):
+        key, pos = _varint(data, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(data, pos)
+        elif wire == 1:
+            value, pos = data[pos:pos + 8], pos + 8
+        elif wire == 2:
+            length, pos = _varint(data, pos)
+            value, pos = data[pos:pos + length], pos + length
+        elif wire == 5:
+            value, pos = data[pos:pos + 4], pos + 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+        yield number, wire, value
+
+
+def onnx_header(path: Path) -> dict[str, Any]:
+    """Default-domain opset and metadata_props of an .onnx file (ModelProto fields 8 and 14).
+
+    A few lines of protobuf decoding, so a card renders without the onnx package.
+    Returns {} for a file that does not parse.
+    """
+    try:
+        data = Path(path).read_bytes()
+        opset, meta = None, {}
+        for number, wire, value in _fields(data):
+            if number == 8 and wire == 2:  # OperatorSetIdProto: 1 domain, 2 version
+                sub = {n: v for n, _, v in _fields(value)}
+                if sub.get(1, b"") in (b"", b"ai.onnx"):
+                    opset = sub.get(2)
+            elif number == 14 and wire == 2:  # StringStringEntryProto: 1 key, 2 value
+                sub = {n: v for n, _, v in _fields(value)}
+                meta[sub.get(1, b"").decode()] = sub.get(2, b"").decode()
+        return {"opset": opset, "metadata": meta}
+    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        return {}
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _template():
+    import jinja2
+
+    text = resources.files("lifelong_gen.model_cards").joinpath(TEMPLATE).read_text(encoding="utf-8")
+    env = jinja2.Environment(autoescape=False, keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
+    return env.from_string(text)
+
+
+def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[str] = (),
+                title: Optional[str] = None, license: str = "mit", embedded: bool = False,
+                with_critic: bool = False) -> str:
+    """The model card (README.md text) of a bundle.
+
+    Args:
+        bundle: a run or bundle directory with config.json.
+        repo_id: the Hub repo the card is for ("org/name"); used in the usage examples.
+        notes: sentences shown as notes under the title (e.g. "a demo model, not the reference").
+        title: the heading; default: the domain sequence.
+        license: the Hub license id of the weights.
+        embedded: the card of the model shipped inside the package (usage without --model).
+        with_critic: list critic.safetensors among the weights (`lgen push --with-critic` uploads it).
+    """
+    bundle = Path(bundle)
+    run = read_run_config(bundle)
+    model, train = run.model, run.train
+
+    domains = []
+    sources = {s.get("domain"): s for s in run.data_sources if isinstance(s, dict)}
+    for k, name in enumerate(train.domains):
+        src = sources.get(name, {})
+        if train.d_per_domain is not None and not train.joint:
+            first = domain_slots(train, model, k - 1) if k else 0
+            d_range = f"{first}–{domain_slots(train, model, k) - 1}"
+        else:
+            d_range = f"0–{model.d_dim - 1} (shared)"
+        counts = (f"{src['train_images']:,} / {src['test_images']:,}"
+                  if isinstance(src.get("train_images"), int) and isinstance(src.get("test_images"), int) else "—")
+        domains.append({"index": k + 1, "spec": name, "d_range": d_range,
+                        "source": str(src.get("source", "—")).replace("|", "\\|"), "images": counts})
+
+    datasets = []
+    for name in train.domains:
+        hub_name = HUB_DATASETS.get(name)
+        if hub_name and hub_name not in datasets:
+            datasets.append(hub_name)
+
+    metrics_rows, metrics_status, metrics_truncated = read_metrics(bundle)
+    images = [{"path": rel.as_posix(), "caption": _caption(rel, run)} for rel in bundle_images(bundle)]
+
+    onnx_files, opset = [], None
+    for rel in (spec.GENERATOR_FILE, spec.ENCODER_FILE):
+        path = bundle / rel
+        if not path.is_file():
+            continue
+        header = onnx_header(path)
+        meta = header.get("metadata", {})
+        opset = opset or header.get("opset")
+        weights = meta.get(spec.META_WEIGHTS, "")
+        onnx_files.append({"path": rel, "size": f"{path.stat().st_size / 1e6:.2f} MB",
+                           "weights": {"ema": "EMA generator", "raw": "raw generator"}.get(weights, ""),
+                           "parity": meta.get(spec.META_PARITY, "")})
+
+    if embedded:
+        model_flag, python_ref, python_comment = "", "", "the demo model shipped in the package"
+    elif repo_id:
+        model_flag, python_ref = f" --model {repo_id}", json.dumps(repo_id)
+        python_comment = "fetches config.json + onnx/*.onnx into the HF cache"
+    else:
+        model_flag, python_ref, python_comment = " --model BUNDLE", '"BUNDLE"', "a local bundle directory"
+
+    return _template().render(
+        license=license, library_name=LIBRARY_NAME, pipeline_tag=PIPELINE_TAG, tags=list(TAGS),
+        datasets=datasets, title=title or " → ".join(train.domains) + " lifelong generator",
+        notes=list(notes), domains=domains, model=model, format_version=run.format_version,
+        package_version=run.package_version,
+        model_settings=[(k, _format_value(v)) for k, v in run.to_dict()["model"].items()],
+        train_settings=[(k, _format_value(v)) for k, v in run.to_dict()["train"].items()],
+        metrics_rows=metrics_rows, metrics_status=metrics_status, metrics_truncated=metrics_truncated,
+        images=images, onnx={"files": onnx_files, "opset": opset},
+        weights=[w for w in WEIGHT_FILES if (bundle / w).is_file() and (with_critic or w != CRITIC_FILE)],
+        repo_id=repo_id, model_flag=model_flag, python_ref=python_ref, python_comment=python_comment,
+    )
+
+
+def write_card(bundle: Path, **kwargs: Any) -> Path:
+    """Render the card and write BUNDLE/README.md atomically (temp file + rename). Returns its path."""
+    text = render_card(bundle, **kwargs)
+    target = Path(bundle) / CARD_NAME
+    atomic_write_text(target, text)
+    return target

@@ -1,0 +1,86 @@
+"""Markdown for evaluation results: one run's report, and the comparison table of several.
+
+Torch-free: works from metrics.json dictionaries alone, so `lgen evaluate --compare` can
+tabulate runs evaluated earlier.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+def fmt(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}" if abs(v) < 1000 else f"{v:.0f}"
+    return str(v)
+
+
+def table(header: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def summary_rows(m: dict) -> list[tuple[str, Optional[float]]]:
+    """(metric name, value) pairs that summarise one evaluation, in a stable order."""
+    rows: list[tuple[str, Optional[float]]] = []
+    for spec, e in m["per_domain"].items():
+        rows += [(f"{spec}: sample share", e["sample_share"]),
+                 (f"{spec}: classes present (≥1%)", e["covered_classes"]),
+                 (f"{spec}: FID (classifier)", e.get("fid")),
+                 (f"{spec}: KID", e.get("kid_mean")),
+                 (f"{spec}: confidence", e.get("confidence")),
+                 (f"{spec}: S clustering accuracy", e.get("clustering", {}).get("accuracy")),
+                 (f"{spec}: S NMI", e.get("clustering", {}).get("nmi"))]
+        if "inception_fid" in e:
+            rows.append((f"{spec}: FID (Inception)", e["inception_fid"]))
+    joint = m["overall"].get("joint_clustering") or {}
+    rows += [("overall FID (classifier)", m["overall"].get("fid")),
+             ("joint S clustering accuracy", joint.get("accuracy")),
+             ("joint S NMI", joint.get("nmi")),
+             ("d purity (mean)", m["interpretability"]["d_purity"]["mean"])]
+    for name, t in m["interpretability"]["traversal"].items():
+        rows.append((f"{name} traversal: class change", t["class_change"]))
+    f = m.get("forgetting")
+    if f:
+        rows += [("BWT FID (+ = forgetting)", f["bwt"]["fid"]), ("BWT relative share (− = forgetting)", f["bwt"]["relative_share"]),
+                 ("BWT S accuracy (− = forgetting)", f["bwt"]["cluster_accuracy"])]
+    return rows
+
+
+def run_report(m: dict, figures: list[str]) -> str:
+    t = m["training"]
+    mode = "joint (upper bound)" if t["joint"] else ("lifelong, replay" if t["replay"] else "lifelong, no replay")
+    out = [f"# Evaluation of `{m['bundle']}`", "",
+           f"Domains {' → '.join(t['domains'])}; {mode}; {t['steps_per_domain']} steps per domain; "
+           f"{m['num_samples']} samples, seed {m['seed']}; lifelong-gen {m['versions']['lifelong_gen']}, "
+           f"torch {m['versions']['torch']}, torch-fidelity {m['versions']['torch_fidelity']}.", "",
+           "Data: " + "; ".join(f"{d['domain']}: {d['source']}" for d in m["data_sources"]), "",
+           "Classifier (features for FID/KID, sample attribution): test accuracy "
+           + ", ".join(f"{k} {v:.3f}" for k, v in m["classifier"]["test_accuracy"].items()), "",
+           "## Summary", "", table(["metric", "value"], [list(r) for r in summary_rows(m)]), ""]
+    purity = m["interpretability"]["d_purity"]["per_d"]
+    out += ["## Discrete code d on generated samples", "",
+            table(["d", "most common class", "purity"], [[r["d"], r["class"], r["purity"]] for r in purity]), ""]
+    f = m.get("forgetting")
+    if f:
+        out += ["## Forgetting matrix", "", "Rows: snapshot after each domain; columns: domain evaluated.", ""]
+        for key, title in (("fid", "FID (classifier features)"), ("relative_share", "Share of samples relative to a fair split"),
+                           ("cluster_accuracy", "S clustering accuracy")):
+            out += [f"**{title}** (BWT {fmt(f['bwt'][key])})", "",
+                    table(["trained through"] + f["domains"], [[r] + row for r, row in zip(f["rows"], f[key])]), ""]
+    if figures:
+        out += ["## Figures", ""] + [f"![{p}]({p})" for p in figures] + [""]
+    return "\n".join(out)
+
+
+def compare_table(named: list[tuple[str, dict]]) -> str:
+    """One Markdown table: a row per metric, a column per run."""
+    columns = [name for name, _ in named]
+    rows_by_run = [dict(summary_rows(m)) for _, m in named]
+    order: list[str] = []
+    for rows in rows_by_run:
+        order += [k for k in rows if k not in order]
+    return table(["metric"] + columns, [[k] + [r.get(k) for r in rows_by_run] for k in order])

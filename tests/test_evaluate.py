@@ -1,0 +1,115 @@
+"""`lgen evaluate` on tiny synthetic domains: metric ranges, forgetting vs replay, the
+torch-fidelity extractor, the CLI outputs."""
+
+import json
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY, lgen
+from lifelong_gen.trainer import Trainer, resolve_run_config
+
+SETTINGS = {**TINY, "domains": ["synthetic:bars", "synthetic:rings"], "steps_per_domain": 150, "n_critic": 2,
+            "lr_g": 2e-3, "lr_d": 2e-3, "batch_size": 32, "d_per_domain": 5}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, synthetic28):
+    """Two tiny lifelong runs, with and without replay, evaluated in-process."""
+    from lifelong_gen.metrics import evaluate
+
+    out = {}
+    for name, replay in (("replay", True), ("no-replay", False)):
+        run_dir = tmp_path_factory.mktemp(name) / "run"
+        Trainer(resolve_run_config({**SETTINGS, "replay": replay}), run_dir, data=synthetic28, progress=False).train()
+        out[name] = (run_dir, evaluate(run_dir, num_samples=600, data=synthetic28, progress=False))
+    return out
+
+
+def test_metric_ranges(runs):
+    _, m = runs["replay"]
+    assert m["schema_version"] == 1 and m["seed"] == 0 and m["versions"]["torch_fidelity"]
+    shares = [e["sample_share"] for e in m["per_domain"].values()]
+    assert all(0 <= s <= 1 for s in shares) and sum(shares) == pytest.approx(1.0, abs=1e-6)
+    for e in m["per_domain"].values():
+        assert 0 <= e["covered_classes"] <= 10 and len(e["class_shares"]) == 10
+        if e["fid"] is not None:
+            assert e["fid"] >= 0 and np.isfinite(e["kid_mean"])
+        for key in ("accuracy", "nmi", "ari"):
+            assert -1 <= e["clustering"][key] <= 1
+        assert 0.1 <= e["clustering"]["accuracy"] <= 1  # Hungarian accuracy is at least chance
+    assert 0 < m["interpretability"]["d_purity"]["mean"] <= 1
+    assert set(m["interpretability"]["traversal"]) == {"c1", "c2"}
+    f = m["forgetting"]
+    assert f["rows"] == ["domain-1", "domain-2"]
+    assert f["fid"][0][1] is None and f["relative_share"][0][0] is not None  # upper triangle empty
+    assert m["classifier"]["test_accuracy"]["synthetic:bars"] > 0.9  # the judge itself is good
+
+
+def test_no_replay_forgets_the_first_domain(runs):
+    first = "synthetic:bars"
+    with_replay = runs["replay"][1]
+    without = runs["no-replay"][1]
+    assert without["per_domain"][first]["sample_share"] < 0.1
+    assert with_replay["per_domain"][first]["sample_share"] > without["per_domain"][first]["sample_share"] + 0.05
+    assert with_replay["forgetting"]["bwt"]["relative_share"] > without["forgetting"]["bwt"]["relative_share"]
+
+
+def test_fidelity_uses_our_extractor_offline(runs, synthetic28, monkeypatch):
+    """torch-fidelity computes FID/KID with the registered classifier, and nothing is downloaded."""
+    import torch_fidelity
+
+    from lifelong_gen.classifier import classifier_path, register_with_fidelity
+    from lifelong_gen.metrics import _Images
+
+    def no_network(*a, **k):
+        raise AssertionError("network access attempted")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
+    name = register_with_fidelity()
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
+
+    assert name in FEATURE_EXTRACTORS_REGISTRY
+    bars, rings = synthetic28[0].test_images, synthetic28[1].test_images
+
+    def fid(a, b):
+        m = torch_fidelity.calculate_metrics(input1=_Images(a), input2=_Images(b), fid=True, cuda=False,
+                                             verbose=False, feature_extractor=name,
+                                             feature_extractor_weights_path=str(classifier_path(synthetic28)))
+        return m["frechet_inception_distance"]
+
+    same = fid(bars[:250], bars[250:])
+    different = fid(bars[:250], rings[:250])
+    assert 0 <= same < different / 5, (same, different)
+
+
+def test_cli_writes_report_and_compares(runs, tmp_path):
+    run_dir, _ = runs["replay"]
+    out = tmp_path / "eval"
+    r = lgen("evaluate", str(run_dir), "--out", str(out), "--num-samples", "300", "--no-progress")
+    assert r.returncode == 0, r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert {"per_domain", "overall", "interpretability", "forgetting", "versions", "figures"} <= set(m)
+    for fig in ["samples_domain-1.png", "dc_grid.png", "traversal_c1.png", "traversal_c2.png", "forgetting_fid.png"]:
+        assert f"figures/{fig}" in m["figures"] and (out / "figures" / fig).is_file()
+    report = (out / "report.md").read_text()
+    assert "## Forgetting matrix" in report and "synthetic:bars" in report
+    (run_dir / "metrics.json").write_text(json.dumps(m))  # --compare reuses stored metrics
+    other, _ = runs["no-replay"]
+    (other / "metrics.json").write_text(json.dumps(runs["no-replay"][1]))
+    r = lgen("evaluate", "--compare", str(run_dir), str(other), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    header = r.stdout.splitlines()[0]
+    assert str(run_dir) in header and str(other) in header and "synthetic:bars: sample share" in r.stdout
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["/nonexistent/run"], "run directory not found"),
+    (["--compare", "."], "at least two runs"),
+])
+def test_cli_errors(args, fragment):
+    r = lgen("evaluate", *args)
+    assert r.returncode == 2 and fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1
