@@ -32,7 +32,14 @@ def synthetic28():
     return [load_domain(s, 1, 28) for s in ("synthetic:bars", "synthetic:rings")]
 
 
-@pytest.fixture(autouse=True)
-def _isolated_data_home(tmp_path_factory, monkeypatch):
-    # Folder caches and downloads of a test never touch the user's cache.
-    monkeypatch.setenv("LGEN_DATA_HOME", str(tmp_path_factory.getbasetemp() / "data_home"))
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_data_home(tmp_path_factory):
+    # Folder caches, classifiers and downloads of the tests never touch the user's cache.
+    # Session scope: module-scoped fixtures (trained runs, evaluations) run inside it too.
+    old = os.environ.get("LGEN_DATA_HOME")
+    os.environ["LGEN_DATA_HOME"] = str(tmp_path_factory.getbasetemp() / "data_home")
+    yield
+    if old is None:
+        os.environ.pop("LGEN_DATA_HOME", None)
+    else:
+        os.environ["LGEN_DATA_HOME"] = old
