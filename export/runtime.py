@@ -16,7 +16,6 @@ mtime, so a re-export is picked up).
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from lifelong_gen.atomic import atomic_write_bytes
-from lifelong_gen.config import ModelConfig, RunConfig
+from lifelong_gen.config import ModelConfig, RunConfig, read_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
 
@@ -109,16 +108,7 @@ def read_model_config(bundle: Path) -> RunConfig:
         raise LgenError(f"model directory {bundle} does not exist")
     if not bundle.is_dir():
         raise LgenError(f"{bundle} is not a directory (expected a run or bundle directory)")
-    path = bundle / "config.json"
-    if not path.is_file():
-        raise LgenError(f"no config.json in {bundle}: not a lifelong-gen run or bundle directory")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LgenError(f"{path} is not readable JSON: {e}") from None
-    if not isinstance(raw, dict):
-        raise LgenError(f"{path} is not a lifelong-gen config")
-    return RunConfig.from_dict(raw)
+    return read_run_config(bundle)
 
 
 class OnnxModel:

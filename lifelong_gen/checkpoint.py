@@ -27,16 +27,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lifelong_gen.atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (re-exported)
-from lifelong_gen.config import RunConfig
+from lifelong_gen.config import CONFIG_NAME, NETWORK_FILES, RunConfig, read_run_config
 from lifelong_gen.errors import LgenError
 
-CONFIG_NAME = "config.json"
-NETWORK_FILES = {
-    "G": "generator.safetensors",
-    "G_ema": "generator_ema.safetensors",
-    "S": "encoder.safetensors",
-    "D": "critic.safetensors",
-}
 
 
 # ---------------------------------------------------------------- atomic primitives
@@ -61,14 +54,7 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
 
 
 def read_config(bundle: Path) -> RunConfig:
-    path = Path(bundle) / CONFIG_NAME
-    if not path.is_file():
-        raise LgenError(f"no {CONFIG_NAME} in {bundle}: not a lifelong-gen run or bundle directory")
-    try:
-        raw = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise LgenError(f"{path} is not valid JSON: {e}") from None
-    return RunConfig.from_dict(raw)
+    return read_run_config(bundle)
 
 
 def write_config(bundle: Path, run: RunConfig) -> None:

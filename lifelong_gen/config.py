@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from lifelong_gen.errors import LgenError
@@ -19,6 +20,15 @@ from lifelong_gen.errors import LgenError
 FORMAT_VERSION = 1
 
 SUPPORTED_RESOLUTIONS = (28, 64)
+
+# A bundle's files (the diffusers layout: config.json + one safetensors per network).
+CONFIG_NAME = "config.json"
+NETWORK_FILES = {
+    "G": "generator.safetensors",
+    "G_ema": "generator_ema.safetensors",
+    "S": "encoder.safetensors",
+    "D": "critic.safetensors",
+}
 
 
 @dataclass
@@ -155,6 +165,20 @@ class RunConfig:
             format_version=version,
             package_version=raw.get("package_version", ""),
         )
+
+
+def read_run_config(bundle: Path) -> RunConfig:
+    """config.json of a run or bundle directory, with one-line errors (LgenError)."""
+    path = Path(bundle) / CONFIG_NAME
+    if not path.is_file():
+        raise LgenError(f"no {CONFIG_NAME} in {bundle}: not a lifelong-gen run or bundle directory")
+    try:
+        raw = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise LgenError(f"{path} is not readable JSON: {e}") from None
+    if not isinstance(raw, dict):
+        raise LgenError(f"{path} is not a lifelong-gen config")
+    return RunConfig.from_dict(raw)
 
 
 def domain_slots(train: TrainConfig, model: ModelConfig, domain_index: int) -> int:

@@ -31,17 +31,10 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from lifelong_gen import __version__
+from lifelong_gen.config import CONFIG_NAME, NETWORK_FILES
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
 
-CONFIG_NAME = "config.json"
-# checkpoint.NETWORK_FILES, repeated here because checkpoint.py imports torch (a test keeps them equal).
-NETWORK_FILES = {
-    "G": "generator.safetensors",
-    "G_ema": "generator_ema.safetensors",
-    "S": "encoder.safetensors",
-    "D": "critic.safetensors",
-}
 # What the ONNX runtime needs (sample, encode, interpolate): no safetensors.
 RUNTIME_FILES = (CONFIG_NAME, spec.GENERATOR_FILE, spec.ENCODER_FILE)
 RUNTIME_PATTERNS = (CONFIG_NAME, f"{spec.ONNX_DIR}/*.onnx")
@@ -201,7 +194,7 @@ def _check_files(root: Path, required: Sequence[str], where: str, hint: str) -> 
 
 def _check_config(root: Path) -> None:
     """config.json must parse as a RunConfig of a format this version reads (newer -> error)."""
-    from lifelong_gen.model_card import read_run_config
+    from lifelong_gen.config import read_run_config
 
     read_run_config(root)
 

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from lifelong_gen.atomic import atomic_write_text
-from lifelong_gen.config import RunConfig, domain_slots
-from lifelong_gen.errors import LgenError
+from lifelong_gen.config import NETWORK_FILES, RunConfig, domain_slots, read_run_config
 from lifelong_gen.export import spec
 
 TEMPLATE = "bundle_card.md.j2"
@@ -33,26 +32,12 @@ TAGS = ("lifelong-learning", "gan", "infogan", "wgan-gp", "generative-replay", "
 HUB_DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist"}
 # Where preview images may sit in a bundle (also what `lgen push` uploads).
 IMAGE_PATTERNS = ("samples/*.png", "figures/*.png", "*.png")
-# checkpoint.NETWORK_FILES, repeated here because checkpoint.py imports torch (a test keeps them equal).
-WEIGHT_FILES = ("generator.safetensors", "generator_ema.safetensors", "encoder.safetensors", "critic.safetensors")
-CRITIC_FILE = "critic.safetensors"
+WEIGHT_FILES = tuple(NETWORK_FILES.values())
+CRITIC_FILE = NETWORK_FILES["D"]
 MAX_METRIC_ROWS = 200  # a card stays readable; the full file is in the repo
 
 
 # ---------------------------------------------------------------- inputs
-
-
-def read_run_config(bundle: Path) -> RunConfig:
-    path = Path(bundle) / "config.json"
-    if not path.is_file():
-        raise LgenError(f"no config.json in {bundle}: not a lifelong-gen run or bundle directory")
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise LgenError(f"{path} is not readable JSON: {e}") from None
-    if not isinstance(raw, dict):
-        raise LgenError(f"{path} is not a lifelong-gen config")
-    return RunConfig.from_dict(raw)
 
 
 def _format_value(value: Any) -> str:

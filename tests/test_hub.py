@@ -284,14 +284,6 @@ def test_hub_repo_ref_parsing(tmp_path, monkeypatch):
     assert hub.as_hub_ref("org/other") == hub.RepoRef("org/other")
 
 
-def test_hub_file_names_match_checkpoint():
-    from lifelong_gen.checkpoint import NETWORK_FILES
-
-    assert hub.NETWORK_FILES == NETWORK_FILES
-    assert model_card.WEIGHT_FILES == tuple(NETWORK_FILES.values())
-    assert model_card.CRITIC_FILE == NETWORK_FILES["D"]
-
-
 # ---------------------------------------------------------------- model cards
 
 
