@@ -60,7 +60,7 @@ def heatmap(matrix: list[list[Optional[float]]], labels: list[str], title: str, 
     import numpy as np
 
     m = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.3 * len(labels), 1.2 + 1.0 * len(labels)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.6 + 1.3 * len(labels)), 1.5 + 1.0 * len(labels)))
     im = ax.imshow(m, cmap="viridis")
     ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_yticks(range(len(labels)), [f"after {l}" for l in labels])
@@ -70,7 +70,7 @@ def heatmap(matrix: list[list[Optional[float]]], labels: list[str], title: str, 
         for j in range(m.shape[1]):
             if not np.isnan(m[i, j]):
                 ax.text(j, i, fmt.format(m[i, j]), ha="center", va="center", color="w")
-    ax.set_title(title)
+    ax.set_title(title, fontsize=10)
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     buf = io.BytesIO()

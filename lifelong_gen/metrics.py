@@ -227,6 +227,20 @@ class Evaluator:
         return {"per_domain": per, "overall": overall, "images": images, "domain_of_sample": mem["domain_of_sample"]}
 
 
+def _check_plain_weights(path: Path) -> None:
+    """torch-fidelity unpickles its Inception weights (torch.load, weights_only=False). Load the
+    file first with the safe loader: only a plain tensor state dict goes on to torch-fidelity."""
+    if not path.is_file():
+        raise LgenError(f"Inception weights not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle payloads beyond tensors are refused here
+        raise LgenError(f"{path} is not a plain tensor state dict (refusing to unpickle it): "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise LgenError(f"{path} is not a tensor state dict of torch-fidelity's Inception network")
+
+
 def _versions() -> dict[str, str]:
     import torch_fidelity
 
@@ -291,8 +305,8 @@ def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_
 
     bundle = Path(bundle)
     run = read_config(bundle)
-    if inception_weights is not None and not Path(inception_weights).is_file():
-        raise LgenError(f"Inception weights not found: {inception_weights}")
+    if inception_weights is not None:
+        _check_plain_weights(Path(inception_weights))
     if num_samples < 10:
         raise LgenError(f"--num-samples must be >= 10, got {num_samples}")
     torch.manual_seed(seed)

@@ -79,6 +79,9 @@ class Phase:
     steps: int
     d_slots: int
     replay_ratio: float
+    # Joint training: per-image sampling weights giving each domain an equal share of every
+    # batch (Fashion-MNIST has 15x the images of the MNIST subset). None: uniform.
+    sample_weights: Optional[torch.Tensor] = None
 
 
 @torch.no_grad()
@@ -151,8 +154,9 @@ class Trainer:
     def _make_phases(self, data: list[DomainData]) -> list[Phase]:
         if self.tc.joint:
             images = torch.cat([d.train_images for d in data])
+            weights = torch.cat([torch.full((d.train_images.shape[0],), 1.0 / d.train_images.shape[0]) for d in data])
             return [Phase(0, "joint:" + "+".join(d.spec for d in data), images,
-                          self.tc.steps_per_domain * len(data), self.cfg.d_dim, 0.0)]
+                          self.tc.steps_per_domain * len(data), self.cfg.d_dim, 0.0, weights)]
         return [Phase(k, d.spec, d.train_images, self.tc.steps_per_domain,
                       domain_slots(self.tc, self.cfg, k), self.tc.replay_ratio_for(k))
                 for k, d in enumerate(data)]
@@ -161,7 +165,10 @@ class Trainer:
 
     def _real_batch(self, phase: Phase, batch: int) -> torch.Tensor:
         n_replay = round(batch * phase.replay_ratio) if self.snapshot is not None else 0
-        idx = torch.randint(0, phase.images.shape[0], (batch - n_replay,), generator=self.rng)
+        if phase.sample_weights is not None:
+            idx = torch.multinomial(phase.sample_weights, batch - n_replay, replacement=True, generator=self.rng)
+        else:
+            idx = torch.randint(0, phase.images.shape[0], (batch - n_replay,), generator=self.rng)
         real = to_float(phase.images[idx])
         if n_replay:
             replayed, _ = self.snapshot.sample(n_replay, self.rng)

@@ -5,7 +5,7 @@
     python scripts/build_pretrained.py runs/quick            # -> lifelong_gen/pretrained/mnist-fashion/
 
 Copies what the torch-free runtime needs (config.json, onnx/generator.onnx, onnx/encoder.onnx)
-plus the run's sample grids, renders the model card (README.md, marked as the quick-preset
+plus the run's sample grids and, when the run was evaluated, metrics.json and figures/, renders the model card (README.md, marked as the quick-preset
 demo model) and records the sha256 of every file in checksums.json, which `lgen sample`
 checks before using the model. No safetensors: the embedded model is for sampling only.
 """
@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(target)
     files = ["config.json", spec.GENERATOR_FILE, spec.ENCODER_FILE]
     files += [p.relative_to(args.run).as_posix() for p in sorted((args.run / "samples").glob("*.png"))]
+    # The evaluation (`lgen evaluate RUN`), when present: the card shows its numbers and figures.
+    if (args.run / "metrics.json").is_file():
+        files += ["metrics.json"] + [p.relative_to(args.run).as_posix() for p in sorted((args.run / "figures").glob("*.png"))]
     for rel in files:
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.run / rel, target / rel)  # copyfile: the run's 0600 modes stay behind

@@ -113,3 +113,21 @@ def test_cli_writes_report_and_compares(runs, tmp_path):
 def test_cli_errors(args, fragment):
     r = lgen("evaluate", *args)
     assert r.returncode == 2 and fragment in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_inception_weights_are_checked_before_torch_fidelity_unpickles_them(tmp_path):
+    import collections
+    import pickle
+
+    from lifelong_gen.errors import LgenError
+    from lifelong_gen.metrics import _check_plain_weights
+
+    bad = tmp_path / "evil.pth"
+    bad.write_bytes(pickle.dumps({"w": collections.OrderedDict}))  # a global reference, not a tensor
+    with pytest.raises(LgenError, match="refusing to unpickle"):
+        _check_plain_weights(bad)
+    with pytest.raises(LgenError, match="not found"):
+        _check_plain_weights(tmp_path / "missing.pth")
+    good = tmp_path / "pt_inception.pth"
+    torch.save({"conv.weight": torch.zeros(2, 2)}, good)
+    _check_plain_weights(good)  # a plain state dict passes

@@ -93,6 +93,15 @@ def test_joint_and_no_replay_modes(tmp_path, synthetic28):
     joint = make_trainer(tmp_path / "j", synthetic28, joint=True)
     assert len(joint.phases) == 1 and joint.phases[0].steps == 20
     assert joint.phases[0].images.shape[0] == sum(d.train_images.shape[0] for d in synthetic28)
+    # Batches are balanced across domains even when their sizes differ (as MNIST subset vs Fashion).
+    import copy
+
+    uneven = copy.copy(synthetic28[1])
+    uneven.train_images = synthetic28[1].train_images[:200]
+    jt = make_trainer(tmp_path / "u", [synthetic28[0], uneven], joint=True)
+    n0 = synthetic28[0].train_images.shape[0]
+    drawn = torch.multinomial(jt.phases[0].sample_weights, 4000, replacement=True, generator=torch.Generator().manual_seed(0))
+    assert abs((drawn >= n0).float().mean().item() - 0.5) < 0.05
     nr = make_trainer(tmp_path / "n", synthetic28, replay=False, steps_per_domain=2)
     nr.train()
     assert nr.snapshot is None
