@@ -43,3 +43,19 @@ def _isolated_data_home(tmp_path_factory):
         os.environ.pop("LGEN_DATA_HOME", None)
     else:
         os.environ["LGEN_DATA_HOME"] = old
+
+
+@pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    """A tiny trained and exported bundle (tiny_onnx.py), shared by the export, runtime and Hub tests."""
+    from tiny_onnx import exported_bundle
+
+    return exported_bundle(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def no_torch(tmp_path_factory):
+    """Environment variables for a subprocess in which torch (and the torch side) cannot be imported."""
+    from tiny_onnx import torch_free_env
+
+    return torch_free_env(tmp_path_factory)

@@ -77,7 +77,7 @@ def test_fidelity_uses_our_extractor_offline(runs, synthetic28, monkeypatch):
 
     def fid(a, b):
         m = torch_fidelity.calculate_metrics(input1=_Images(a), input2=_Images(b), fid=True, cuda=False,
-                                             verbose=False, feature_extractor=name,
+                                             verbose=False, feature_extractor=name, save_cpu_ram=True,
                                              feature_extractor_weights_path=str(classifier_path(synthetic28)))
         return m["frechet_inception_distance"]
 

@@ -15,12 +15,7 @@ from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import onnx_export, runtime, spec
 from lifelong_gen.networks import build_networks
-from tiny_onnx import copy_bundle, exported_bundle
-
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory):
-    return exported_bundle(tmp_path_factory)
+from tiny_onnx import copy_bundle
 
 
 def test_export_writes_two_self_contained_checked_files(bundle):

@@ -22,20 +22,10 @@ from hub_server import FakeHub
 from lifelong_gen import hub, model_card
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
-from tiny_onnx import copy_bundle, exported_bundle, torch_free_env
+from tiny_onnx import copy_bundle
 
 REPO_FILES = {"config.json", "generator.safetensors", "generator_ema.safetensors", "encoder.safetensors",
               "onnx/generator.onnx", "onnx/encoder.onnx", "README.md", "samples/domain-1.png"}
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    return exported_bundle(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def no_torch(tmp_path_factory):
-    return torch_free_env(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")

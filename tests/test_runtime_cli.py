@@ -19,19 +19,10 @@ from PIL import Image
 from conftest import lgen
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import runtime, spec
-from tiny_onnx import exported_bundle, torch_free_env
+from tiny_onnx import torch_free_env
 
 Z_DIM, C_DIM, D_DIM = 8, 2, 10  # the TINY model of tiny_onnx.py
 
-
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory):
-    return exported_bundle(tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def env(tmp_path_factory):
-    return torch_free_env(tmp_path_factory)
 
 
 def run(env, *args):
@@ -43,27 +34,27 @@ def png(path):
         return im.size, im.mode
 
 
-def test_environment_really_blocks_torch(env):
+def test_environment_really_blocks_torch(no_torch):
     # Guards the other tests: in this environment importing torch must fail, the runtime must not.
     code = ("import importlib\n"
             "for m in ('torch', 'onnx', 'safetensors', 'lifelong_gen.networks'):\n"
             "    try:\n        importlib.import_module(m)\n        print('imported', m)\n"
             "    except ImportError:\n        pass\n"
             "import lifelong_gen.cli, lifelong_gen.export.runtime\nprint('ok')")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **env})
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **no_torch})
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
 
 
 @pytest.mark.parametrize("command", ["sample", "encode", "interpolate", "export"])
-def test_help(env, command):
-    r = run(env, command, "--help")
+def test_help(no_torch, command):
+    r = run(no_torch, command, "--help")
     assert r.returncode == 0, r.stderr
     assert ("BUNDLE" if command == "export" else "--model") in r.stdout
 
 
-def test_sample_grid_singles_and_json(bundle, env, tmp_path):
+def test_sample_grid_singles_and_json(bundle, no_torch, tmp_path):
     out, singles = tmp_path / "grid.png", tmp_path / "singles"
-    r = run(env, "sample", "--model", bundle, "--n", 10, "--d", 3, "--c1", 0.5, "--seed", 1, "--out", out,
+    r = run(no_torch, "sample", "--model", bundle, "--n", 10, "--d", 3, "--c1", 0.5, "--seed", 1, "--out", out,
             "--out-dir", singles, "--json", "--verbose")
     assert r.returncode == 0, r.stderr
     assert "CPUExecutionProvider" in r.stderr  # --verbose names the provider (on stderr)
@@ -78,19 +69,19 @@ def test_sample_grid_singles_and_json(bundle, env, tmp_path):
     # 10 images -> 4 columns x 3 rows of 28 px with 2 px borders.
     assert png(out) == ((4 * 30 + 2, 3 * 30 + 2), "L")
     # Same seed, same codes: z does not depend on which codes are pinned.
-    again = json.loads(run(env, "sample", "--model", bundle, "--n", 10, "--seed", 1, "--out", tmp_path / "b.png",
+    again = json.loads(run(no_torch, "sample", "--model", bundle, "--n", 10, "--seed", 1, "--out", tmp_path / "b.png",
                            "--json").stdout)
     assert [s["z"] for s in again["samples"]] == [s["z"] for s in data["samples"]]
     assert {s["d"] for s in again["samples"]} != {3}  # uniform d when not fixed
 
 
-def test_encode_recovers_d_of_generated_images(bundle, env, tmp_path):
+def test_encode_recovers_d_of_generated_images(bundle, no_torch, tmp_path):
     singles = tmp_path / "singles"
-    r = run(env, "sample", "--model", bundle, "--n", 20, "--seed", 3, "--out", tmp_path / "g.png",
+    r = run(no_torch, "sample", "--model", bundle, "--n", 20, "--seed", 3, "--out", tmp_path / "g.png",
             "--out-dir", singles, "--json")
     truth = [s["d"] for s in json.loads(r.stdout)["samples"]]
     files = [singles / f"sample-{i:04d}.png" for i in range(20)]
-    r = run(env, "encode", *files, "--model", bundle, "--json")
+    r = run(no_torch, "encode", *files, "--model", bundle, "--json")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
     assert set(data) == {"model", "provider", "images"} and len(data["images"]) == 20
@@ -104,23 +95,23 @@ def test_encode_recovers_d_of_generated_images(bundle, env, tmp_path):
     assert recovered >= 17, (recovered, truth)  # PNG quantisation may flip a rare borderline sample
 
     # The table: a header and one row per image.
-    table = run(env, "encode", *files[:3], "--model", bundle)
+    table = run(no_torch, "encode", *files[:3], "--model", bundle)
     assert table.returncode == 0 and len(table.stdout.strip().splitlines()) == 4
 
 
-def test_encode_converts_other_images(bundle, env, tmp_path):
+def test_encode_converts_other_images(bundle, no_torch, tmp_path):
     rgba = tmp_path / "rgba.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (60, 90, 4), dtype=np.uint8)).save(rgba)
     jpeg = tmp_path / "rgb.jpg"
     Image.new("RGB", (28, 28), (200, 10, 10)).save(jpeg)
-    r = run(env, "encode", rgba, jpeg, "--model", bundle, "--json")
+    r = run(no_torch, "encode", rgba, jpeg, "--model", bundle, "--json")
     assert r.returncode == 0, r.stderr
     notes = [i["converted"] for i in json.loads(r.stdout)["images"]]
     assert "alpha" in notes[0] and "centre crop 60x60" in notes[0] and "-> 28x28" in notes[0]
     assert notes[1] == "grey from RGB"
 
 
-def test_interpolate_modes(bundle, env, tmp_path):
+def test_interpolate_modes(bundle, no_torch, tmp_path):
     cases = {
         "c1": (["--vary", "c1", "--steps", 7], (7, 10)),  # columns = steps, rows = all 10 categories
         "c2_d": (["--vary", "c2", "--d", 4, "--rows", 3, "--steps", 5], (5, 3)),  # one category, 3 z's
@@ -128,20 +119,20 @@ def test_interpolate_modes(bundle, env, tmp_path):
     }
     for name, (args, (cols, rows)) in cases.items():
         out = tmp_path / f"{name}.png"
-        r = run(env, "interpolate", "--model", bundle, *args, "--out", out, "--json")
+        r = run(no_torch, "interpolate", "--model", bundle, *args, "--out", out, "--json")
         assert r.returncode == 0, r.stderr
         data = json.loads(r.stdout)
         assert (data["columns"], data["rows"], len(data["cells"])) == (cols, rows, cols * rows)
         assert png(out) == ((cols * 30 + 2, rows * 30 + 2), "L")
-    cells = json.loads(run(env, "interpolate", "--model", bundle, "--vary", "c1", "--steps", 3, "--out",
+    cells = json.loads(run(no_torch, "interpolate", "--model", bundle, "--vary", "c1", "--steps", 3, "--out",
                            tmp_path / "x.png", "--json").stdout)["cells"]
     assert [c["c"] for c in cells[:3]] == [[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]] and cells[0]["d"] == 0
 
     # --from/--to: encode both ends, interpolate (p(d), c) with one z.
     ends = tmp_path / "ends"
-    run(env, "sample", "--model", bundle, "--n", 2, "--d", 1, "--out", tmp_path / "e.png", "--out-dir", ends)
+    run(no_torch, "sample", "--model", bundle, "--n", 2, "--d", 1, "--out", tmp_path / "e.png", "--out-dir", ends)
     out = tmp_path / "ab.png"
-    r = run(env, "interpolate", "--model", bundle, "--from", ends / "sample-0000.png", "--to",
+    r = run(no_torch, "interpolate", "--model", bundle, "--from", ends / "sample-0000.png", "--to",
             ends / "sample-0001.png", "--steps", 6, "--out", out, "--json", "--verbose")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
@@ -169,12 +160,12 @@ BAD = [
 
 
 @pytest.mark.parametrize("args, message", BAD, ids=[" ".join(map(str, a)) for a, _ in BAD])
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(bundle, env, tmp_path, args, message):
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(bundle, no_torch, tmp_path, args, message):
     (tmp_path / "text.png").write_text("not an image\n")
     out, out_dir = tmp_path / "out.png", tmp_path / "singles"
     args = [str(a).replace("{tmp}", str(tmp_path)) for a in args]
     extra = {"sample": ["--out", out, "--out-dir", out_dir], "interpolate": ["--out", out], "encode": []}[args[0]]
-    r = run(env, *args, "--model", bundle, *extra)
+    r = run(no_torch, *args, "--model", bundle, *extra)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lgen: error: ") and message in lines[0], r.stderr
@@ -182,14 +173,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(bundle, env, tmp_path, 
     assert not out.exists() and not out_dir.exists()
 
 
-def test_model_directory_errors(bundle, env, tmp_path):
+def test_model_directory_errors(bundle, no_torch, tmp_path):
     out = tmp_path / "s.png"
-    r = run(env, "sample", "--model", tmp_path / "nope", "--out", out)
+    r = run(no_torch, "sample", "--model", tmp_path / "nope", "--out", out)
     assert r.returncode == 2 and r.stderr.strip() == f"lgen: error: model directory {tmp_path / 'nope'} does not exist"
     unexported = tmp_path / "unexported"
     unexported.mkdir()
     (unexported / "config.json").write_text((bundle / "config.json").read_text())
-    r = run(env, "sample", "--model", unexported, "--out", out)
+    r = run(no_torch, "sample", "--model", unexported, "--out", out)
     assert r.returncode == 2 and r.stderr.strip() == (f"lgen: error: {unexported} has no {spec.GENERATOR_FILE}: "
                                                       f"run `lgen export {unexported}` first")
     assert not out.exists()
