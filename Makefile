@@ -10,7 +10,7 @@ $(STAMP): pyproject.toml scripts/setup.sh
 	touch $@
 
 demo: setup
-	$(BIN)/lgen train --preset mnist-fashion --quick --out runs/demo-$$(date +%Y%m%d-%H%M%S)
+	bash scripts/demo.sh
 
 test: setup
 	$(BIN)/python -m pytest -q
