@@ -10,8 +10,12 @@ OnnxModel.sample (the runtime's public path, input checks included) at each batc
 and thread count, alternating the two for several rounds and keeping each one's best
 rate. On a shared machine the multi-threaded figures suffer most (a busy core stalls
 every parallel region), hence the sweep over thread counts, and the load average is
-recorded with the results. Finally times `lgen sample --n 1` cold in fresh interpreters where
-torch cannot be imported. Prints a table and writes JSON with a machine description to
+recorded with the results. Batch 1 is also reported as per-call latency. A CUDA
+row (onnxruntime CUDA provider vs torch eager on the GPU) runs when both exist and is
+recorded as skipped, with the reason, otherwise. Finally times `lgen sample --n 1` cold
+in fresh interpreters where torch cannot be imported, and, as the torch-based
+equivalent, a cold script that imports torch, rebuilds G_ema from the bundle's
+safetensors and writes a PNG. Prints a table and writes JSON with a machine description to
 benchmarks/sampling.json.
 """
 
@@ -30,6 +34,21 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+# The torch-based equivalent of `lgen sample --n 1`: import torch, rebuild G_ema from the
+# bundle's safetensors, sample one image, write a PNG.
+TORCH_SAMPLE = """import sys, torch
+from PIL import Image
+from lifelong_gen.checkpoint import load_bundle
+run, nets = load_bundle(sys.argv[1], which=("G_ema",))
+m = run.model
+with torch.inference_mode():
+    z, c = torch.randn(1, m.z_dim), torch.randn(1, m.c_dim)
+    d = torch.nn.functional.one_hot(torch.zeros(1, dtype=torch.long), m.d_dim).float()
+    x = nets["G_ema"](z, c, d)[0]
+img = ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).squeeze(-1).numpy()
+Image.fromarray(img).save(sys.argv[2])
+"""
 
 SITECUSTOMIZE = "import sys\nfor _m in ('torch', 'torchvision', 'onnx', 'onnxscript', 'safetensors'):\n" \
                 "    sys.modules[_m] = None\n"
@@ -110,10 +129,39 @@ def main() -> None:
                 rates["torch_eager"].append(images_per_second(eager, batch, args.seconds))
                 rates["onnxruntime"].append(images_per_second(onnx, batch, args.seconds))
             best = {k: max(v) for k, v in rates.items()}
-            results.append({"threads": threads, "batch": batch,
+            results.append({"threads": threads, "batch": batch, "provider": "cpu",
                             "images_per_s": {k: round(v, 1) for k, v in best.items()},
+                            # batch 1: one image per call, so the call latency
+                            **({"latency_ms": {k: round(1000 / v, 3) for k, v in best.items()}} if batch == 1 else {}),
                             "onnx_over_eager": round(best["onnxruntime"] / best["torch_eager"], 3),
                             "all_rounds": {k: [round(x, 1) for x in v] for k, v in rates.items()}})
+
+        import onnxruntime
+
+        # CUDA row: onnxruntime-gpu's CUDA provider against torch eager on the GPU, when both exist.
+        cuda = {"provider": "cuda"}
+        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers() or not torch.cuda.is_available():
+            cuda["skipped"] = ("no GPU here" if not torch.cuda.is_available() else
+                               "onnxruntime offers no CUDAExecutionProvider (install onnxruntime-gpu in place of it)")
+        else:
+            G_cuda = G.cuda()
+            model = runtime.OnnxModel(bundle, provider="cuda")
+            cuda["results"] = []
+            for batch in batches:
+                codes = runtime.random_codes(model, batch, np.random.default_rng(batch))
+                zt, ct, dt = (torch.from_numpy(a).cuda() for a in (codes.z, codes.c, codes.d))
+
+                def eager_cuda():
+                    with torch.inference_mode():
+                        G_cuda(zt, ct, dt)
+                    torch.cuda.synchronize()
+
+                rate_t = images_per_second(eager_cuda, batch, args.seconds)
+                rate_o = images_per_second(lambda: model.sample(codes.z, codes.c, codes.d), batch, args.seconds)
+                cuda["results"].append({"batch": batch, "images_per_s": {"torch_eager": round(rate_t, 1),
+                                                                          "onnxruntime": round(rate_o, 1)},
+                                        "onnx_over_eager": round(rate_o / rate_t, 3)})
+            G_cuda.cpu()
 
         # Cold start: a fresh interpreter per run, torch unimportable (proves the path is torch-free).
         site = Path(tmp) / "site"
@@ -129,8 +177,17 @@ def main() -> None:
             cold.append(time.perf_counter() - t0)
             if r.returncode != 0:
                 raise SystemExit(f"lgen sample failed: {r.stderr.strip()}")
-
-    import onnxruntime
+        # The same job the torch way, also cold (torch importable, normal environment).
+        script = Path(tmp) / "torch_sample.py"
+        script.write_text(TORCH_SAMPLE)
+        cold_torch = []
+        for _ in range(args.cold_runs):
+            t0 = time.perf_counter()
+            r = subprocess.run([sys.executable, str(script), str(bundle), str(Path(tmp) / "one_torch.png")],
+                               capture_output=True, text=True)
+            cold_torch.append(time.perf_counter() - t0)
+            if r.returncode != 0:
+                raise SystemExit(f"torch sampling script failed: {r.stderr.strip()}")
 
     report = {
         "model": cfg.__dict__,
@@ -138,6 +195,11 @@ def main() -> None:
         "results": results,
         "cold_lgen_sample_n1_s": {"median": round(statistics.median(cold), 3), "runs": [round(c, 3) for c in cold],
                                   "torch_importable": False},
+        "cold_torch_script_n1_s": {"median": round(statistics.median(cold_torch), 3),
+                                   "runs": [round(c, 3) for c in cold_torch],
+                                   "what": "python script: import torch, load_bundle(G_ema) from safetensors, one PNG"},
+        "torch_script_over_lgen_cold": round(statistics.median(cold_torch) / statistics.median(cold), 2),
+        "cuda": cuda,
         "export_seconds": round(export_seconds, 2),
         "parity_max_abs_diff": exported.max_abs_diff,
         "machine": {"cpu": cpu_model(), "usable_cores": runtime.usable_cores(), "os": platform.platform(),
@@ -152,6 +214,14 @@ def main() -> None:
         rate = r["images_per_s"]
         print(f"{r['threads']:>7}  {r['batch']:>6}  {rate['torch_eager']:>18.1f}  {rate['onnxruntime']:>18.1f}  "
               f"{r['onnx_over_eager']:>10.2f}")
+    for r in results:
+        if "latency_ms" in r:
+            lat = r["latency_ms"]
+            print(f"batch-1 latency, {r['threads']} thread(s): torch eager {lat['torch_eager']:.2f} ms, "
+                  f"onnxruntime {lat['onnxruntime']:.2f} ms")
+    print("cuda: " + (cuda["skipped"] if "skipped" in cuda else json.dumps(cuda["results"])))
+    print(f"cold torch script (import torch + load safetensors + PNG): median "
+          f"{report['cold_torch_script_n1_s']['median']:.2f} s ({report['torch_script_over_lgen_cold']:.1f}x lgen)")
     print(f"cold `lgen sample --n 1` (torch unimportable): median {report['cold_lgen_sample_n1_s']['median']:.2f} s "
           f"over {len(cold)} runs (default threads: {cores}); load average {load_before[0]:.2f} on {cores} cores")
     args.out.write_text(json.dumps(report, indent=2) + "\n")

@@ -10,6 +10,7 @@ line on stderr, `lgen: error: ...`, and exit code 2; `main()` owns that translat
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from pathlib import Path
@@ -83,6 +84,7 @@ def train(
     img_channels: Optional[int] = typer.Option(None, help="1 or 3 (default: from the domains)"),
     data_root: Optional[str] = typer.Option(None, help="Root with torchvision's MNIST/ FashionMNIST/ layout"),
     download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Allow torchvision downloads"),
+    precision: Optional[str] = typer.Option(None, help="fp32 (default, bit-reproducible) or bf16 (CPU autocast, fp32 master weights)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr"),
 ) -> None:
     """Lifelong training over a list of domains; writes a model bundle into the run directory."""
@@ -123,13 +125,30 @@ def train(
         typer.echo(run.to_json(), nl=False)
         return
     run_dir = out if out is not None else Path("runs") / ((preset or "run") + ("-quick" if quick else ""))
-    if (run_dir / "config.json").exists():
-        raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
-    from lifelong_gen.trainer import Trainer
+    with _process_group() as ctx:
+        if (run_dir / "config.json").exists():
+            raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
+        ctx.barrier()  # every rank checked before rank 0 writes config.json
+        from lifelong_gen.trainer import Trainer
 
-    trainer = Trainer(run, run_dir, progress=progress)
-    trainer.train()
-    typer.echo(str(run_dir))
+        trainer = Trainer(run, run_dir, progress=progress)
+        trainer.train()
+        if ctx.is_main:
+            typer.echo(str(run_dir))
+
+
+@contextlib.contextmanager
+def _process_group():
+    """Join torchrun's process group when WORLD_SIZE > 1 (a no-op otherwise); leave it at the end."""
+    from lifelong_gen import distributed
+
+    ctx = distributed.init_from_env()
+    if not ctx.is_main:
+        log.setLevel(logging.WARNING)  # one rank narrates
+    try:
+        yield ctx
+    finally:
+        distributed.shutdown()
 
 
 def _resume(run_dir: Path, dry_run: bool, progress: bool) -> None:
@@ -141,11 +160,13 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool) -> None:
         return
     from lifelong_gen.trainer import Trainer
 
-    trainer = Trainer(run, run_dir, progress=progress)
-    if not trainer.restore():
-        log.info("no checkpoint in %s yet: starting from the beginning", run_dir)
-    trainer.train()
-    typer.echo(str(run_dir))
+    with _process_group() as ctx:
+        trainer = Trainer(run, run_dir, progress=progress)
+        if not trainer.restore():
+            log.info("no checkpoint in %s yet: starting from the beginning", run_dir)
+        trainer.train()
+        if ctx.is_main:
+            typer.echo(str(run_dir))
 
 
 def main(argv: Optional[list[str]] = None) -> None:

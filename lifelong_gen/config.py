@@ -20,6 +20,7 @@ from lifelong_gen.errors import LgenError
 FORMAT_VERSION = 1
 
 SUPPORTED_RESOLUTIONS = (28, 64)
+PRECISIONS = ("fp32", "bf16")
 
 # A bundle's files (the diffusers layout: config.json + one safetensors per network).
 CONFIG_NAME = "config.json"
@@ -95,6 +96,8 @@ class TrainConfig:
     log_every: int = 50
     data_root: Optional[str] = None
     download: bool = True  # allow torchvision's downloaders when files are missing
+    # "bf16": forwards under CPU autocast in bfloat16 (fp32 master weights, fp32 losses and
+    # gradient-penalty norm); "fp32" keeps the bit-reproducible default.
     precision: str = "fp32"
 
     def replay_ratio_for(self, domain_index: int) -> float:
@@ -121,8 +124,8 @@ class TrainConfig:
             raise LgenError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
         if self.d_per_domain is not None and self.d_per_domain < 1:
             raise LgenError(f"d_per_domain must be >= 1, got {self.d_per_domain}")
-        if self.precision not in ("fp32",):
-            raise LgenError(f"precision {self.precision!r} is not supported (fp32)")
+        if self.precision not in PRECISIONS:
+            raise LgenError(f"precision {self.precision!r} is not supported (choose one of {', '.join(PRECISIONS)})")
         if self.gp_lambda < 0 or self.replay_alignment < 0:
             raise LgenError("gp_lambda and replay_alignment must be >= 0")
 

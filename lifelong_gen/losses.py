@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,7 @@ def gradient_penalty(
     fake: torch.Tensor,
     eps: torch.Tensor,
     gp_lambda: float = 10.0,
+    autocast_dtype: Optional[torch.dtype] = None,
 ) -> torch.Tensor:
     """λ · mean over the batch of (‖∇_õ D(õ)‖₂ − 1)², õ = eps·real + (1 − eps)·fake.
 
@@ -39,12 +40,21 @@ def gradient_penalty(
         real, fake: [N, C, H, W]; `fake` should be detached from G.
         eps: [N] uniform(0, 1) draws, one per sample (passed in so the caller owns the RNG).
         gp_lambda: λ of eq. (2).
+        autocast_dtype: e.g. torch.bfloat16: the critic's forward (and so its first and
+            double backward) runs under CPU autocast in that dtype, while õ, the gradient
+            and its norm stay float32 (the norm of a bf16 vector would carry ~2^-8
+            relative error into (‖g‖ − 1)²). None: everything in the inputs' dtype.
     """
     eps = eps.view(-1, 1, 1, 1).to(real.dtype)
     mixed = (eps * real + (1 - eps) * fake).requires_grad_(True)
-    scores = critic(mixed)
+    if autocast_dtype is None:
+        scores = critic(mixed)
+    else:
+        with torch.autocast("cpu", dtype=autocast_dtype):
+            scores = critic(mixed)
+        scores = scores.float()
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)
-    norms = grad.flatten(1).norm(2, dim=1)  # [N]
+    norms = grad.float().flatten(1).norm(2, dim=1)  # [N], float32 whatever the forward's dtype
     return gp_lambda * ((norms - 1) ** 2).mean()
 
 
