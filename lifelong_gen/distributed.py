@@ -53,37 +53,28 @@ class DistContext:
         if self.enabled:
             dist.barrier()
 
-    def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
-        """grad ← mean over ranks, for every parameter that has a grad (the same set on every rank)."""
-        if not self.enabled:
+    def _mean_in_place(self, tensors: list[torch.Tensor]) -> None:
+        """Each tensor <- its mean over ranks, in one collective (flattened, not one per tensor)."""
+        if not tensors:
             return
-        grads = [p.grad for p in params if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])  # one collective, not one per tensor
+        flat = torch.cat([t.reshape(-1) for t in tensors])
         dist.all_reduce(flat, op=dist.ReduceOp.SUM)
         flat /= self.world_size
         offset = 0
-        for g in grads:
-            n = g.numel()
-            g.copy_(flat[offset:offset + n].view_as(g))
+        for t in tensors:
+            n = t.numel()
+            t.copy_(flat[offset:offset + n].view_as(t))
             offset += n
 
+    def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
+        """grad <- mean over ranks, for every parameter that has a grad (the same set on every rank)."""
+        if self.enabled:
+            self._mean_in_place([p.grad for p in params if p.grad is not None])
+
     def average_buffers(self, modules: Iterable[torch.nn.Module]) -> None:
-        """Floating buffers (BatchNorm running mean / var) ← mean over ranks."""
-        if not self.enabled:
-            return
-        bufs = [b for m in modules for b in m.buffers() if b.is_floating_point()]
-        if not bufs:
-            return
-        flat = torch.cat([b.reshape(-1) for b in bufs])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        flat /= self.world_size
-        offset = 0
-        for b in bufs:
-            n = b.numel()
-            b.copy_(flat[offset:offset + n].view_as(b))
-            offset += n
+        """Floating buffers (BatchNorm running mean / var) <- mean over ranks."""
+        if self.enabled:
+            self._mean_in_place([b for m in modules for b in m.buffers() if b.is_floating_point()])
 
     def average_scalars(self, values: dict[str, float]) -> dict[str, float]:
         """Mean over ranks of a dict of floats (logged losses describe the global batch)."""
