@@ -152,9 +152,9 @@ def _process_group():
 
 
 def _resume(run_dir: Path, dry_run: bool, progress: bool) -> None:
-    from lifelong_gen.checkpoint import read_config
+    from lifelong_gen.config import read_run_config
 
-    run = read_config(run_dir)
+    run = read_run_config(run_dir)
     if dry_run:
         typer.echo(run.to_json(), nl=False)
         return

@@ -53,10 +53,6 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
 # ---------------------------------------------------------------- bundles
 
 
-def read_config(bundle: Path) -> RunConfig:
-    return read_run_config(bundle)
-
-
 def write_config(bundle: Path, run: RunConfig) -> None:
     atomic_write_bytes(Path(bundle) / CONFIG_NAME, run.to_json().encode())
 
@@ -95,7 +91,7 @@ def load_bundle(bundle: Path, which: tuple[str, ...] = ("G", "G_ema", "S", "D"))
     from lifelong_gen.networks import build_networks
 
     bundle = Path(bundle)
-    run = read_config(bundle)
+    run = read_run_config(bundle)
     G, D, S = build_networks(run.model)
     G_ema, _, _ = build_networks(run.model)
     modules = {"G": G, "G_ema": G_ema, "S": S, "D": D}

@@ -31,10 +31,10 @@ import numpy as np
 import torch
 
 from lifelong_gen import __version__
-from lifelong_gen.checkpoint import load_bundle, read_config
+from lifelong_gen.checkpoint import load_bundle
 from lifelong_gen.classifier import DomainClassifier, LabelSpace, load_or_train, predict, register_with_fidelity
 from lifelong_gen.clustering import clustering_scores
-from lifelong_gen.config import RunConfig, domain_slots
+from lifelong_gen.config import RunConfig, domain_slots, read_run_config
 from lifelong_gen.domains import DomainData, data_home, load_domain, to_float
 from lifelong_gen.errors import LgenError
 
@@ -304,7 +304,7 @@ def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_
     from rich.progress import Progress
 
     bundle = Path(bundle)
-    run = read_config(bundle)
+    run = read_run_config(bundle)
     if inception_weights is not None:
         _check_plain_weights(Path(inception_weights))
     if num_samples < 10:
