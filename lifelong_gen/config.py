@@ -52,6 +52,14 @@ class ModelConfig:
     # S as a separate network (default) or as heads on the critic's trunk (InfoGAN).
     # See networks.py for the measurement behind the default.
     encoder_shares_critic: bool = False
+    # G multiplies z by this before its first layer, i.e. it sees z ~ N(0, z_scale^2 I)
+    # while every caller (training, replay, ONNX) still draws z ~ N(0, I). Below 1 the
+    # discrete code dominates G's first layer, so G must put distinct modes (classes)
+    # on distinct d (ClusterGAN's sigma = 0.1); 1.0 is the paper's plain N(0, I).
+    z_scale: float = 1.0
+    # The same for c (S still regresses the unscaled c). With z_scale < 1 alone, the
+    # measured G moved between classes along c instead (experiments/mnist-fashion.md).
+    c_scale: float = 1.0
 
     def validate(self) -> None:
         if self.img_resolution not in SUPPORTED_RESOLUTIONS:
@@ -63,6 +71,9 @@ class ModelConfig:
         for name in ("z_dim", "d_dim", "g_width", "d_width", "fc_width"):
             if getattr(self, name) < 1:
                 raise LgenError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("z_scale", "c_scale"):
+            if not getattr(self, name) > 0:
+                raise LgenError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.c_dim < 0:
             raise LgenError(f"c_dim must be >= 0, got {self.c_dim}")
 

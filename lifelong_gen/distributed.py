@@ -9,18 +9,25 @@ has WORLD_SIZE > 1 in its environment; `init_from_env` then starts a process gro
 (gloo on CPU, NCCL when CUDA is present and the trainer runs on it) and every rank
 builds the same networks from the same seed.
 
-Why explicit all-reduce rather than wrapping G, D, S in DistributedDataParallel:
-one generator step runs D three times (real, fake, interpolates) and G up to
-n_critic + 2 times before a backward, the gradient penalty needs a double backward
-(create_graph), and with S on the critic's trunk the S heads get gradient in the
-critic step only. DDP's reducer copes with each of these only with flags
-(find_unused_parameters, static_graph) whose interaction with double backward is
-fragile. Averaging the flattened gradients of exactly the parameters an optimizer
-steps, right before `opt.step()`, has none of these failure modes and costs one
-all-reduce per optimizer step (what DDP would do, minus the compute/comm overlap,
-which buys nothing on a few CPU cores). BatchNorm runs on per-rank batch
-statistics (SyncBatchNorm has no CPU path); the running statistics are averaged
-across ranks after every generator step so that every rank holds identical buffers.
+Gradients are averaged by torch's DistributedDataParallel. What the trainer does so
+that DDP's reducer sees exactly one backward per forward cycle of each wrapper:
+- G, a separate S and the critic are wrapped one by one (`wrap_for_training`). A frozen
+  network is always called unwrapped: the critic in the generator step (its parameters
+  do not require grad, so a DDP forward would leave its reducer waiting for gradients
+  that never come), G under no_grad in the critic step.
+- The critic runs three forwards (real, fake, interpolates) before one backward, and the
+  gradient penalty takes torch.autograd.grad with respect to the interpolates only: DDP's
+  hooks sit on the parameters, so they fire once, in loss.backward(), with the full
+  (penalty included) gradient. Tested against per-rank gradients averaged by hand
+  (tests/test_distributed.py::test_ddp_gradients_equal_the_rank_mean...).
+- With S on the critic's trunk (--shared-encoder) the critic and S's heads are one
+  module (`CriticWithHeads`): wrapped separately, the trunk would sit in two reducers.
+- BatchNorm (G, S) runs on per-rank batch statistics (SyncBatchNorm has no CPU path).
+  DDP's default broadcast of rank 0's buffers before every forward is off
+  (broadcast_buffers=False): G runs twice before a backward with replay alignment, and
+  the broadcast would rewrite buffers in place between the two (a known failure on
+  CUDA). The running statistics are instead averaged across ranks after every
+  generator step (`average_buffers`), so every rank holds identical buffers.
 """
 
 from __future__ import annotations
@@ -66,11 +73,6 @@ class DistContext:
             t.copy_(flat[offset:offset + n].view_as(t))
             offset += n
 
-    def average_gradients(self, params: Iterable[torch.nn.Parameter]) -> None:
-        """grad <- mean over ranks, for every parameter that has a grad (the same set on every rank)."""
-        if self.enabled:
-            self._mean_in_place([p.grad for p in params if p.grad is not None])
-
     def average_buffers(self, modules: Iterable[torch.nn.Module]) -> None:
         """Floating buffers (BatchNorm running mean / var) <- mean over ranks."""
         if self.enabled:
@@ -93,6 +95,39 @@ class DistContext:
         out = [torch.empty_like(state) for _ in range(self.world_size)]
         dist.all_gather(out, state.contiguous())
         return out
+
+
+class CriticWithHeads(torch.nn.Module):
+    """The critic and S's heads on its trunk as one module (the shared-encoder layout under DDP).
+
+    forward(o) is D(o); forward(o, codes=True) is S(o) = (d logits, c means).
+    """
+
+    def __init__(self, D: torch.nn.Module, S: torch.nn.Module):
+        super().__init__()
+        self.D, self.S = D, S  # S.trunk is D.trunk: parameters() lists it once
+
+    def forward(self, o: torch.Tensor, codes: bool = False):
+        return self.S(o) if codes else self.D(o)
+
+
+def wrap_for_training(G: torch.nn.Module, D: torch.nn.Module, S: torch.nn.Module, ctx: DistContext):
+    """(G, D, S) to call for forwards that train, DDP-wrapped under torchrun, themselves otherwise.
+
+    With S on D's trunk the returned D is `CriticWithHeads` (in one process too, so both
+    paths run the same code; S's critic-step forward is D_train(o, codes=True)) and the returned S is S itself, to be called only where its
+    gradient is discarded (the generator step, where the trunk is frozen).
+    """
+    shared = getattr(S, "shares_trunk", False)
+    critic = CriticWithHeads(D, S) if shared else D
+    if not ctx.enabled:
+        return G, critic, S
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    def ddp(module: torch.nn.Module) -> torch.nn.Module:
+        return DDP(module, broadcast_buffers=False)
+
+    return ddp(G), ddp(critic), (S if shared else ddp(S))
 
 
 def init_from_env(backend: Optional[str] = None) -> DistContext:

@@ -81,6 +81,11 @@ class Generator(nn.Module):
         assert z.dim() == 2 and z.shape[1] == cfg.z_dim, f"z must be [N, {cfg.z_dim}], got {tuple(z.shape)}"
         assert c.shape == (z.shape[0], cfg.c_dim), f"c must be [N, {cfg.c_dim}], got {tuple(c.shape)}"
         assert d.shape == (z.shape[0], cfg.d_dim), f"d must be [N, {cfg.d_dim}], got {tuple(d.shape)}"
+        # Scaled inside G so every caller (and the ONNX graph's inputs) keeps N(0, I) codes.
+        if cfg.z_scale != 1.0:
+            z = z * cfg.z_scale
+        if cfg.c_scale != 1.0:
+            c = c * cfg.c_scale
         h = self.fc(torch.cat([z, c, d], dim=1))
         h = h.view(-1, self.base_ch, self.base, self.base)  # [N, base_ch, base, base]
         return self.conv(h)  # [N, C, H, W]

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import numpy as np
 import torch
 
 from lifelong_gen import __version__
@@ -156,8 +157,15 @@ class Trainer:
         g_params = list(self.G.parameters()) + ([] if shared else list(self.S.parameters()))
         self.opt_d = torch.optim.Adam(d_params, lr=self.tc.lr_d, betas=self.tc.betas)
         self.opt_g = torch.optim.Adam(g_params, lr=self.tc.lr_g, betas=self.tc.betas)
+        # Forwards whose gradient the optimizers use go through these: the networks themselves
+        # in one process, DistributedDataParallel wrappers under torchrun (distributed.py).
+        self.G_train, self.D_train, self.S_train = distributed.wrap_for_training(self.G, self.D, self.S, self.dist)
         # Rank 0 keeps the single-process seed; other ranks draw different data and codes.
-        self.rng = torch.Generator().manual_seed(self.tc.seed + 1 + self.dist.rank * 2**32)
+        # (Mixed through SeedSequence: torch's CPU generator keeps only a seed's low 32 bits.)
+        seed = self.tc.seed + 1
+        if self.dist.rank:
+            seed = int(np.random.SeedSequence([self.tc.seed, self.dist.rank]).generate_state(1)[0])
+        self.rng = torch.Generator().manual_seed(seed)
 
         self.phase_index = 0
         self.step = 0  # generator steps done in the current phase
@@ -213,21 +221,20 @@ class Trainer:
             with torch.no_grad(), self._amp():
                 fake = self.G(z, c, d).float()
             with self._amp():
-                real_scores = self.D(real).float()
-                fake_scores = self.D(fake).float()
+                real_scores = self.D_train(real).float()
+                fake_scores = self.D_train(fake).float()
             eps = torch.rand(B, generator=self.rng)
-            gp = gradient_penalty(self.D, real, fake, eps, tc.gp_lambda,
+            gp = gradient_penalty(self.D_train, real, fake, eps, tc.gp_lambda,
                                   autocast_dtype=self.amp_dtype if self.gp_autocast else None)
             loss_c = critic_loss(real_scores, fake_scores)
             loss_d = loss_c + gp
             if shared:
                 with self._amp():
-                    d_logits, c_mean = self.S(fake)
+                    d_logits, c_mean = self.D_train(fake, codes=True)
                 loss_d = loss_d + info_loss(d_logits.float(), c_mean.float(), d_idx, c, tc.info_weight_discrete,
                                             tc.info_weight_continuous)[0]
             self.opt_d.zero_grad(set_to_none=True)
-            loss_d.backward()
-            self.dist.average_gradients(self._opt_params(self.opt_d))
+            loss_d.backward()  # under torchrun DDP averages the critic's gradients here
             self.opt_d.step()
 
         # G + S step. D is frozen here so no gradient is wasted on it.
@@ -235,9 +242,9 @@ class Trainer:
             p.requires_grad_(False)
         z, c, d, d_idx = sample_codes(B, cfg.z_dim, cfg.c_dim, cfg.d_dim, phase.d_slots, self.rng)
         with self._amp():
-            fake = self.G(z, c, d)
-            scores = self.D(fake)
-            d_logits, c_mean = self.S(fake)
+            fake = self.G_train(z, c, d)
+            scores = self.D(fake)  # frozen: never through DDP, whose reducer would wait for its gradients
+            d_logits, c_mean = self.S(fake) if shared else self.S_train(fake)
         loss_adv = generator_loss(scores.float())
         loss_info, ce, nll = info_loss(d_logits.float(), c_mean.float(), d_idx, c, tc.info_weight_discrete,
                                        tc.info_weight_continuous)
@@ -247,16 +254,16 @@ class Trainer:
             n_old = max(1, round(B * phase.replay_ratio))
             za, ca, da, _ = sample_codes(n_old, cfg.z_dim, cfg.c_dim, cfg.d_dim, self.snapshot.d_slots, self.rng)
             with self._amp():
-                current, target = self.G(za, ca, da), self.snapshot.render(za, ca, da)
+                current, target = self.G_train(za, ca, da), self.snapshot.render(za, ca, da)
             align = alignment_loss(current.float(), target.float())
             loss_g = loss_g + tc.replay_alignment * align
         self.opt_g.zero_grad(set_to_none=True)
         if shared:
             self.opt_d.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.dist.average_gradients(self._opt_params(self.opt_g))
+        loss_g.backward()  # under torchrun DDP averages G's (and a separate S's) gradients here
         self.opt_g.step()
-        # Per-rank batches moved each rank's BatchNorm running statistics differently.
+        # Per-rank batches moved each rank's BatchNorm running statistics differently
+        # (DDP wraps with broadcast_buffers=False: see distributed.py).
         self.dist.average_buffers((self.G, self.S))
 
         # EMA with a warm-up so early in a short run the average is not dominated by init.
@@ -265,10 +272,6 @@ class Trainer:
         values = {"loss_d": loss_d, "wasserstein": -loss_c, "gp": gp, "loss_g": loss_adv, "info": loss_info,
                   "info_ce": ce, "info_nll": nll, "align": align}
         return self.dist.average_scalars({k: v.detach().item() for k, v in values.items()})
-
-    @staticmethod
-    def _opt_params(opt: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
-        return [p for group in opt.param_groups for p in group["params"]]
 
     # ------------------------------------------------------------ domain hooks
 

@@ -55,7 +55,10 @@ def main() -> None:
 
     def on_step(t: Trainer, losses: dict) -> None:
         gathered = [None] * ctx.world_size
-        rng = hashlib.sha256(t.rng.get_state().numpy().tobytes()).hexdigest()
+        # What the ranks' generators draw next (their states could differ yet draw alike).
+        probe = torch.Generator()
+        probe.set_state(t.rng.get_state())
+        rng = hashlib.sha256(torch.rand(16, generator=probe).numpy().tobytes()).hexdigest()
         dist.all_gather_object(gathered, (weights_hash(t), rng))
         hashes = {g[0] for g in gathered}
         assert len(hashes) == 1, f"ranks differ after global step {t.global_step}: {gathered}"
