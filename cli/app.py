@@ -87,12 +87,13 @@ def train(
     data_root: Optional[str] = typer.Option(None, help="Root with torchvision's MNIST/ FashionMNIST/ layout"),
     download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Allow torchvision downloads"),
     precision: Optional[str] = typer.Option(None, help="fp32 (default, bit-reproducible) or bf16 (CPU autocast, fp32 master weights)"),
+    device: str = typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda; under torchrun each rank uses GPU LOCAL_RANK"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr"),
 ) -> None:
     """Lifelong training over a list of domains; writes a model bundle into the run directory."""
     _setup_logging()
     explicit = {k: v for k, v in locals().items()
-                if v is not None and k not in ("preset", "quick", "out", "resume", "dry_run", "progress", "beta1", "beta2")}
+                if v is not None and k not in ("preset", "quick", "out", "resume", "dry_run", "progress", "device", "beta1", "beta2")}
     if beta1 is not None or beta2 is not None:
         explicit["betas"] = (0.5 if beta1 is None else beta1, 0.9 if beta2 is None else beta2)
 
@@ -102,7 +103,7 @@ def train(
         if explicit or preset or quick:
             given = sorted(explicit) + (["preset"] if preset else []) + (["quick"] if quick else [])
             raise LgenError(f"--resume continues with the run's stored config; drop {', '.join('--' + g.replace('_', '-') for g in given)}")
-        _resume(resume, dry_run, progress)
+        _resume(resume, dry_run, progress, device)
         return
 
     settings: dict[str, Any] = {}
@@ -127,24 +128,24 @@ def train(
         typer.echo(run.to_json(), nl=False)
         return
     run_dir = out if out is not None else Path("runs") / ((preset or "run") + ("-quick" if quick else ""))
-    with _process_group() as ctx:
+    with _process_group(device) as ctx:
         if (run_dir / "config.json").exists():
             raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
         ctx.barrier()  # every rank checked before rank 0 writes config.json
         from lifelong_gen.trainer import Trainer
 
-        trainer = Trainer(run, run_dir, progress=progress)
+        trainer = Trainer(run, run_dir, progress=progress, device=device)
         trainer.train()
         if ctx.is_main:
             typer.echo(str(run_dir))
 
 
 @contextlib.contextmanager
-def _process_group():
+def _process_group(device: str):
     """Join torchrun's process group when WORLD_SIZE > 1 (a no-op otherwise); leave it at the end."""
     from lifelong_gen import distributed
 
-    ctx = distributed.init_from_env()
+    ctx = distributed.init_from_env(device)
     if not ctx.is_main:
         log.setLevel(logging.WARNING)  # one rank narrates
     try:
@@ -153,7 +154,7 @@ def _process_group():
         distributed.shutdown()
 
 
-def _resume(run_dir: Path, dry_run: bool, progress: bool) -> None:
+def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str) -> None:
     from lifelong_gen.config import read_run_config
 
     run = read_run_config(run_dir)
@@ -162,8 +163,8 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool) -> None:
         return
     from lifelong_gen.trainer import Trainer
 
-    with _process_group() as ctx:
-        trainer = Trainer(run, run_dir, progress=progress)
+    with _process_group(device) as ctx:
+        trainer = Trainer(run, run_dir, progress=progress, device=device)
         if not trainer.restore():
             log.info("no checkpoint in %s yet: starting from the beginning", run_dir)
         trainer.train()

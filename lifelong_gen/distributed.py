@@ -6,8 +6,8 @@ am I the writer?", and the collectives the trainer needs. A run launched as
     torchrun --nproc_per_node N -m lifelong_gen.cli train ...
 
 has WORLD_SIZE > 1 in its environment; `init_from_env` then starts a process group
-(gloo on CPU, NCCL when CUDA is present and the trainer runs on it) and every rank
-builds the same networks from the same seed.
+(gloo on CPU, NCCL when the run trains on CUDA: each rank on its LOCAL_RANK's GPU) and
+every rank builds the same networks from the same seed.
 
 Gradients are averaged by torch's DistributedDataParallel. What the trainer does so
 that DDP's reducer sees exactly one backward per forward cycle of each wrapper:
@@ -39,6 +39,8 @@ from typing import Iterable, Optional
 import torch
 import torch.distributed as dist
 
+from lifelong_gen.errors import LgenError
+
 
 @dataclass
 class DistContext:
@@ -46,6 +48,11 @@ class DistContext:
 
     rank: int = 0
     world_size: int = 1
+    backend: str = "gloo"  # NCCL moves CUDA tensors only: collectives put their tensors there
+
+    @property
+    def _collective_device(self) -> torch.device:
+        return torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else torch.device("cpu")
 
     @property
     def enabled(self) -> bool:
@@ -83,7 +90,7 @@ class DistContext:
         if not self.enabled:
             return values
         keys = sorted(values)
-        t = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+        t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self._collective_device)
         dist.all_reduce(t, op=dist.ReduceOp.SUM)
         t /= self.world_size
         return dict(zip(keys, t.tolist()))
@@ -92,9 +99,10 @@ class DistContext:
         """Every rank's copy of a uint8 RNG state (same size on all ranks), in rank order."""
         if not self.enabled:
             return [state]
-        out = [torch.empty_like(state) for _ in range(self.world_size)]
-        dist.all_gather(out, state.contiguous())
-        return out
+        local = state.contiguous().to(self._collective_device)
+        out = [torch.empty_like(local) for _ in range(self.world_size)]
+        dist.all_gather(out, local)
+        return [t.cpu() for t in out]
 
 
 class CriticWithHeads(torch.nn.Module):
@@ -124,34 +132,59 @@ def wrap_for_training(G: torch.nn.Module, D: torch.nn.Module, S: torch.nn.Module
         return G, critic, S
     from torch.nn.parallel import DistributedDataParallel as DDP
 
+    device = next(G.parameters()).device
+
     def ddp(module: torch.nn.Module) -> torch.nn.Module:
-        return DDP(module, broadcast_buffers=False)
+        ids = [device.index] if device.type == "cuda" else None
+        return DDP(module, device_ids=ids, broadcast_buffers=False)
 
     return ddp(G), ddp(critic), (S if shared else ddp(S))
 
 
-def init_from_env(backend: Optional[str] = None) -> DistContext:
+def pick_device(requested: str, ctx: DistContext) -> torch.device:
+    """The device a run trains on: "cpu", "cuda" or "auto" (CUDA when torch sees a GPU).
+
+    Under torchrun on CUDA each rank takes GPU LOCAL_RANK (and makes it current).
+    """
+    if requested not in ("auto", "cpu", "cuda"):
+        raise LgenError(f"--device {requested!r} is not supported (choose auto, cpu or cuda)")
+    use_cuda = requested == "cuda" or (requested == "auto" and torch.cuda.is_available())
+    if not use_cuda:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise LgenError("--device cuda: torch sees no CUDA GPU here (use --device cpu or auto)")
+    # use_deterministic_algorithms on CUDA needs this set before cuBLAS starts.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    index = int(os.environ.get("LOCAL_RANK", "0")) if ctx.enabled else torch.cuda.current_device()
+    if index >= torch.cuda.device_count():
+        raise LgenError(f"rank wants GPU {index} but torch sees {torch.cuda.device_count()}: "
+                        f"use --nproc_per_node <= {torch.cuda.device_count()}")
+    torch.cuda.set_device(index)
+    return torch.device("cuda", index)
+
+
+def init_from_env(device: str = "auto") -> DistContext:
     """Join the process group torchrun describes (WORLD_SIZE, RANK, MASTER_ADDR, ...).
 
     Without WORLD_SIZE > 1 nothing is initialised and the single-process context is
-    returned, so `lgen train` run directly is unchanged.
+    returned, so `lgen train` run directly is unchanged. `device` is the run's --device:
+    NCCL when it resolves to CUDA, gloo otherwise.
     """
     if dist.is_available() and dist.is_initialized():
-        return DistContext(dist.get_rank(), dist.get_world_size())
+        return current()
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistContext()
-    if backend is None:
-        # The trainer runs on CPU; NCCL only moves CUDA tensors.
-        backend = "gloo"
+    probe = DistContext(int(os.environ.get("RANK", "0")), world_size)
+    backend = "nccl" if pick_device(device, probe).type == "cuda" else "gloo"
     dist.init_process_group(backend=backend)
-    return DistContext(dist.get_rank(), dist.get_world_size())
+    return DistContext(dist.get_rank(), dist.get_world_size(), backend)
 
 
 def current() -> DistContext:
     """The context of an already initialised process group (or the single-process one)."""
     if dist.is_available() and dist.is_initialized():
-        return DistContext(dist.get_rank(), dist.get_world_size())
+        return DistContext(dist.get_rank(), dist.get_world_size(), dist.get_backend())
     return DistContext()
 
 

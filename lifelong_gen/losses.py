@@ -41,7 +41,7 @@ def gradient_penalty(
         eps: [N] uniform(0, 1) draws, one per sample (passed in so the caller owns the RNG).
         gp_lambda: λ of eq. (2).
         autocast_dtype: e.g. torch.bfloat16: the critic's forward (and so its first and
-            double backward) runs under CPU autocast in that dtype, while õ, the gradient
+            double backward) runs under autocast (CPU or CUDA, as the tensors) in that dtype, while õ, the gradient
             and its norm stay float32 (the norm of a bf16 vector would carry ~2^-8
             relative error into (‖g‖ − 1)²). None: everything in the inputs' dtype.
     """
@@ -50,7 +50,7 @@ def gradient_penalty(
     if autocast_dtype is None:
         scores = critic(mixed)
     else:
-        with torch.autocast("cpu", dtype=autocast_dtype):
+        with torch.autocast(real.device.type, dtype=autocast_dtype):
             scores = critic(mixed)
         scores = scores.float()
     (grad,) = torch.autograd.grad(scores.sum(), mixed, create_graph=True)

@@ -17,14 +17,19 @@ from lifelong_gen.networks import Generator
 
 
 def sample_codes(
-    n: int, z_dim: int, c_dim: int, d_dim: int, d_slots: int, generator: torch.Generator
+    n: int, z_dim: int, c_dim: int, d_dim: int, d_slots: int, generator: torch.Generator,
+    device: torch.device | str = "cpu",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw (z, c, d one-hot, d index) from the priors; d ~ Uniform over the first `d_slots` categories."""
+    """Draw (z, c, d one-hot, d index) from the priors; d ~ Uniform over the first `d_slots` categories.
+
+    Drawn from the CPU `generator` whatever `device` is (then moved), so a run's codes do
+    not depend on where it trains and its RNG state is one CPU tensor to checkpoint.
+    """
     z = torch.randn(n, z_dim, generator=generator)
     c = torch.randn(n, c_dim, generator=generator)
     d_idx = torch.randint(0, d_slots, (n,), generator=generator)
     d = torch.nn.functional.one_hot(d_idx, d_dim).float()
-    return z, c, d, d_idx
+    return z.to(device), c.to(device), d.to(device), d_idx.to(device)
 
 
 class ReplaySnapshot:
@@ -45,7 +50,8 @@ class ReplaySnapshot:
     def sample(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         """n replayed images [n, C, H, W] and the codes (z, c, d one-hot, d index) that made them."""
         cfg = self.G.cfg
-        codes = sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, self.d_slots, generator)
+        device = next(self.G.parameters()).device
+        codes = sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, self.d_slots, generator, device)
         return self.G(*codes[:3]), codes
 
     @torch.no_grad()

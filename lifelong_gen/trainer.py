@@ -113,6 +113,7 @@ class Trainer:
         data: Optional[list[DomainData]] = None,
         on_step: Optional[Callable[["Trainer", dict[str, float]], None]] = None,
         progress: bool = True,
+        device: str = "cpu",
     ):
         """
         Args:
@@ -121,6 +122,8 @@ class Trainer:
             data: already loaded domains (tests); loaded from the domain specs otherwise.
             on_step: called after every generator step with the step's losses.
             progress: show a rich progress bar on stderr.
+            device: "cpu", "cuda" or "auto" (CUDA when available); under torchrun each
+                rank takes its LOCAL_RANK's GPU (distributed.pick_device).
         """
         self.run = run
         self.cfg = run.model
@@ -128,6 +131,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.on_step = on_step
         self.dist = distributed.current()
+        self.device = distributed.pick_device(device, self.dist)
         self.progress = progress and self.dist.is_main
         # bf16: autocast around forwards only; parameters, optimizer state and losses stay fp32.
         self.amp_dtype: Optional[torch.dtype] = torch.bfloat16 if self.tc.precision == "bf16" else None
@@ -136,7 +140,8 @@ class Trainer:
         # idle 2-core AVX-512-BF16 CPU, 28x28 InfoGAN nets: step 1.66x fp32 with it, 1.34x with the
         # penalty left in fp32 (benchmarks/training.py); False gives the latter.
         self.gp_autocast = True
-        torch.use_deterministic_algorithms(True)
+        # CUDA has ops without a deterministic kernel: there it warns instead of failing.
+        torch.use_deterministic_algorithms(True, warn_only=self.device.type == "cuda")
 
         if data is None:
             data = [load_domain(spec, self.cfg.img_channels, self.cfg.img_resolution,
@@ -147,6 +152,8 @@ class Trainer:
 
         torch.manual_seed(self.tc.seed)  # network initialisation
         self.G, self.D, self.S = build_networks(self.cfg)
+        for module in (self.G, self.D, self.S):
+            module.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
         for p in self.G_ema.parameters():
             p.requires_grad_(False)
@@ -192,7 +199,7 @@ class Trainer:
         """Autocast context for network forwards (a no-op in fp32)."""
         if self.amp_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast("cpu", dtype=self.amp_dtype)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _real_batch(self, phase: Phase, batch: int) -> torch.Tensor:
         n_replay = round(batch * phase.replay_ratio) if self.snapshot is not None else 0
@@ -200,7 +207,7 @@ class Trainer:
             idx = torch.multinomial(phase.sample_weights, batch - n_replay, replacement=True, generator=self.rng)
         else:
             idx = torch.randint(0, phase.images.shape[0], (batch - n_replay,), generator=self.rng)
-        real = to_float(phase.images[idx])
+        real = to_float(phase.images[idx]).to(self.device)
         if n_replay:
             replayed, _ = self.snapshot.sample(n_replay, self.rng)
             real = torch.cat([real, replayed])
@@ -217,13 +224,13 @@ class Trainer:
             p.requires_grad_(True)
         for _ in range(tc.n_critic):
             real = self._real_batch(phase, B)
-            z, c, d, d_idx = sample_codes(B, cfg.z_dim, cfg.c_dim, cfg.d_dim, phase.d_slots, self.rng)
+            z, c, d, d_idx = sample_codes(B, cfg.z_dim, cfg.c_dim, cfg.d_dim, phase.d_slots, self.rng, self.device)
             with torch.no_grad(), self._amp():
                 fake = self.G(z, c, d).float()
             with self._amp():
                 real_scores = self.D_train(real).float()
                 fake_scores = self.D_train(fake).float()
-            eps = torch.rand(B, generator=self.rng)
+            eps = torch.rand(B, generator=self.rng).to(self.device)
             gp = gradient_penalty(self.D_train, real, fake, eps, tc.gp_lambda,
                                   autocast_dtype=self.amp_dtype if self.gp_autocast else None)
             loss_c = critic_loss(real_scores, fake_scores)
@@ -240,7 +247,7 @@ class Trainer:
         # G + S step. D is frozen here so no gradient is wasted on it.
         for p in self.D.parameters():
             p.requires_grad_(False)
-        z, c, d, d_idx = sample_codes(B, cfg.z_dim, cfg.c_dim, cfg.d_dim, phase.d_slots, self.rng)
+        z, c, d, d_idx = sample_codes(B, cfg.z_dim, cfg.c_dim, cfg.d_dim, phase.d_slots, self.rng, self.device)
         with self._amp():
             fake = self.G_train(z, c, d)
             scores = self.D(fake)  # frozen: never through DDP, whose reducer would wait for its gradients
@@ -252,7 +259,8 @@ class Trainer:
         align = torch.zeros(())
         if self.snapshot is not None and tc.replay_alignment > 0:
             n_old = max(1, round(B * phase.replay_ratio))
-            za, ca, da, _ = sample_codes(n_old, cfg.z_dim, cfg.c_dim, cfg.d_dim, self.snapshot.d_slots, self.rng)
+            za, ca, da, _ = sample_codes(n_old, cfg.z_dim, cfg.c_dim, cfg.d_dim, self.snapshot.d_slots, self.rng,
+                                         self.device)
             with self._amp():
                 current, target = self.G_train(za, ca, da), self.snapshot.render(za, ca, da)
             align = alignment_loss(current.float(), target.float())
@@ -300,7 +308,7 @@ class Trainer:
         z = torch.randn(columns, cfg.z_dim, generator=g).repeat(d_slots, 1)
         c = torch.randn(columns, cfg.c_dim, generator=g).repeat(d_slots, 1)
         d = torch.nn.functional.one_hot(torch.arange(d_slots).repeat_interleave(columns), cfg.d_dim).float()
-        images = self.G_ema(z, c, d)
+        images = self.G_ema(z.to(self.device), c.to(self.device), d.to(self.device)).cpu()
         buf = io.BytesIO()
         save_image(images, buf, nrow=columns, normalize=True, value_range=(-1, 1), format="png")
         ckpt.atomic_write_bytes(path, buf.getvalue())
@@ -371,6 +379,7 @@ class Trainer:
         if state["snapshot_d_slots"] is not None:
             G_old, _, _ = build_networks(self.cfg)
             G_old.load_state_dict(sub("snapshot"), strict=True)
+            G_old.to(self.device)
             self.snapshot = ReplaySnapshot(G_old, state["snapshot_d_slots"])
         for key, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             ckpt.optimizer_from_tensors(opt, key, tensors, state["optimizers"][key])

@@ -50,9 +50,23 @@ def test_dry_run_resolves_preset_and_overrides():
     (["--quick"], "--quick needs --preset"),
     (["--domains", "mnist", "--bogus"], "No such option: --bogus"),
     (["--domains", "mnist", "--d-per-domain", "5", "--d-dim", "7"], "contradicts d_per_domain"),
+    (["--domains", "mnist", "--z-scale", "0"], "z_scale must be > 0"),
+    (["--domains", "mnist", "--c-scale", "-1"], "c_scale must be > 0"),
 ])
 def test_bad_flags_exit_2_one_line(args, fragment):
     assert_one_line_error(lgen("train", *args, "--dry-run"), fragment)
+
+
+@pytest.mark.parametrize("device,fragment", [("tpu", "--device 'tpu' is not supported"),
+                                             ("cuda", "torch sees no CUDA GPU")])
+def test_bad_device_exit_2_and_writes_nothing(tmp_path, device, fragment):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    r = lgen("train", "--domains", "synthetic:bars", "--device", device, "--out", str(tmp_path / "run"), *TINY_FLAGS)
+    assert_one_line_error(r, fragment)
+    assert not (tmp_path / "run").exists()
 
 
 def test_missing_data_exit_2(tmp_path):

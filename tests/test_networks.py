@@ -45,3 +45,17 @@ def test_unsupported_resolution():
 
     with pytest.raises(LgenError, match="img_resolution 32"):
         build_networks(ModelConfig(img_resolution=32))
+
+
+def test_z_and_c_scale_act_inside_the_generator():
+    # G(z, c, d) with z_scale / c_scale must equal the unscaled G fed z * z_scale and c * c_scale.
+    base = ModelConfig(z_dim=5, c_dim=3, d_dim=4, g_width=8, d_width=8, fc_width=32)
+    scaled = ModelConfig(**{**base.__dict__, "z_scale": 0.1, "c_scale": 0.3})
+    torch.manual_seed(0)
+    G1 = build_networks(base)[0].eval()
+    G2 = build_networks(scaled)[0].eval()
+    G2.load_state_dict(G1.state_dict())
+    z, c = torch.randn(6, 5), torch.randn(6, 3)
+    d = torch.nn.functional.one_hot(torch.arange(6) % 4, 4).float()
+    assert torch.allclose(G2(z, c, d), G1(z * 0.1, c * 0.3, d), atol=1e-6)
+    assert not torch.allclose(G2(z, c, d), G1(z, c, d), atol=1e-3)
