@@ -7,7 +7,7 @@ three use only export/runtime.py (numpy, onnxruntime, Pillow) and lifelong_gen/h
 
 `--model` takes an exported directory, a Hub repo `ORG/NAME[@REV]` (lifelong_gen/hub.py
 fetches config.json and onnx/*.onnx only, through the HF cache, offline from it with
-HF_HUB_OFFLINE=1) or nothing: the demo model embedded in the package.
+HF_HUB_OFFLINE=1) or nothing: the default model embedded in the package.
 
 Every command validates all of its input (flags, model directory, ONNX files,
 images) before it writes anything: bad input ends as one line `lgen: error: ...`
@@ -81,7 +81,7 @@ def _check_d(d: Optional[int], model) -> None:
 
 
 MODEL_HELP = ("Exported run or bundle directory, or a Hub repo ORG/NAME[@REV] (fetches config.json + onnx/ "
-              "into the HF cache); default: the embedded MNIST -> Fashion-MNIST demo model")
+              "into the HF cache); default: the embedded MNIST -> Fashion-MNIST reference model")
 
 
 def _open(model_ref: Optional[str], provider: Optional[str]):
@@ -90,7 +90,7 @@ def _open(model_ref: Optional[str], provider: Optional[str]):
     from lifelong_gen.export.runtime import load_model
 
     if model_ref is None:
-        _note(f"no --model given: using the embedded demo model {hub.DEFAULT_MODEL} "
+        _note(f"no --model given: using the embedded default model {hub.DEFAULT_MODEL} "
               f"(quick preset, not the reference model)")
     elif hub.as_hub_ref(model_ref) is not None:
         hub.quiet_hub_output()

@@ -194,7 +194,7 @@ def _template():
 
 def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[str] = (),
                 title: Optional[str] = None, license: str = "mit", embedded: bool = False,
-                with_critic: bool = False) -> str:
+                with_critic: bool = False, sections: Sequence[tuple[str, str]] = ()) -> str:
     """The model card (README.md text) of a bundle.
 
     Args:
@@ -205,6 +205,8 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
         license: the Hub license id of the weights.
         embedded: the card of the model shipped inside the package (usage without --model).
         with_critic: list critic.safetensors among the weights (`lgen push --with-critic` uploads it).
+        sections: (title, Markdown body) pairs shown after the evaluation, e.g. a comparison
+            with baseline runs (`lgen evaluate --compare` output).
     """
     bundle = Path(bundle)
     run = read_run_config(bundle)
@@ -247,7 +249,7 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
                            "parity": meta.get(spec.META_PARITY, "")})
 
     if embedded:
-        model_flag, python_ref, python_comment = "", "", "the demo model shipped in the package"
+        model_flag, python_ref, python_comment = "", "", "the default model shipped in the package"
     elif repo_id:
         model_flag, python_ref = f" --model {repo_id}", json.dumps(repo_id)
         python_comment = "fetches config.json + onnx/*.onnx into the HF cache"
@@ -265,6 +267,7 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
         images=images, onnx={"files": onnx_files, "opset": opset},
         weights=[w for w in WEIGHT_FILES if (bundle / w).is_file() and (with_critic or w != CRITIC_FILE)],
         repo_id=repo_id, model_flag=model_flag, python_ref=python_ref, python_comment=python_comment,
+        sections=[{"title": t, "body": b.strip()} for t, b in sections],
     )
 
 

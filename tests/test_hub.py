@@ -19,7 +19,7 @@ import pytest
 
 from conftest import lgen
 from hub_server import FakeHub
-from lifelong_gen import hub, model_card
+from lifelong_gen import config, hub, model_card
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
 from tiny_onnx import copy_bundle
@@ -331,14 +331,47 @@ def test_hub_embedded_default_model_checksums_and_card():
     assert {"config.json", spec.GENERATOR_FILE, spec.ENCODER_FILE, "README.md"} <= set(listed)
     on_disk = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {hub.CHECKSUMS_NAME}
     assert on_disk == set(listed)  # every shipped file is covered
-    assert not any(rel.endswith(".safetensors") for rel in on_disk)
-    assert sum((path / rel).stat().st_size for rel in on_disk) < 10e6
+    # Sampling needs no weights; the EMA generator and S ship too so that torch users can
+    # evaluate or fine-tune it. The critic and the raw generator stay out.
+    assert {rel for rel in on_disk if rel.endswith(".safetensors")} == {"generator_ema.safetensors",
+                                                                         "encoder.safetensors"}
+    assert sum((path / rel).stat().st_size for rel in on_disk) < 20e6
     run_cfg = model_card.read_run_config(path)
-    assert run_cfg.train.domains == ["mnist", "fashion-mnist"] and run_cfg.train.steps_per_domain == 1000
+    preset = {k: v for k, v in config.PRESETS["mnist-fashion"].items() if k != "quick"}
+    assert run_cfg.train.domains == ["mnist", "fashion-mnist"]
+    for key, value in preset.items():  # it is the preset's model, not a variant of it
+        section = run_cfg.model if key in config.MODEL_KEYS else run_cfg.train
+        assert getattr(section, key) == value, key
     card = ModelCard.load(path / "README.md")
     assert card.data.datasets == ["mnist", "fashion_mnist"] and card.data.library_name == "lifelong-gen"
-    assert "quick-preset demo model" in card.text and "**not** the reference model" in card.text
-    assert "1,000 generator steps per domain" in card.text
+    assert "reference model" in card.text and "5,000 generator steps per domain" in card.text
+    metrics = json.loads((path / "metrics.json").read_text())
+    assert metrics["training"]["replay"] is True  # the card's numbers are this (lifelong) model's
+
+
+def test_hub_embedded_default_weights_load_and_match_its_onnx():
+    # The shipped safetensors rebuild G_ema and S (strict load), and the shipped ONNX graphs
+    # compute what they compute: the two halves of the bundle are the same model.
+    import torch
+
+    from lifelong_gen.checkpoint import load_bundle
+    from lifelong_gen.export.runtime import OnnxModel
+
+    path = hub.pretrained_path()
+    run_cfg, nets = load_bundle(path, which=("G_ema", "S"))
+    m = run_cfg.model
+    g = torch.Generator().manual_seed(0)
+    z, c = torch.randn(16, m.z_dim, generator=g), torch.randn(16, m.c_dim, generator=g)
+    d = torch.nn.functional.one_hot(torch.arange(16) % m.d_dim, m.d_dim).float()
+    with torch.no_grad():
+        images = nets["G_ema"].eval()(z, c, d)
+        logits, c_mean = nets["S"].eval()(images)
+    onnx = OnnxModel(path)
+    ort_images = onnx.sample(z.numpy(), c.numpy(), d.numpy())
+    assert np.abs(ort_images - images.numpy()).max() < 1e-4
+    ort_logits, ort_c = onnx.encode(images.numpy())
+    assert np.abs(ort_logits - logits.numpy()).max() / max(1.0, float(logits.abs().max())) < 1e-4
+    assert np.abs(ort_c - c_mean.numpy()).max() < 1e-4
 
 
 def test_hub_embedded_default_detects_corruption(tmp_path, monkeypatch):
@@ -360,7 +393,7 @@ def test_hub_default_model_sample_with_no_arguments_torch_free(no_torch, tmp_pat
     r = run(env, "sample", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "samples.png"
-    assert "embedded demo model mnist-fashion" in r.stderr
+    assert "embedded default model mnist-fashion" in r.stderr
     from PIL import Image
 
     with Image.open(tmp_path / "samples.png") as im:
