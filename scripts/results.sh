@@ -22,15 +22,15 @@ for name in mnist-fashion mnist-fashion-noreplay mnist-fashion-joint; do
 done
 $BIN/lgen evaluate --compare "$RUNS/mnist-fashion" "$RUNS/mnist-fashion-noreplay" "$RUNS/mnist-fashion-joint" \
   --out docs/results
-# The paper's figures from these runs: 2a (lifelong samples), 2b (no replay: forgetting),
-# 3 (traversals of c), 4 (the d x c grid).
+# The paper's figures from these runs: 2a (lifelong), 2b (no replay: forgetting),
+# 3 (d along columns, one (z, c) per row), 4 (traversals of c1, c2 from -1 to 1).
+cp "$RUNS/mnist-fashion/samples/domain-2.png" docs/results/fig2a_lifelong_grid.png
 cp "$RUNS/mnist-fashion/figures/samples_domain-1.png" docs/results/fig2a_lifelong_mnist.png
 cp "$RUNS/mnist-fashion/figures/samples_domain-2.png" docs/results/fig2a_lifelong_fashion.png
-cp "$RUNS/mnist-fashion-noreplay/figures/samples_domain-2.png" docs/results/fig2b_noreplay_fashion.png
 cp "$RUNS/mnist-fashion-noreplay/samples/domain-2.png" docs/results/fig2b_noreplay_grid.png
-cp "$RUNS/mnist-fashion/samples/domain-2.png" docs/results/fig2a_lifelong_grid.png
-cp "$RUNS/mnist-fashion/figures/traversal_c1.png" docs/results/fig3_traversal_c1.png
-cp "$RUNS/mnist-fashion/figures/traversal_c2.png" docs/results/fig3_traversal_c2.png
-cp "$RUNS/mnist-fashion/figures/dc_grid.png" docs/results/fig4_d_by_c.png
+cp "$RUNS/mnist-fashion-noreplay/figures/samples_domain-2.png" docs/results/fig2b_noreplay_fashion.png
+cp "$RUNS/mnist-fashion/figures/dc_grid.png" docs/results/fig3_d_by_c.png
+cp "$RUNS/mnist-fashion/figures/traversal_c1.png" docs/results/fig4_traversal_c1.png
+cp "$RUNS/mnist-fashion/figures/traversal_c2.png" docs/results/fig4_traversal_c2.png
 cp "$RUNS/mnist-fashion/figures/forgetting_share.png" docs/results/forgetting_share.png
 echo "results: docs/results/compare.md and figures"
