@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Iterable
 
 import torch
 import torch.distributed as dist
@@ -123,8 +123,9 @@ def wrap_for_training(G: torch.nn.Module, D: torch.nn.Module, S: torch.nn.Module
     """(G, D, S) to call for forwards that train, DDP-wrapped under torchrun, themselves otherwise.
 
     With S on D's trunk the returned D is `CriticWithHeads` (in one process too, so both
-    paths run the same code; S's critic-step forward is D_train(o, codes=True)) and the returned S is S itself, to be called only where its
-    gradient is discarded (the generator step, where the trunk is frozen).
+    paths run the same code; S's critic-step forward is D_train(o, codes=True)) and the
+    returned S is S itself, to be called only where its gradient is discarded (the
+    generator step, where the trunk is frozen).
     """
     shared = getattr(S, "shares_trunk", False)
     critic = CriticWithHeads(D, S) if shared else D

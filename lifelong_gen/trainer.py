@@ -251,7 +251,7 @@ class Trainer:
         with self._amp():
             fake = self.G_train(z, c, d)
             scores = self.D(fake)  # frozen: never through DDP, whose reducer would wait for its gradients
-            d_logits, c_mean = self.S(fake) if shared else self.S_train(fake)
+            d_logits, c_mean = self.S_train(fake)  # unwrapped S when it shares the (frozen) trunk
         loss_adv = generator_loss(scores.float())
         loss_info, ce, nll = info_loss(d_logits.float(), c_mean.float(), d_idx, c, tc.info_weight_discrete,
                                        tc.info_weight_continuous)
