@@ -32,9 +32,42 @@ app = typer.Typer(
 log = logging.getLogger("lifelong_gen")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from lifelong_gen import __version__
+
+        typer.echo(f"lgen (lifelong-gen) {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the package version and exit"),
+) -> None:
     """Lifelong interpretable image generators: train, export, sample, encode, interpolate."""
+
+
+# What each torch-side command imports, and the extra that installs it. A `[cpu]` or `[gpu]`
+# install has none of these: such a command then ends with one line naming the extra.
+TORCH_SIDE = {
+    "train": (("torch", "torchvision", "safetensors"), "train"),
+    "export": (("torch", "onnx", "onnxscript", "safetensors"), "train"),
+    "evaluate": (("torch", "torchvision", "safetensors", "torch_fidelity", "scipy", "sklearn"), "train,eval"),
+}
+
+
+def require_torch_side(command: str) -> None:
+    """One-line LgenError naming the missing module and the extra, before a torch-side command starts."""
+    import importlib
+
+    modules, extra = TORCH_SIDE[command]
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            raise LgenError(f"lgen {command} needs {name}, which is not installed (an inference-only install): "
+                            f"pip install 'lifelong-gen[{extra}]'") from None
 
 
 def _setup_logging(verbose: bool = True) -> None:
@@ -45,7 +78,7 @@ def _setup_logging(verbose: bool = True) -> None:
     log.propagate = False
 
 
-@app.command()
+@app.command(short_help="Lifelong training over a list of domains; writes a model bundle.")
 def train(
     domains: Optional[str] = typer.Option(None, help="Domains in order, e.g. mnist,fashion-mnist or folder:/data/celeba,folder:/data/chairs"),
     preset: Optional[str] = typer.Option(None, help="Named settings: mnist-fashion, celeba-chairs"),
@@ -77,6 +110,10 @@ def train(
     c_dim: Optional[int] = typer.Option(None),
     c_scale: Optional[float] = typer.Option(None, help="G sees c * c_scale (default 1); S still recovers c itself"),
     d_dim: Optional[int] = typer.Option(None),
+    g_conditioning: Optional[str] = typer.Option(None, help="How d enters G: input (the paper: concatenated at the input) or cbn (also conditional batch norm at every layer)"),
+    info_augment_weight: Optional[float] = typer.Option(None, help="Weight of S's d cross-entropy on augmented G images (Elastic-InfoGAN; default 0: off)"),
+    s_real_weight: Optional[float] = typer.Option(None, help="Weight of S's clustering objective on real images (IMSAT; default 0: off)"),
+    s_balance_weight: Optional[float] = typer.Option(None, help="Weight of the category-balance term inside --s-real-weight's objective (default 1)"),
     g_width: Optional[int] = typer.Option(None),
     d_width: Optional[int] = typer.Option(None),
     fc_width: Optional[int] = typer.Option(None),
@@ -92,6 +129,7 @@ def train(
 ) -> None:
     """Lifelong training over a list of domains; writes a model bundle into the run directory."""
     _setup_logging()
+    require_torch_side("train")
     explicit = {k: v for k, v in locals().items()
                 if v is not None and k not in ("preset", "quick", "out", "resume", "dry_run", "progress", "device", "beta1", "beta2")}
     if beta1 is not None or beta2 is not None:

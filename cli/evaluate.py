@@ -18,6 +18,9 @@ from lifelong_gen.errors import LgenError
 
 def _evaluate_one(run: Path, out: Optional[Path], num_samples: int, seed: int, inception: Optional[Path],
                   progress: bool) -> dict:
+    from lifelong_gen.cli.app import require_torch_side
+
+    require_torch_side("evaluate")
     from lifelong_gen.checkpoint import atomic_write_bytes, atomic_write_json
     from lifelong_gen.metrics import evaluate
     from lifelong_gen.report import run_report
@@ -33,7 +36,7 @@ def _evaluate_one(run: Path, out: Optional[Path], num_samples: int, seed: int, i
     return metrics
 
 
-@app.command()
+@app.command(short_help="FID/KID, memory, interpretability and forgetting, offline.")
 def evaluate(
     runs: Optional[list[Path]] = typer.Argument(None, help="Run directory or bundle (several with --compare)"),
     out: Optional[Path] = typer.Option(None, help="Where metrics.json, report.md, figures/ go (default: the run)"),

@@ -20,7 +20,7 @@ from lifelong_gen.cli.app import app
 from lifelong_gen.errors import LgenError
 
 
-@app.command()
+@app.command(short_help="Upload a bundle to the Hugging Face Hub in one commit.")
 def push(
     bundle: Path = typer.Argument(..., help="Exported run or bundle directory (after `lgen export`)"),
     repo_id: str = typer.Argument(..., metavar="ORG/NAME", help="Hub model repo; created if missing"),
@@ -46,7 +46,7 @@ def push(
         typer.echo(f"{result['commit_url']}  ({len(result['files'])} files to {result['repo_id']}@{result['revision']})")
 
 
-@app.command()
+@app.command(short_help="Download a bundle through the Hugging Face cache.")
 def pull(
     repo: str = typer.Argument(..., metavar="ORG/NAME[@REV]", help="Hub model repo, optionally at a branch, tag or commit"),
     directory: Optional[Path] = typer.Option(None, "--dir", help="Copy the bundle here (default: the HF cache only)"),
@@ -71,7 +71,7 @@ def pull(
     typer.echo(str(path))
 
 
-@app.command()
+@app.command(short_help="Render a bundle's model card (README.md).")
 def card(
     bundle: Path = typer.Argument(..., help="Run or bundle directory (config.json; metrics.json, PNGs, onnx/ if present)"),
     repo_id: Optional[str] = typer.Option(None, "--repo-id", metavar="ORG/NAME", help="Hub repo named in the usage examples"),

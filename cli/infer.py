@@ -90,8 +90,7 @@ def _open(model_ref: Optional[str], provider: Optional[str]):
     from lifelong_gen.export.runtime import load_model
 
     if model_ref is None:
-        _note(f"no --model given: using the embedded default model {hub.DEFAULT_MODEL} "
-              f"(quick preset, not the reference model)")
+        _note(f"no --model given: using the embedded default model {hub.DEFAULT_MODEL} ({hub.DEFAULT_MODEL_NOTE})")
     elif hub.as_hub_ref(model_ref) is not None:
         hub.quiet_hub_output()
     model = load_model(hub.resolve_model(model_ref), provider=provider)
@@ -120,7 +119,7 @@ def _report_provider(model, verbose: bool, which: tuple[str, ...]) -> dict[str, 
 # ---------------------------------------------------------------- export
 
 
-@app.command()
+@app.command(short_help="Export G and S to ONNX, checked against PyTorch.")
 def export(
     bundle: Path = typer.Argument(..., help="Run directory or bundle directory (config.json + *.safetensors)"),
     generator: str = typer.Option("ema", "--generator", help="Generator weights to export: ema (default) or raw"),
@@ -131,11 +130,11 @@ def export(
     from lifelong_gen.cli.app import _setup_logging
 
     _setup_logging(verbose=not as_json)
-    try:
-        from lifelong_gen.export import onnx_export, spec
-    except ImportError as e:
-        raise LgenError(f"lgen export needs PyTorch and onnx ({e.name} is missing): "
-                        f"pip install 'lifelong-gen[train]'") from None
+    from lifelong_gen.cli.app import require_torch_side
+
+    require_torch_side("export")
+    from lifelong_gen.export import onnx_export, spec
+
     result = onnx_export.export_bundle(bundle, generator=generator,
                                        opset=spec.DEFAULT_OPSET if opset is None else opset)
     summary = onnx_export.describe(result)
@@ -150,7 +149,8 @@ def export(
 # ---------------------------------------------------------------- sample
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+             short_help="Sample a PNG grid from the generator (torch-free).")
 def sample(
     ctx: typer.Context,
     model_ref: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
@@ -202,7 +202,7 @@ def sample(
 # ---------------------------------------------------------------- encode
 
 
-@app.command()
+@app.command(short_help="Infer the codes u = (d, c) of images with S (torch-free).")
 def encode(
     images: list[Path] = typer.Argument(..., help="Image files (any size, grey/RGB/RGBA: converted to the model's)"),
     model_ref: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
@@ -241,7 +241,7 @@ def encode(
 # ---------------------------------------------------------------- interpolate
 
 
-@app.command()
+@app.command(short_help="Latent traversals: a c code, the d x c grid, or image to image.")
 def interpolate(
     model_ref: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     vary: Optional[str] = typer.Option(None, "--vary", help="c1, c2, ...: traverse one continuous code from -1 to 1 "
@@ -249,8 +249,8 @@ def interpolate(
     from_image: Optional[Path] = typer.Option(None, "--from", help="Start image (encoded with S)"),
     to_image: Optional[Path] = typer.Option(None, "--to", help="End image (encoded with S)"),
     steps: int = typer.Option(8, "--steps", help="Columns of a c traversal, rows of the d grid, images of --from/--to"),
-    rows: Optional[int] = typer.Option(None, "--rows", help="--vary cK: rows (categories, or z's with --d); default "
-                                                            "all categories up to 10, or 4 with --d"),
+    rows: Optional[int] = typer.Option(None, "--rows", help="--vary cK: rows (the first N categories, or N z's with "
+                                                            "--d); default every active category, or 4 with --d"),
     d: Optional[int] = typer.Option(None, "--d", help="--vary cK: one category, rows = different z"),
     seed: int = typer.Option(0, "--seed", help="Seed of z (numpy)"),
     out: Path = typer.Option(Path("interpolation.png"), "--out", help="PNG to write"),
@@ -310,7 +310,7 @@ def interpolate(
         if d is not None:
             categories = [d] * (rows if rows is not None else 4)
         else:
-            n_rows = rows if rows is not None else min(model.active_d, 10)
+            n_rows = rows if rows is not None else model.active_d  # every category: both domains' rows
             if n_rows > model.active_d:
                 raise LgenError(f"--rows {n_rows}: the model has {model.active_d} categories")
             categories = list(range(n_rows))

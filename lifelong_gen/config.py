@@ -21,6 +21,7 @@ FORMAT_VERSION = 1
 
 SUPPORTED_RESOLUTIONS = (28, 64)
 PRECISIONS = ("fp32", "bf16")
+G_CONDITIONINGS = ("input", "cbn")
 
 # A bundle's files (the diffusers layout: config.json + one safetensors per network).
 CONFIG_NAME = "config.json"
@@ -60,6 +61,11 @@ class ModelConfig:
     # The same for c (S still regresses the unscaled c). With z_scale < 1 alone, the
     # measured G moved between classes along c instead (experiments/mnist-fashion.md).
     c_scale: float = 1.0
+    # How d enters G. "input": concatenated with z and c at G's input only (the paper's
+    # setting). "cbn": also class-conditional batch norm at every G layer (a per-channel
+    # gain and bias projected from d; de Vries et al. 2017, Miyato & Koyama 2018), so d
+    # shapes every layer instead of competing with z for the first one.
+    g_conditioning: str = "input"
 
     def validate(self) -> None:
         if self.img_resolution not in SUPPORTED_RESOLUTIONS:
@@ -76,6 +82,9 @@ class ModelConfig:
                 raise LgenError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.c_dim < 0:
             raise LgenError(f"c_dim must be >= 0, got {self.c_dim}")
+        if self.g_conditioning not in G_CONDITIONINGS:
+            raise LgenError(f"g_conditioning {self.g_conditioning!r} is not supported "
+                            f"(choose one of {', '.join(G_CONDITIONINGS)})")
 
 
 @dataclass
@@ -96,6 +105,14 @@ class TrainConfig:
     # Share of the critic's "real" batch drawn from the frozen snapshot while learning
     # domain k (0-based). None: k / (k + 1), so every domain seen keeps equal weight.
     replay_ratio: Optional[float] = None
+    # Interpretability levers beyond the paper (issue 11; 0 = off, the paper's objective).
+    # Weight of the d cross-entropy of S on a randomly rotated/scaled/shifted copy of G's
+    # image (Elastic-InfoGAN): d may only carry what survives such changes, i.e. the class.
+    info_augment_weight: float = 0.0
+    # Weight of S's clustering objective on the critic's real batch (IMSAT): S's d kept
+    # under augmentation, confident per image, balanced over the active categories.
+    s_real_weight: float = 0.0
+    s_balance_weight: float = 1.0  # weight of the balance (marginal entropy) term in it
     # MeRGAN replay alignment: weight of ||G_k(z,c,d) - G_{k-1}(z,c,d)||^2 on old codes.
     replay_alignment: float = 0.0
     # None: one Cat(d_dim) shared by all domains (the paper). N: each domain adds N categories.
@@ -137,8 +154,9 @@ class TrainConfig:
             raise LgenError(f"d_per_domain must be >= 1, got {self.d_per_domain}")
         if self.precision not in PRECISIONS:
             raise LgenError(f"precision {self.precision!r} is not supported (choose one of {', '.join(PRECISIONS)})")
-        if self.gp_lambda < 0 or self.replay_alignment < 0:
-            raise LgenError("gp_lambda and replay_alignment must be >= 0")
+        for name in ("gp_lambda", "replay_alignment", "info_augment_weight", "s_real_weight", "s_balance_weight"):
+            if not getattr(self, name) >= 0:
+                raise LgenError(f"{name} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass

@@ -47,6 +47,8 @@ PULL_PATTERNS = RUNTIME_PATTERNS + ("*.safetensors", CARD_NAME, "metrics.json", 
 
 PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_MODEL = "mnist-fashion"
+# What the embedded default is, as the torch-free commands say when they fall back on it.
+DEFAULT_MODEL_NOTE = "the MNIST -> Fashion-MNIST reference model, `lgen train --preset mnist-fashion`"
 CHECKSUMS_NAME = "checksums.json"
 
 # org/name[@revision]: the Hub's character set for namespaces and names.

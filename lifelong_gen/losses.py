@@ -6,6 +6,8 @@
 - `info_loss`: the negative of L_MI, eq. (10), up to the constant H(u): cross-entropy for
   the discrete code d and Gaussian negative log-likelihood (unit variance) for c.
 - `alignment_loss`: MeRGAN replay alignment, ‖G_k(z,u) − G_{k−1}(z,u)‖².
+- `random_affine`, `augmented_info_loss`, `clustering_loss`: the opt-in interpretability
+  levers of issue 11 (d kept under augmentation; S as a clusterer of real images).
 """
 
 from __future__ import annotations
@@ -86,3 +88,68 @@ def info_loss(
 def alignment_loss(current: torch.Tensor, snapshot: torch.Tensor) -> torch.Tensor:
     """Mean squared distance between G_k and the frozen G_{k−1} on the same codes."""
     return ((current - snapshot) ** 2).flatten(1).sum(1).mean()
+
+
+def random_affine(images: torch.Tensor, generator: torch.Generator, *, max_rotate: float = 0.17,
+                  max_scale: float = 0.1, max_shift: float = 0.1) -> torch.Tensor:
+    """Identity-preserving augmentation: a random small rotation, scale and shift per image.
+
+    Differentiable in `images` (affine_grid + grid_sample), so G can be trained through
+    it. Uncovered pixels become −1 (black background), not grey: the images are in
+    [−1, 1] and grid_sample pads with 0, so it runs on images + 1.
+
+    Args:
+        images: [N, C, H, W] in [−1, 1].
+        generator: CPU torch.Generator (the trainer's checkpointed stream).
+        max_rotate: radians (0.17 ≈ 10°); max_scale: relative; max_shift: fraction of the
+            half-width (0.1 ≈ 1.4 px at 28×28). Small enough that a digit keeps its class
+            (a 6 is not rotated into a 9), the ranges of Elastic-InfoGAN's and IIC's MNIST
+            augmentations.
+    """
+    n = images.shape[0]
+    u = torch.rand(n, 4, generator=generator).to(images.device) * 2 - 1  # [N, 4] in [-1, 1]
+    angle, scale = u[:, 0] * max_rotate, 1 + u[:, 1] * max_scale
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * max_shift], 1),
+                         torch.stack([sin, cos, u[:, 3] * max_shift], 1)], 1).to(images.dtype)  # [N, 2, 3]
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
+
+
+def augmented_info_loss(d_logits_augmented: torch.Tensor, d_target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of S's d on an augmented copy of G's image against the d that made it.
+
+    The Elastic-InfoGAN idea (Ojha et al., NeurIPS 2020): G may only encode in d what
+    survives identity-preserving transformations, so d cannot name a pose, thickness or
+    position: what is left is the class. Weighted by `info_augment_weight`.
+    """
+    return F.cross_entropy(d_logits_augmented, d_target)
+
+
+def clustering_loss(
+    d_logits: torch.Tensor, d_logits_augmented: torch.Tensor, balance_weight: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """S's discrete head as a clusterer of real images (beyond the paper; IMSAT-style).
+
+    Hu et al., "Learning Discrete Representations via Information Maximizing
+    Self-Augmented Training" (ICML 2017): maximise the mutual information between an
+    image and its cluster, H(Y) − H(Y|X), while the cluster is kept under augmentation.
+
+    Args:
+        d_logits: [N, K] S's logits on real images, restricted to the active categories.
+        d_logits_augmented: [N, K] on augmented copies of the same images.
+        balance_weight: weight of the marginal entropy H(mean p): it keeps every category
+            in use (without it, the cheapest solution is one category for everything).
+    Returns:
+        (loss, consistency, marginal entropy): loss = consistency + H(Y|X) − balance · H(Y),
+        consistency = cross-entropy of the augmented prediction against the (fixed) clean one.
+    """
+    log_p = F.log_softmax(d_logits, dim=1)
+    p = log_p.exp()
+    log_q = F.log_softmax(d_logits_augmented, dim=1)
+    consistency = -(p.detach() * log_q).sum(1).mean()
+    conditional_entropy = -(p * log_p).sum(1).mean()
+    marginal = p.mean(0)
+    marginal_entropy = -(marginal * torch.log(marginal.clamp_min(1e-12))).sum()
+    loss = consistency + conditional_entropy - balance_weight * marginal_entropy
+    return loss, consistency, marginal_entropy

@@ -40,8 +40,41 @@ def _check_image(o: torch.Tensor, cfg: ModelConfig) -> None:
     assert o.dim() == 4 and tuple(o.shape[1:]) == expected, f"image must be [N, {expected}], got {tuple(o.shape)}"
 
 
+class ConditionalBatchNorm(nn.Module):
+    """BatchNorm whose per-channel gain and bias also depend on d (`g_conditioning="cbn"`).
+
+    out = BN(h) · (1 + γ(d)) + β(d), with γ, β linear in d (so a soft d, any probability
+    vector, mixes the categories' modulations, as the ONNX contract allows). γ and β start
+    at zero: at initialisation the layer is the plain BatchNorm of the "input" layout.
+    """
+
+    def __init__(self, bn: nn.Module, d_dim: int):
+        super().__init__()
+        self.bn = bn
+        self.gain = nn.Linear(d_dim, bn.num_features, bias=False)
+        self.bias = nn.Linear(d_dim, bn.num_features, bias=False)
+        nn.init.zeros_(self.gain.weight)
+        nn.init.zeros_(self.bias.weight)
+
+    def forward(self, h: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        shape = (d.shape[0], -1) + (1,) * (h.dim() - 2)  # broadcast over H, W for conv features
+        return self.bn(h) * (1 + self.gain(d).view(shape)) + self.bias(d).view(shape)
+
+
+def _run(layers: nn.Sequential, h: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """A Sequential whose ConditionalBatchNorm layers also receive d."""
+    for layer in layers:
+        h = layer(h, d) if isinstance(layer, ConditionalBatchNorm) else layer(h)
+    return h
+
+
 class Generator(nn.Module):
-    """G(z, c, d) -> image [N, C, H, W] in [-1, 1] (tanh)."""
+    """G(z, c, d) -> image [N, C, H, W] in [-1, 1] (tanh).
+
+    d always enters at the input (the paper); with `g_conditioning="cbn"` every batch
+    norm is also conditioned on d (ConditionalBatchNorm). The "input" layout's parameter
+    names are those of earlier bundles, which load unchanged.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -75,6 +108,11 @@ class Generator(nn.Module):
                 ch //= 2
             blocks += [nn.ConvTranspose2d(ch, C, 4, 2, 1), nn.Tanh()]
             self.conv = nn.Sequential(*blocks)
+        if cfg.g_conditioning == "cbn":
+            for seq in (self.fc, self.conv):
+                for i, layer in enumerate(seq):
+                    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                        seq[i] = ConditionalBatchNorm(layer, cfg.d_dim)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -86,9 +124,9 @@ class Generator(nn.Module):
             z = z * cfg.z_scale
         if cfg.c_scale != 1.0:
             c = c * cfg.c_scale
-        h = self.fc(torch.cat([z, c, d], dim=1))
+        h = _run(self.fc, torch.cat([z, c, d], dim=1), d)
         h = h.view(-1, self.base_ch, self.base, self.base)  # [N, base_ch, base, base]
-        return self.conv(h)  # [N, C, H, W]
+        return _run(self.conv, h, d)  # [N, C, H, W]
 
 
 class Trunk(nn.Module):

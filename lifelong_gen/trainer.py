@@ -44,7 +44,10 @@ from lifelong_gen.config import (
 )
 from lifelong_gen.domains import DomainData, load_domain, model_shape, to_float
 from lifelong_gen.errors import LgenError
-from lifelong_gen.losses import alignment_loss, critic_loss, generator_loss, gradient_penalty, info_loss
+from lifelong_gen.losses import (
+    alignment_loss, augmented_info_loss, clustering_loss, critic_loss, generator_loss, gradient_penalty, info_loss,
+    random_affine,
+)
 from lifelong_gen.networks import build_networks
 from lifelong_gen.replay import ReplaySnapshot, sample_codes
 
@@ -158,6 +161,8 @@ class Trainer:
         for p in self.G_ema.parameters():
             p.requires_grad_(False)
         shared = self.cfg.encoder_shares_critic
+        if shared and self.tc.s_real_weight > 0:
+            raise LgenError("s_real_weight trains S on real images and needs a separate S (drop --shared-encoder)")
         # With S on the critic's trunk, its heads learn with the critic (InfoGAN's scheme);
         # a separate S learns with G, both maximising L_MI.
         d_params = list(self.D.parameters()) + (self.S.head_parameters() if shared else [])
@@ -265,6 +270,9 @@ class Trainer:
                 current, target = self.G_train(za, ca, da), self.snapshot.render(za, ca, da)
             align = alignment_loss(current.float(), target.float())
             loss_g = loss_g + tc.replay_alignment * align
+        extra = self._interpretability_terms(phase, fake, d_idx)
+        for weight, term in extra.values():
+            loss_g = loss_g + weight * term
         self.opt_g.zero_grad(set_to_none=True)
         if shared:
             self.opt_d.zero_grad(set_to_none=True)
@@ -279,7 +287,37 @@ class Trainer:
         update_ema(self.G_ema, self.G, decay)
         values = {"loss_d": loss_d, "wasserstein": -loss_c, "gp": gp, "loss_g": loss_adv, "info": loss_info,
                   "info_ce": ce, "info_nll": nll, "align": align}
+        values.update({name: term for name, (_, term) in extra.items()})
         return self.dist.average_scalars({k: v.detach().item() for k, v in values.items()})
+
+    def _interpretability_terms(self, phase: Phase, fake: torch.Tensor,
+                                d_idx: torch.Tensor) -> dict[str, tuple[float, torch.Tensor]]:
+        """The opt-in levers of the G + S step, as {name: (weight, term)}; empty when all are off.
+
+        Off (weight 0) they draw nothing from the RNG, so a run without them is bit-identical
+        to one made before they existed.
+        """
+        tc = self.tc
+        terms: dict[str, tuple[float, torch.Tensor]] = {}
+        if tc.info_augment_weight > 0:
+            # Through G: S must read d from a transformed copy of G's image.
+            augmented = random_affine(fake.float(), self.rng)
+            with self._amp():
+                d_logits_aug, _ = self.S_train(augmented)
+            terms["info_aug"] = (tc.info_augment_weight, augmented_info_loss(d_logits_aug.float(), d_idx))
+        if tc.s_real_weight > 0:
+            # S alone: real images (with replay, as the critic sees them) clustered over the
+            # categories active in this phase.
+            with torch.no_grad():
+                real = self._real_batch(phase, tc.batch_size)
+                augmented = random_affine(real, self.rng)
+            with self._amp():
+                logits = self.S_train(torch.cat([real, augmented]))[0].float()[:, :phase.d_slots]
+            loss, consistency, balance = clustering_loss(*logits.chunk(2), balance_weight=tc.s_balance_weight)
+            terms["s_real"] = (tc.s_real_weight, loss)
+            terms["s_consistency"] = (0.0, consistency)  # logged only
+            terms["s_marginal_entropy"] = (0.0, balance)
+        return terms
 
     # ------------------------------------------------------------ domain hooks
 
@@ -417,20 +455,12 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.write_config(self.run_dir, self.run)
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        console = Console(stderr=True)
-        progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), TextColumn("{task.fields[losses]}"),
-                            console=console, disable=not self.progress)
-        with progress:
+        with _progress_reporter(self.progress, len(self.phases)) as progress:
             while self.phase_index < len(self.phases):
                 phase = self.phases[self.phase_index]
                 if self.step == 0:
                     self.begin_domain(phase)
-                task = progress.add_task(f"{phase.index + 1}/{len(self.phases)} {phase.name}",
-                                         total=phase.steps, completed=self.step, losses="")
+                progress.begin(phase, self.step)
                 t0 = time.perf_counter()
                 while self.step < phase.steps:
                     losses = self.train_step(phase)
@@ -442,12 +472,80 @@ class Trainer:
                     if self.step % self.tc.log_every == 0 or self.step == phase.steps:
                         self._log_metrics(phase, time.perf_counter() - t0)
                         t0 = time.perf_counter()
-                    progress.update(task, completed=self.step,
-                                    losses=f"W {losses['wasserstein']:.3f} gp {losses['gp']:.3f} "
-                                           f"G {losses['loss_g']:.3f} MI {losses['info']:.3f}")
+                    progress.update(self.step, losses)
                     if self.step % self.tc.checkpoint_every == 0 and self.step < phase.steps:
                         self.checkpoint()
                 self._window = []
                 self.end_domain(phase)
                 self.checkpoint()
         self._write_bundle()
+
+
+def _loss_text(losses: dict[str, float]) -> str:
+    return (f"W {losses['wasserstein']:.3f} gp {losses['gp']:.3f} G {losses['loss_g']:.3f} "
+            f"MI {losses['info']:.3f}")
+
+
+class _RichProgress:
+    """A rich progress bar per phase, for a terminal."""
+
+    def __init__(self, progress, n_phases: int):
+        self.progress, self.n_phases, self.task = progress, n_phases, None
+
+    def begin(self, phase: Phase, step: int) -> None:
+        self.task = self.progress.add_task(f"{phase.index + 1}/{self.n_phases} {phase.name}", total=phase.steps,
+                                           completed=step, losses="")
+
+    def update(self, step: int, losses: dict[str, float]) -> None:
+        self.progress.update(self.task, completed=step, losses=_loss_text(losses))
+
+
+class PlainProgress:
+    """One plain log line at most every `every_seconds` (and at each phase's end), for logs.
+
+    When stderr is not a terminal (nohup, a batch scheduler, `2> log`), a progress bar
+    prints nothing useful until it is finished; this writes step, domain, s/step, ETA and
+    the last losses instead.
+    """
+
+    every_seconds = 10.0
+
+    def __init__(self, n_phases: int, emit: Callable[[str], None]):
+        self.n_phases, self.emit = n_phases, emit
+        self.phase: Optional[Phase] = None
+
+    def begin(self, phase: Phase, step: int) -> None:
+        self.phase, self.start_step = phase, step
+        self.start = self.last = time.perf_counter()
+
+    def update(self, step: int, losses: dict[str, float]) -> None:
+        now = time.perf_counter()
+        phase = self.phase
+        if now - self.last < self.every_seconds and step != phase.steps:
+            return
+        self.last = now
+        per_step = (now - self.start) / max(1, step - self.start_step)
+        eta = int(per_step * (phase.steps - step))
+        self.emit(f"domain {phase.index + 1}/{self.n_phases} {phase.name}: step {step}/{phase.steps} "
+                  f"({100 * step // phase.steps}%), {per_step:.3f} s/step, ETA {eta // 3600}:{eta // 60 % 60:02d}:"
+                  f"{eta % 60:02d}, {_loss_text(losses)}")
+
+
+@contextlib.contextmanager
+def _progress_reporter(enabled: bool, n_phases: int):
+    """A rich bar on a terminal, plain lines otherwise, nothing when disabled."""
+    import sys
+
+    if not enabled:
+        yield PlainProgress(n_phases, lambda line: None)
+        return
+    if not sys.stderr.isatty():
+        yield PlainProgress(n_phases, lambda line: log.info("%s", line))
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeRemainingColumn(), TextColumn("{task.fields[losses]}"), console=Console(stderr=True))
+    with progress:
+        yield _RichProgress(progress, n_phases)

@@ -18,6 +18,12 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 # torch first, pinned: these versions lie on this workplace's disk, and torchvision must match.
-.venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+# LGEN_TORCH_INDEX (e.g. https://download.pytorch.org/whl/cpu) takes them from another index:
+# PyPI's x86_64 Linux wheels are CUDA builds (about 5.6 GB installed); the CPU index's are far smaller.
+if [ -n "${LGEN_TORCH_INDEX:-}" ]; then
+  .venv/bin/pip install -q --index-url "$LGEN_TORCH_INDEX" torch==2.14.1 torchvision==0.29.1
+else
+  .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
+fi
 .venv/bin/pip install -q -e '.[train,cpu,eval,dev]'
 echo "setup: done (.venv)"

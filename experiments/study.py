@@ -1,0 +1,118 @@
+"""The interpretability study protocol (issue 11): settings x seeds on a fixed budget.
+
+`python experiments/study.py --settings base,aug,... --seeds 0,1,2 --steps 2000 --root exp/study`
+trains one MNIST-only run per (setting, seed) with `lgen train` (the reference preset's
+networks and optimiser, `--domains mnist`, a fixed number of generator steps), evaluates it
+with `lgen evaluate` and appends one JSON line per run to ROOT/results.jsonl. Runs already
+in results.jsonl are skipped, so the script resumes after an interruption.
+
+`python experiments/study.py --table --root exp/study` prints the settings -> mean ± sd table
+(S's clustering accuracy and NMI on real test digits, d-purity, FID on the classifier's
+features, c1 class change, minutes) that goes into experiments/interpretability.md.
+
+Runs one training at a time: two trainings on 2 cores slow each other far more than 2x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# The reference preset's networks and optimiser on MNIST alone (what the levers change).
+BASE = ["--domains", "mnist", "--batch-size", "64", "--g-width", "32", "--d-width", "32", "--fc-width", "256",
+        "--n-critic", "2", "--lr-g", "5e-4", "--lr-d", "5e-4", "--z-scale", "0.1", "--c-scale", "0.1",
+        "--d-dim", "10", "--checkpoint-every", "500", "--no-progress"]
+
+# Each setting: extra flags on top of BASE. "base" is the shipped preset's objective.
+SETTINGS: dict[str, list[str]] = {
+    "base": [],
+    "aug": ["--info-augment-weight", "1"],
+    "real": ["--s-real-weight", "1"],
+    "aug+real": ["--info-augment-weight", "1", "--s-real-weight", "1"],
+    "cbn": ["--g-conditioning", "cbn"],
+    "cbn+aug+real": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1"],
+}
+
+COLUMNS = [("S acc (MNIST)", "acc"), ("S NMI", "nmi"), ("d-purity", "purity"), ("FID (classifier)", "fid"),
+           ("c1 class change", "c1_change"), ("minutes", "minutes")]
+
+
+def lgen() -> list[str]:
+    return [sys.executable, "-m", "lifelong_gen.cli"]
+
+
+def run_one(root: Path, setting: str, seed: int, steps: int) -> dict:
+    run_dir = root / f"{setting}-s{seed}"
+    cmd = lgen() + ["train", *BASE, *SETTINGS[setting], "--steps-per-domain", str(steps), "--seed", str(seed)]
+    t0 = time.time()
+    if (run_dir / "config.json").exists():
+        subprocess.run(lgen() + ["train", "--resume", str(run_dir), "--no-progress"], check=True)
+    else:
+        subprocess.run(cmd + ["--out", str(run_dir)], check=True)
+    minutes = (time.time() - t0) / 60
+    subprocess.run(lgen() + ["evaluate", str(run_dir), "--num-samples", "2000"], check=True,
+                   stdout=subprocess.DEVNULL)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    mnist = m["per_domain"]["mnist"]
+    return {"setting": setting, "seed": seed, "steps": steps, "minutes": minutes,
+            "acc": mnist["clustering"]["accuracy"], "nmi": mnist["clustering"]["nmi"],
+            "purity": m["interpretability"]["d_purity"]["mean"], "fid": mnist["fid"],
+            "c1_change": m["interpretability"]["traversal"]["c1"]["class_change"],
+            "flags": SETTINGS[setting]}
+
+
+def table(root: Path) -> str:
+    rows = [json.loads(x) for x in (root / "results.jsonl").read_text().splitlines() if x.strip()]
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["setting"], []).append(r)
+    head = "| setting | flags | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |"
+    out = [head, "|" + "---|" * (3 + len(COLUMNS))]
+    for setting, rs in by.items():
+        cells = []
+        for _, key in COLUMNS:
+            vals = [r[key] for r in rs if r[key] is not None]
+            if len(vals) > 1:
+                cells.append(f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}")
+            else:
+                cells.append(f"{vals[0]:.3f}" if vals else "–")
+        flags = " ".join(rs[0]["flags"]) or "(preset)"
+        out.append(f"| {setting} | `{flags}` | {','.join(str(r['seed']) for r in rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--settings", default="base")
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--root", type=Path, default=Path("exp/study"))
+    ap.add_argument("--table", action="store_true")
+    args = ap.parse_args()
+    if args.table:
+        print(table(args.root))
+        return
+    args.root.mkdir(parents=True, exist_ok=True)
+    results = args.root / "results.jsonl"
+    done = set()
+    if results.exists():
+        done = {(r["setting"], r["seed"]) for r in map(json.loads, results.read_text().splitlines()) if r}
+    for setting in args.settings.split(","):
+        if setting not in SETTINGS:
+            sys.exit(f"unknown setting {setting!r}: choose from {', '.join(SETTINGS)}")
+        for seed in map(int, args.seeds.split(",")):
+            if (setting, seed) in done:
+                continue
+            row = run_one(args.root, setting, seed, args.steps)
+            with open(results, "a") as f:
+                f.write(json.dumps(row) + "\n")
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
