@@ -228,7 +228,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "domains": ["mnist", "fashion-mnist"],
         # 10 categories per domain, so S can tell all 20 classes apart (joint clustering).
         "d_per_domain": 10,
-        "steps_per_domain": 5000,
+        "steps_per_domain": 8000,
         "batch_size": 64,
         # Narrow InfoGAN nets, n_critic 2 and lr 5e-4: the paper's widths, n_critic 5 and lr
         # 1e-4 learn far less in the 40 CPU minutes this model is allowed.
@@ -237,6 +237,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         # G sees z and c at a tenth of their scale, so d is what separates the classes:
         # S's real-digit clustering 0.28 -> 0.39 (1,500 steps) and rising with training.
         "z_scale": 0.1, "c_scale": 0.1,
+        # Issue 11's levers (experiments/interpretability.md): d conditions every G layer, S must
+        # read d from augmented G images, and S clusters the critic's real batch (IMSAT).
+        "g_conditioning": "cbn", "info_augment_weight": 1.0, "s_real_weight": 1.0,
         "checkpoint_every": 500,
         # Quick: a demo-sized run of the same model (a few minutes on 2 CPU cores).
         "quick": {"steps_per_domain": 1000, "batch_size": 32, "checkpoint_every": 250},
