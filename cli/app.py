@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import typer
 
-from lifelong_gen.errors import LgenError
+from lifelong_gen.errors import LgenError, TrainingInterrupted
 
 app = typer.Typer(
     name="lgen",
@@ -229,6 +229,13 @@ def main(argv: Optional[list[str]] = None) -> None:
         sys.exit(2)
     except LgenError as e:
         print(f"lgen: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except TrainingInterrupted as e:
+        print(f"lgen: {e}", file=sys.stderr)
+        sys.exit(e.exit_code)
+    except OSError as e:  # a full disk or a read-only directory met outside the places that say more
+        where = f" ({e.filename})" if e.filename else ""
+        print(f"lgen: error: {e.strerror or e}{where}", file=sys.stderr)
         sys.exit(2)
     sys.exit(result if isinstance(result, int) else 0)
 from lifelong_gen.cli import infer as _infer  # noqa: E402,F401  (registers export/sample/encode/interpolate)

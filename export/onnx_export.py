@@ -257,6 +257,9 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
             _add_parity_metadata(temps[graph.name], diffs[graph.name])
         for graph in graphs:
             os.replace(temps.pop(graph.name), graph.target)
+    except OSError as e:  # a full disk or read-only directory: temps are removed below, older files kept
+        raise LgenError(f"cannot write the ONNX export in {Path(bundle) / spec.ONNX_DIR} ({e.strerror or e}); "
+                        f"any earlier export is intact") from None
     finally:
         for tmp in temps.values():  # a failed check: the bad file never reaches its name
             tmp.unlink(missing_ok=True)

@@ -391,9 +391,22 @@ def save_grid(images: np.ndarray, path: Path, columns: int) -> Path:
     return save_png(to_pil(make_grid(images, columns)), path)
 
 
+# The largest image `lgen encode` and `interpolate --from/--to` accept: 50 megapixels (e.g.
+# 8660 x 5773, above any common camera). Checked from the header, before decoding, so a
+# decompression bomb costs nothing; below Pillow's own warning threshold (89.5 MP), so no
+# DecompressionBombWarning reaches stderr. The images are shrunk to 28x28 or 64x64 anyway.
+MAX_IMAGE_PIXELS = 50_000_000
+
+
 def open_image(path: Path):
-    """Open and fully decode an image file; one-line LgenError when it is missing or not an image."""
-    from PIL import Image, UnidentifiedImageError
+    """Open and fully decode an image file; one-line LgenError when it is missing, too large or not an image.
+
+    Returns a Pillow image, upright (EXIF orientation applied) and, for an animated file
+    (GIF, APNG, WebP), its first frame; what was done is in `image.info["lgen_notes"]`.
+    """
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
@@ -401,13 +414,37 @@ def open_image(path: Path):
     if not path.is_file():
         raise LgenError(f"{path} is not a file")
     try:
-        with Image.open(path) as im:
-            im.load()  # decode now: a truncated file fails here, not later
-            return im.copy()
+        with warnings.catch_warnings():
+            # Pillow warns about odd but readable files (palette transparency, EXIF quirks):
+            # handled below on purpose, so nothing of it belongs on the user's stderr.
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise LgenError(f"{path} is {w}x{h} = {w * h:,} pixels, over the limit of "
+                                    f"{MAX_IMAGE_PIXELS:,} (50 megapixels): shrink it first")
+                notes = []
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1:
+                    im.seek(0)
+                    notes.append(f"first of {frames} frames")
+                im.load()  # decode now: a truncated file fails here, not later
+                orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag; 1 = upright
+                if orientation not in (1, None):
+                    image = ImageOps.exif_transpose(im)
+                    notes.append(f"rotated upright per EXIF orientation {orientation}")
+                else:
+                    image = im.copy()
+    except LgenError:
+        raise
     except UnidentifiedImageError:
         raise LgenError(f"{path} is not an image Pillow can read") from None
-    except (OSError, ValueError, SyntaxError) as e:  # truncated / corrupt data
+    except Image.DecompressionBombError as e:
+        raise LgenError(f"{path} is too large to decode safely: {' '.join(str(e).split())}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # truncated / corrupt data
         raise LgenError(f"cannot read image {path}: {' '.join(str(e).split())}") from None
+    image.info["lgen_notes"] = notes
+    return image
 
 
 def preprocess(image, channels: int, resolution: int) -> tuple[np.ndarray, Optional[str]]:
@@ -420,9 +457,13 @@ def preprocess(image, channels: int, resolution: int) -> tuple[np.ndarray, Optio
     """
     from PIL import Image, ImageOps
 
-    notes = []
+    notes = list(image.info.get("lgen_notes", []))
     w, h = image.size
     mode = image.mode
+    if mode == "CMYK":  # print colours: Pillow's conversion to RGB (no ICC profile applied)
+        image = image.convert("RGB")
+        notes.append("RGB from CMYK")
+        mode = "RGB"
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(image, dtype=np.float64)
         peak = float(arr.max(initial=0.0))

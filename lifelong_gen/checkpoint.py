@@ -6,17 +6,22 @@ A *bundle* is a directory with `config.json` and one safetensors file per networ
 is a bundle plus `metrics.jsonl`, sample grids, per-domain snapshots and
 `checkpoints/`, which holds the full training state for resume:
 
-    checkpoints/step-00000500/{state.json, optimizers.safetensors, networks.safetensors}
+    checkpoints/step-00000500/{state.json, state.safetensors, manifest.json}
     checkpoints/latest         one line naming the newest complete checkpoint
 
 A checkpoint directory is written under a temporary name and renamed into place,
 then `latest` is replaced atomically, so `kill -9` at any moment leaves either the
-previous or the new checkpoint complete, never a mix.
+previous or the new checkpoint complete, never a mix. `manifest.json` (size and
+sha256 of every other file) is written last, before the rename: `--resume` verifies
+it, and when the newest checkpoint is damaged (a truncated copy, a flipped byte, a
+missing file, a broken `latest`) falls back to the newest intact one and says so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -30,6 +35,8 @@ from lifelong_gen.atomic import atomic_write_bytes, atomic_write_json  # noqa: F
 from lifelong_gen.config import CONFIG_NAME, NETWORK_FILES, RunConfig, read_run_config
 from lifelong_gen.errors import LgenError
 
+log = logging.getLogger("lifelong_gen")
+MANIFEST_NAME = "manifest.json"
 
 
 # ---------------------------------------------------------------- atomic primitives
@@ -73,7 +80,7 @@ def load_state_strict(module: torch.nn.Module, path: Path) -> None:
     try:
         tensors = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types on corrupt files
-        raise LgenError(f"cannot read {path}: {e}") from None
+        raise LgenError(f"cannot read {path}: {' '.join(str(e).split())[:200]}") from None
     own = module.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
@@ -136,14 +143,51 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, prefix: str, tensors: dic
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_checkpoint(run_dir: Path, step: int, state: dict, tensors: dict[str, torch.Tensor], keep: int = 2) -> Path:
-    """Write a complete checkpoint atomically, point `latest` at it, prune older ones."""
+    """Write a complete checkpoint atomically (manifest last), point `latest` at it, prune older ones.
+
+    A failure part-way (a full disk, a kill) leaves the previous checkpoints and `latest`
+    as they were; the temp directory is removed (or, after a kill, by the next save).
+    """
     ckpt_root = Path(run_dir) / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{name}."))
-    save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, str(tmp / "state.safetensors"))
-    (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+    try:
+        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()},
+                  str(tmp / "state.safetensors"))
+        (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
+        files = {}
+        for rel in ("state.safetensors", "state.json"):
+            _fsync_file(tmp / rel)
+            files[rel] = {"bytes": (tmp / rel).stat().st_size, "sha256": _sha256(tmp / rel)}
+        (tmp / MANIFEST_NAME).write_text(json.dumps({"step": step, "files": files}, indent=2, sort_keys=True))
+        _fsync_file(tmp / MANIFEST_NAME)
+        _fsync_dir(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     final = ckpt_root / name
     if final.exists():  # re-written after a resume from an older checkpoint
         shutil.rmtree(final)
@@ -158,15 +202,72 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, tensors: dict[str, to
     return final
 
 
-def load_checkpoint(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
-    """The newest complete checkpoint's (state, tensors), or None when there is none."""
-    pointer = Path(run_dir) / "checkpoints" / "latest"
-    if not pointer.is_file():
-        return None
-    ckpt = pointer.parent / pointer.read_text().strip()
+def _read_verified(ckpt: Path) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(state, tensors) of one checkpoint directory after checking its manifest; LgenError if damaged.
+
+    Checkpoints written before manifests existed are accepted when both files parse.
+    """
+    manifest_path = ckpt / MANIFEST_NAME
+    if manifest_path.exists():
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            files = manifest["files"]
+            assert set(files) == {"state.safetensors", "state.json"}
+        except (OSError, ValueError, KeyError, TypeError, AssertionError):
+            raise LgenError(f"{manifest_path.name} is unreadable") from None
+        for rel, entry in files.items():
+            path = ckpt / rel
+            if not path.is_file():
+                raise LgenError(f"{rel} is missing")
+            if path.stat().st_size != entry["bytes"]:
+                raise LgenError(f"{rel} has {path.stat().st_size} bytes, the manifest says {entry['bytes']}")
+            if _sha256(path) != entry["sha256"]:
+                raise LgenError(f"{rel} does not match its sha256")
+    elif not ckpt.is_dir():
+        raise LgenError("it does not exist")
     try:
         state = json.loads((ckpt / "state.json").read_text())
         tensors = load_file(str(ckpt / "state.safetensors"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise LgenError(f"checkpoint {ckpt} is unreadable: {e}") from None
+    except Exception as e:  # OSError, JSON errors, safetensors' own error types
+        raise LgenError(f"unreadable ({' '.join(str(e).split())[:120]})") from None
+    if not isinstance(state, dict) or "global_step" not in state:
+        raise LgenError("state.json is not a training state")
     return state, tensors
+
+
+def load_checkpoint(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]] | None:
+    """The newest intact checkpoint's (state, tensors); None when the run has none yet.
+
+    Tries the one `latest` names, then every other `step-*` directory, newest first. Falls
+    back with one log line naming what was wrong; LgenError (one line) when checkpoints
+    exist but none is intact.
+    """
+    root = Path(run_dir) / "checkpoints"
+    dirs = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True) \
+        if root.is_dir() else []
+    pointer = root / "latest"
+    named = None
+    if pointer.is_file():
+        try:
+            named = pointer.read_text().strip()
+        except (OSError, UnicodeDecodeError):
+            named = "<unreadable>"
+    if named is None and not dirs:
+        return None
+    candidates = ([root / named] if named and "/" not in named and named.startswith("step-") else []) + \
+        [d for d in dirs if d.name != named]
+    problems = []
+    if named is not None and not (named.startswith("step-") and "/" not in named):
+        problems.append(f"checkpoints/latest is damaged ({named[:40]!r})")
+    for ckpt in candidates:
+        try:
+            found = _read_verified(ckpt)
+        except LgenError as e:
+            problems.append(f"{ckpt.name}: {e}")
+            continue
+        if problems:
+            log.warning("checkpoint damaged (%s): resuming from the intact %s instead", "; ".join(problems),
+                        ckpt.name)
+        return found
+    raise LgenError(f"no intact checkpoint in {root} ({'; '.join(problems) or 'none found'}): "
+                    f"start a new run, or restore the directory from a copy")

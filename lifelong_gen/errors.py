@@ -7,3 +7,16 @@ catch it like any ValueError. Torch-free.
 
 class LgenError(ValueError):
     """A problem the user can fix: the message is one line and names it."""
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on SIGINT or SIGTERM after writing a checkpoint.
+
+    The CLI prints `message` as one line and exits with 128 + the signal number
+    (130 for Ctrl-C, 143 for SIGTERM), the shell's convention for a signalled stop.
+    """
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -309,6 +309,8 @@ def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_
         _check_plain_weights(Path(inception_weights))
     if num_samples < 10:
         raise LgenError(f"--num-samples must be >= 10, got {num_samples}")
+    # The bundle first: a damaged weight file ends in one line before any data or classifier work.
+    _, nets = load_bundle(bundle, which=("G_ema", "S"))
     torch.manual_seed(seed)
     if data is None:
         data = [load_domain(s, run.model.img_channels, run.model.img_resolution, run.train.data_root,
@@ -318,7 +320,6 @@ def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_
         classifier, space, info, path = load_or_train(data)
         ev = Evaluator(data, classifier, space, path, info, num_samples, seed,
                        Path(inception_weights) if inception_weights else None)
-        _, nets = load_bundle(bundle, which=("G_ema", "S"))
         G, S = nets["G_ema"], nets["S"]
         all_slots = run.model.d_dim
         T = len(run.train.domains)

@@ -28,6 +28,7 @@ import copy
 import io
 import json
 import logging
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from lifelong_gen.config import (
     MODEL_KEYS, TRAIN_KEYS, ModelConfig, RunConfig, TrainConfig, domain_slots,
 )
 from lifelong_gen.domains import DomainData, load_domain, model_shape, to_float
-from lifelong_gen.errors import LgenError
+from lifelong_gen.errors import LgenError, TrainingInterrupted
 from lifelong_gen.losses import (
     alignment_loss, augmented_info_loss, clustering_loss, critic_loss, generator_loss, gradient_penalty, info_loss,
     random_affine,
@@ -390,9 +391,16 @@ class Trainer:
             "phase_index": self.phase_index, "step": self.step, "global_step": self.global_step,
             "snapshot_d_slots": self.snapshot.d_slots if self.snapshot else None,
             "metrics_offset": self.metrics_offset, "optimizers": opt_meta,
+            # Losses of the steps since the last metrics line: a resume then logs the same averages.
+            "window": self._window,
         }
-        ckpt.save_checkpoint(self.run_dir, self.global_step, state, tensors)
-        self._write_bundle()
+        try:
+            ckpt.save_checkpoint(self.run_dir, self.global_step, state, tensors)
+            self._write_bundle()
+        except OSError as e:  # a full disk, a read-only mount: the newest complete checkpoint is untouched
+            raise LgenError(f"cannot write the checkpoint of step {self.global_step} in {self.run_dir} "
+                            f"({e.strerror or e}); the previous checkpoint is intact: fix that, then "
+                            f"`lgen train --resume {self.run_dir}`") from None
         self.dist.barrier()
 
     def restore(self) -> bool:
@@ -426,6 +434,7 @@ class Trainer:
         torch.set_rng_state(tensors["rng.torch" + suffix])
         self.phase_index, self.step, self.global_step = state["phase_index"], state["step"], state["global_step"]
         self.metrics_offset = state["metrics_offset"]
+        self._window = list(state.get("window", []))
         # Metrics logged after this checkpoint belong to steps that will be re-run.
         if metrics.exists() and self.dist.is_main:
             with open(metrics, "r+b") as f:
@@ -455,7 +464,8 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.write_config(self.run_dir, self.run)
-        with _progress_reporter(self.progress, len(self.phases)) as progress:
+        with _progress_reporter(self.progress, len(self.phases)) as progress, \
+                _stop_on_signals(self.dist.world_size == 1) as stop:
             while self.phase_index < len(self.phases):
                 phase = self.phases[self.phase_index]
                 if self.step == 0:
@@ -473,12 +483,45 @@ class Trainer:
                         self._log_metrics(phase, time.perf_counter() - t0)
                         t0 = time.perf_counter()
                     progress.update(self.step, losses)
+                    if stop.signum is not None and self.step < phase.steps:
+                        self.checkpoint()
+                        raise TrainingInterrupted(stop.signum, (
+                            f"stopped by {signal.Signals(stop.signum).name} at domain {phase.index + 1} step "
+                            f"{self.step}: checkpoint written; continue with `lgen train --resume {self.run_dir}`"))
                     if self.step % self.tc.checkpoint_every == 0 and self.step < phase.steps:
                         self.checkpoint()
                 self._window = []
                 self.end_domain(phase)
                 self.checkpoint()
         self._write_bundle()
+
+
+class _StopFlag:
+    signum: Optional[int] = None
+
+
+@contextlib.contextmanager
+def _stop_on_signals(enabled: bool):
+    """SIGINT / SIGTERM set a flag instead of killing the process: the loop finishes its step,
+    writes a checkpoint and stops (TrainingInterrupted). Only in a single process's main
+    thread (under torchrun the launcher owns the signals); the old handlers come back after.
+    """
+    import threading
+
+    flag = _StopFlag()
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag.signum = signum
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _loss_text(losses: dict[str, float]) -> str:
