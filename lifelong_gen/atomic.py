@@ -7,6 +7,7 @@ the old file or the new one, never half of one. Files get the permissions a plai
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -53,3 +54,12 @@ def atomic_write_text(path: Path, text: str) -> Path:
 
 def atomic_write_json(path: Path, obj: Any) -> Path:
     return atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (bundle checksums, checkpoint manifests)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -19,7 +19,6 @@ missing file, a broken `latest`) falls back to the newest intact one and says so
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -31,7 +30,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from lifelong_gen.atomic import atomic_write_bytes, atomic_write_json  # noqa: F401  (re-exported)
+from lifelong_gen.atomic import atomic_write_bytes, atomic_write_json, sha256_file  # noqa: F401  (re-exported)
 from lifelong_gen.config import CONFIG_NAME, NETWORK_FILES, RunConfig, read_run_config
 from lifelong_gen.errors import LgenError
 
@@ -143,14 +142,6 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, prefix: str, tensors: dic
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
@@ -181,7 +172,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, tensors: dict[str, to
         files = {}
         for rel in ("state.safetensors", "state.json"):
             _fsync_file(tmp / rel)
-            files[rel] = {"bytes": (tmp / rel).stat().st_size, "sha256": _sha256(tmp / rel)}
+            files[rel] = {"bytes": (tmp / rel).stat().st_size, "sha256": sha256_file(tmp / rel)}
         (tmp / MANIFEST_NAME).write_text(json.dumps({"step": step, "files": files}, indent=2, sort_keys=True))
         _fsync_file(tmp / MANIFEST_NAME)
         _fsync_dir(tmp)
@@ -221,7 +212,7 @@ def _read_verified(ckpt: Path) -> tuple[dict, dict[str, torch.Tensor]]:
                 raise LgenError(f"{rel} is missing")
             if path.stat().st_size != entry["bytes"]:
                 raise LgenError(f"{rel} has {path.stat().st_size} bytes, the manifest says {entry['bytes']}")
-            if _sha256(path) != entry["sha256"]:
+            if sha256_file(path) != entry["sha256"]:
                 raise LgenError(f"{rel} does not match its sha256")
     elif not ckpt.is_dir():
         raise LgenError("it does not exist")

@@ -22,7 +22,6 @@ and in everything but `load_networks`; huggingface_hub itself is imported where 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import re
 import sys
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from lifelong_gen import __version__
+from lifelong_gen.atomic import sha256_file
 from lifelong_gen.config import CONFIG_NAME, NETWORK_FILES
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
@@ -369,14 +369,6 @@ def push(bundle: Path, repo_id: str, *, private: bool = False, revision: Optiona
 
 
 # ---------------------------------------------------------------- the embedded default model
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_checksums(bundle: Path) -> Path:

@@ -27,11 +27,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import TINY, TINY_FLAGS, lgen
-from test_resume import assert_same_weights
-
-ARGS = ["train", "--domains", "synthetic:bars,synthetic:rings", "--steps-per-domain", "40",
-        "--checkpoint-every", "7", "--seed", "5", *TINY_FLAGS]
+from conftest import TINY, lgen
+from test_resume import ARGS, assert_same_weights, reference  # noqa: F401  (`reference`: a shared fixture)
 
 
 # ---------------------------------------------------------------- helpers
@@ -74,11 +71,10 @@ def assert_one_line_exit_2(r: subprocess.CompletedProcess, *needles: str) -> Non
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    """A completed two-domain run (checkpoints every 7 steps) and its exported ONNX."""
+def finished_run(reference, tmp_path_factory):
+    """A completed two-domain run (test_resume's: checkpoints every 7 steps), exported to ONNX."""
     out = tmp_path_factory.mktemp("faults") / "run"
-    r = lgen(*ARGS, "--out", str(out))
-    assert r.returncode == 0, r.stderr
+    shutil.copytree(reference, out)
     r = lgen("export", str(out))
     assert r.returncode == 0, r.stderr
     return out
@@ -252,14 +248,6 @@ def test_full_disk_in_the_cli_is_one_line(tmp_path):
 
 
 # ---------------------------------------------------------------- signals and kill -9
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    out = tmp_path_factory.mktemp("faults-ref") / "run"
-    r = lgen(*ARGS, "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    return out
 
 
 def _start(out: Path) -> subprocess.Popen:
