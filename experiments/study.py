@@ -36,6 +36,7 @@ SETTINGS: dict[str, list[str]] = {
     "aug+real": ["--info-augment-weight", "1", "--s-real-weight", "1"],
     "cbn": ["--g-conditioning", "cbn"],
     "cbn+aug+real": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1"],
+    "cbn+aug": ["--g-conditioning", "cbn", "--info-augment-weight", "1"],
 }
 
 COLUMNS = [("S acc (MNIST)", "acc"), ("S NMI", "nmi"), ("d-purity", "purity"), ("FID (classifier)", "fid"),

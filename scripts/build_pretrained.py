@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default=hub.DEFAULT_MODEL, help="folder under lifelong_gen/pretrained/")
     parser.add_argument("--demo", action="store_true", help="a quick-preset run: say it is not the reference model")
     parser.add_argument("--compare", type=Path, help="`lgen evaluate --compare` table (compare.md) to show in the card")
+    parser.add_argument("--compare-title", default="Lifelong vs no replay vs joint training (same settings)",
+                        help="heading of the --compare section")
+    parser.add_argument("--compare-intro", default="Measured by `lgen evaluate --compare` (`bash scripts/results.sh`):",
+                        help="sentence above the --compare table")
     args = parser.parse_args(argv)
 
     run = read_run_config(args.run)
@@ -66,14 +70,12 @@ def main(argv: list[str] | None = None) -> int:
                 f"`lgen train --preset mnist-fashion` ({steps:,} generator steps per domain, {minutes:.0f} minutes "
                 f"of training on 2 CPU cores, no GPU) and shipped inside the package, so that `lgen sample` works "
                 f"offline with no arguments. Its evaluation (`lgen evaluate`) is below; the lifelong-gen README's "
-                f"Results section compares it with the no-replay and joint-training runs of the same settings and "
-                f"says which of the project's targets it meets.")
+                f"Results section compares it with no-replay and joint-training runs and says which of the "
+                f"project's targets it meets.")
         title = f"{domains} lifelong generator (reference model, embedded in lifelong-gen)"
     sections = []
     if args.compare is not None:
-        sections.append(("Lifelong vs no replay vs joint training (same settings)",
-                         "Measured by `lgen evaluate --compare` (`bash scripts/results.sh`):\n\n"
-                         + args.compare.read_text()))
+        sections.append((args.compare_title, args.compare_intro + "\n\n" + args.compare.read_text()))
     write_card(target, notes=[note], embedded=True, title=title, sections=sections)
     hub.write_checksums(target)
     total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())

@@ -344,7 +344,8 @@ def test_hub_embedded_default_model_checksums_and_card():
         assert getattr(section, key) == value, key
     card = ModelCard.load(path / "README.md")
     assert card.data.datasets == ["mnist", "fashion_mnist"] and card.data.library_name == "lifelong-gen"
-    assert "reference model" in card.text and "5,000 generator steps per domain" in card.text
+    steps = config.PRESETS["mnist-fashion"]["steps_per_domain"]
+    assert "reference model" in card.text and f"{steps:,} generator steps per domain" in card.text
     metrics = json.loads((path / "metrics.json").read_text())
     assert metrics["training"]["replay"] is True  # the card's numbers are this (lifelong) model's
 
