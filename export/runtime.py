@@ -26,7 +26,7 @@ import numpy as np
 
 from lifelong_gen.atomic import atomic_write_bytes
 from lifelong_gen.config import ModelConfig, RunConfig, read_run_config
-from lifelong_gen.errors import LgenError
+from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -422,7 +422,7 @@ def open_image(path: Path):
                 w, h = im.size
                 if w * h > MAX_IMAGE_PIXELS:
                     raise LgenError(f"{path} is {w}x{h} = {w * h:,} pixels, over the limit of "
-                                    f"{MAX_IMAGE_PIXELS:,} (50 megapixels): shrink it first")
+                                    f"{MAX_IMAGE_PIXELS:,} ({MAX_IMAGE_PIXELS // 1_000_000} megapixels): shrink it first")
                 notes = []
                 frames = getattr(im, "n_frames", 1)
                 if frames > 1:
@@ -440,9 +440,9 @@ def open_image(path: Path):
     except UnidentifiedImageError:
         raise LgenError(f"{path} is not an image Pillow can read") from None
     except Image.DecompressionBombError as e:
-        raise LgenError(f"{path} is too large to decode safely: {' '.join(str(e).split())}") from None
+        raise LgenError(f"{path} is too large to decode safely: {one_line(e)}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:  # truncated / corrupt data
-        raise LgenError(f"cannot read image {path}: {' '.join(str(e).split())}") from None
+        raise LgenError(f"cannot read image {path}: {one_line(e)}") from None
     image.info["lgen_notes"] = notes
     return image
 

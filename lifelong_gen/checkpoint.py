@@ -19,6 +19,7 @@ missing file, a broken `latest`) falls back to the newest intact one and says so
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from lifelong_gen.atomic import atomic_write_bytes, atomic_write_json, sha256_file  # noqa: F401  (re-exported)
 from lifelong_gen.config import CONFIG_NAME, NETWORK_FILES, RunConfig, read_run_config
-from lifelong_gen.errors import LgenError
+from lifelong_gen.errors import LgenError, one_line
 
 log = logging.getLogger("lifelong_gen")
 MANIFEST_NAME = "manifest.json"
@@ -79,7 +80,7 @@ def load_state_strict(module: torch.nn.Module, path: Path) -> None:
     try:
         tensors = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types on corrupt files
-        raise LgenError(f"cannot read {path}: {' '.join(str(e).split())[:200]}") from None
+        raise LgenError(f"cannot read {path}: {one_line(e)}") from None
     own = module.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
@@ -142,17 +143,13 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, prefix: str, tensors: dic
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as f:
+def _write_synced(path: Path, data: bytes) -> dict[str, Any]:
+    """Write `data` to `path` and fsync it; returns its manifest entry (hashed from memory, not re-read)."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
         os.fsync(f.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict, tensors: dict[str, torch.Tensor], keep: int = 2) -> Path:
@@ -166,16 +163,17 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, tensors: dict[str, to
     name = f"step-{step:08d}"
     tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{name}."))
     try:
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()},
-                  str(tmp / "state.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True))
-        files = {}
-        for rel in ("state.safetensors", "state.json"):
-            _fsync_file(tmp / rel)
-            files[rel] = {"bytes": (tmp / rel).stat().st_size, "sha256": sha256_file(tmp / rel)}
-        (tmp / MANIFEST_NAME).write_text(json.dumps({"step": step, "files": files}, indent=2, sort_keys=True))
-        _fsync_file(tmp / MANIFEST_NAME)
-        _fsync_dir(tmp)
+        files = {
+            "state.safetensors": _write_synced(tmp / "state.safetensors", save(
+                {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})),
+            "state.json": _write_synced(tmp / "state.json", json.dumps(state, indent=2, sort_keys=True).encode()),
+        }
+        _write_synced(tmp / MANIFEST_NAME, json.dumps({"step": step, "files": files}, indent=2, sort_keys=True).encode())
+        fd = os.open(tmp, os.O_RDONLY)  # the directory entries too, before the rename publishes them
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -220,7 +218,7 @@ def _read_verified(ckpt: Path) -> tuple[dict, dict[str, torch.Tensor]]:
         state = json.loads((ckpt / "state.json").read_text())
         tensors = load_file(str(ckpt / "state.safetensors"))
     except Exception as e:  # OSError, JSON errors, safetensors' own error types
-        raise LgenError(f"unreadable ({' '.join(str(e).split())[:120]})") from None
+        raise LgenError(f"unreadable ({one_line(e, 120)})") from None
     if not isinstance(state, dict) or "global_step" not in state:
         raise LgenError("state.json is not a training state")
     return state, tensors
@@ -245,11 +243,13 @@ def load_checkpoint(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]] | Non
             named = "<unreadable>"
     if named is None and not dirs:
         return None
-    candidates = ([root / named] if named and "/" not in named and named.startswith("step-") else []) + \
-        [d for d in dirs if d.name != named]
-    problems = []
-    if named is not None and not (named.startswith("step-") and "/" not in named):
-        problems.append(f"checkpoints/latest is damaged ({named[:40]!r})")
+    problems, candidates = [], []
+    if named is not None:
+        if named.startswith("step-") and "/" not in named:
+            candidates.append(root / named)
+        else:
+            problems.append(f"checkpoints/latest is damaged ({named[:40]!r})")
+    candidates += [d for d in dirs if d.name != named]
     for ckpt in candidates:
         try:
             found = _read_verified(ckpt)

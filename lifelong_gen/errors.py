@@ -20,3 +20,9 @@ class TrainingInterrupted(Exception):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+def one_line(error: BaseException, limit: int = 200) -> str:
+    """An exception's text on one line (whitespace collapsed, cut at `limit`), for LgenError messages."""
+    text = " ".join(str(error).split())
+    return text[:limit] if text else type(error).__name__

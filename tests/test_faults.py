@@ -201,17 +201,17 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, syntheti
 
     settings = {**TINY, "domains": ["synthetic:bars"], "steps_per_domain": 12, "checkpoint_every": 4}
     trainer = Trainer(resolve_run_config(settings), tmp_path / "run", data=synthetic28[:1], progress=False)
-    real_save = ckpt.save_file
+    real_write = ckpt._write_synced
     calls = []
 
-    def failing_second(tensors, filename, *args, **kwargs):
-        if "checkpoints" in str(filename):  # the training state, not the bundle files beside it
-            calls.append(filename)
+    def failing_second(path, data):
+        if path.name == "state.safetensors":  # the second checkpoint's first file
+            calls.append(path)
             if len(calls) == 2:
                 _enospc()
-        return real_save(tensors, filename, *args, **kwargs)
+        return real_write(path, data)
 
-    monkeypatch.setattr(ckpt, "save_file", failing_second)
+    monkeypatch.setattr(ckpt, "_write_synced", failing_second)
     with pytest.raises(LgenError, match="No space left on device.*previous checkpoint is intact") as e:
         trainer.train()
     assert "\n" not in str(e.value)
