@@ -39,7 +39,7 @@ import torch
 # bundle's safetensors, sample one image, write a PNG.
 TORCH_SAMPLE = """import sys, torch
 from PIL import Image
-from lifelong_gen.checkpoint import load_bundle
+from lifelong_gen.train.checkpoint import load_bundle
 run, nets = load_bundle(sys.argv[1], which=("G_ema",))
 m = run.model
 with torch.inference_mode():
@@ -88,11 +88,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("sampling.json"))
     args = ap.parse_args()
 
-    from lifelong_gen import checkpoint as ckpt
+    from lifelong_gen.train import checkpoint as ckpt
     from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig
     from lifelong_gen.export import runtime
     from lifelong_gen.export.onnx_export import export_bundle
-    from lifelong_gen.networks import build_networks
+    from lifelong_gen.train.networks import build_networks
 
     cores = runtime.usable_cores()
     thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, cores})

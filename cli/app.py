@@ -154,12 +154,12 @@ def train(
     elif quick:
         raise LgenError("--quick needs --preset")
     if "domains" in explicit:
-        from lifelong_gen.domains import parse_domains
+        from lifelong_gen.train.domains import parse_domains
 
         explicit["domains"] = parse_domains(explicit["domains"])
     settings.update(explicit)
 
-    from lifelong_gen.trainer import resolve_run_config
+    from lifelong_gen.train.trainer import resolve_run_config
 
     run = resolve_run_config(settings)
     if dry_run:
@@ -170,7 +170,7 @@ def train(
         if (run_dir / "config.json").exists():
             raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
         ctx.barrier()  # every rank checked before rank 0 writes config.json
-        from lifelong_gen.trainer import Trainer
+        from lifelong_gen.train.trainer import Trainer
 
         trainer = Trainer(run, run_dir, progress=progress, device=device)
         trainer.train()
@@ -181,7 +181,7 @@ def train(
 @contextlib.contextmanager
 def _process_group(device: str):
     """Join torchrun's process group when WORLD_SIZE > 1 (a no-op otherwise); leave it at the end."""
-    from lifelong_gen import distributed
+    from lifelong_gen.train import distributed
 
     ctx = distributed.init_from_env(device)
     if not ctx.is_main:
@@ -199,7 +199,7 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str) -> None:
     if dry_run:
         typer.echo(run.to_json(), nl=False)
         return
-    from lifelong_gen.trainer import Trainer
+    from lifelong_gen.train.trainer import Trainer
 
     with _process_group(device) as ctx:
         trainer = Trainer(run, run_dir, progress=progress, device=device)

@@ -21,9 +21,9 @@ def _evaluate_one(run: Path, out: Optional[Path], num_samples: int, seed: int, i
     from lifelong_gen.cli.app import require_torch_side
 
     require_torch_side("evaluate")
-    from lifelong_gen.checkpoint import atomic_write_bytes, atomic_write_json
-    from lifelong_gen.metrics import evaluate
-    from lifelong_gen.report import run_report
+    from lifelong_gen.train.checkpoint import atomic_write_bytes, atomic_write_json
+    from lifelong_gen.eval.metrics import evaluate
+    from lifelong_gen.eval.report import run_report
 
     out = out or run
     figures_dir = out / "figures"
@@ -49,7 +49,7 @@ def evaluate(
 ) -> None:
     """Quality (FID/KID), memory, interpretability and forgetting, measured offline."""
     _setup_logging()
-    from lifelong_gen.report import compare_table
+    from lifelong_gen.eval.report import compare_table
 
     runs = list(runs or [])
     for r in runs:
@@ -68,7 +68,7 @@ def evaluate(
             named.append((str(r), metrics))
         text = compare_table(named)
         if out:
-            from lifelong_gen.checkpoint import atomic_write_bytes
+            from lifelong_gen.train.checkpoint import atomic_write_bytes
 
             atomic_write_bytes(out / "compare.md", (text + "\n").encode())
         typer.echo(text)
@@ -77,7 +77,7 @@ def evaluate(
         raise LgenError("name one run directory or bundle to evaluate (several only with --compare)")
     run = runs[0]
     metrics = _evaluate_one(run, out, num_samples, seed, inception_weights, progress)
-    from lifelong_gen.report import summary_rows, table
+    from lifelong_gen.eval.report import summary_rows, table
 
     typer.echo(table(["metric", "value"], [list(r) for r in summary_rows(metrics)]))
     typer.echo(f"wrote {(out or run) / 'metrics.json'} and report.md")

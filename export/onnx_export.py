@@ -222,7 +222,7 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
     if not bundle.is_dir():
         raise LgenError(f"{bundle} is not a directory (expected a run or bundle directory)")
 
-    from lifelong_gen.checkpoint import load_bundle
+    from lifelong_gen.train.checkpoint import load_bundle
 
     g_key = "G_ema" if generator == "ema" else "G"
     run, nets = load_bundle(bundle, which=(g_key, "S"))

@@ -291,7 +291,7 @@ def load_networks(bundle_or_repo_id: str | Path, which: Sequence[str] = ("G_ema"
         if not path.is_dir():
             raise LgenError(f"{path} is neither a bundle directory nor a Hub repo id (org/name[@rev])")
     _check_config(path)
-    from lifelong_gen.checkpoint import load_bundle  # torch
+    from lifelong_gen.train.checkpoint import load_bundle  # torch
 
     return load_bundle(path, which=which)
 

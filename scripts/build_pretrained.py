@@ -5,7 +5,7 @@
 
 Copies what the torch-free runtime needs (config.json, onnx/generator.onnx, onnx/encoder.onnx),
 the EMA generator's and S's safetensors (small for this model: `lgen evaluate` and
-`lifelong_gen.checkpoint.load_bundle` work on the embedded bundle too), the run's sample
+`lifelong_gen.train.checkpoint.load_bundle` work on the embedded bundle too), the run's sample
 grids and, when the run was evaluated, metrics.json and figures/; renders the model card
 (README.md) and records the sha256 of every file in checksums.json, which `lgen sample`
 checks before using the model. `--demo` marks a quick-preset run as a demo, not the

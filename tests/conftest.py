@@ -27,7 +27,7 @@ def lgen(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | 
 
 @pytest.fixture(scope="session")
 def synthetic28():
-    from lifelong_gen.domains import load_domain
+    from lifelong_gen.train.domains import load_domain
 
     return [load_domain(s, 1, 28) for s in ("synthetic:bars", "synthetic:rings")]
 

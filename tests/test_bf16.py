@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import TINY, lgen
-from lifelong_gen.losses import gradient_penalty
-from lifelong_gen.trainer import Trainer, resolve_run_config
+from lifelong_gen.train.losses import gradient_penalty
+from lifelong_gen.train.trainer import Trainer, resolve_run_config
 
 
 @pytest.mark.parametrize("scale", [0.3, 1.0, 2.5])

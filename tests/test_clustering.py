@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lifelong_gen.clustering import clustering_scores, contingency, hungarian_accuracy
+from lifelong_gen.eval.clustering import clustering_scores, contingency, hungarian_accuracy
 
 
 def test_hand_computed_case():

@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from lifelong_gen import domains
-from lifelong_gen.domains import load_domain, model_shape, parse_domains
+from lifelong_gen.train import domains
+from lifelong_gen.train.domains import load_domain, model_shape, parse_domains
 from lifelong_gen.errors import LgenError
 
 

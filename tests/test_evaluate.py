@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import TINY, lgen
-from lifelong_gen.trainer import Trainer, resolve_run_config
+from lifelong_gen.train.trainer import Trainer, resolve_run_config
 
 SETTINGS = {**TINY, "domains": ["synthetic:bars", "synthetic:rings"], "steps_per_domain": 150, "n_critic": 2,
             "lr_g": 2e-3, "lr_d": 2e-3, "batch_size": 32, "d_per_domain": 5}
@@ -18,7 +18,7 @@ SETTINGS = {**TINY, "domains": ["synthetic:bars", "synthetic:rings"], "steps_per
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, synthetic28):
     """Two tiny lifelong runs, with and without replay, evaluated in-process."""
-    from lifelong_gen.metrics import evaluate
+    from lifelong_gen.eval.metrics import evaluate
 
     out = {}
     for name, replay in (("replay", True), ("no-replay", False)):
@@ -61,8 +61,8 @@ def test_fidelity_uses_our_extractor_offline(runs, synthetic28, monkeypatch):
     """torch-fidelity computes FID/KID with the registered classifier, and nothing is downloaded."""
     import torch_fidelity
 
-    from lifelong_gen.classifier import classifier_path, register_with_fidelity
-    from lifelong_gen.metrics import _Images
+    from lifelong_gen.eval.classifier import classifier_path, register_with_fidelity
+    from lifelong_gen.eval.metrics import _Images
 
     def no_network(*a, **k):
         raise AssertionError("network access attempted")
@@ -120,7 +120,7 @@ def test_inception_weights_are_checked_before_torch_fidelity_unpickles_them(tmp_
     import pickle
 
     from lifelong_gen.errors import LgenError
-    from lifelong_gen.metrics import _check_plain_weights
+    from lifelong_gen.eval.metrics import _check_plain_weights
 
     bad = tmp_path / "evil.pth"
     bad.write_bytes(pickle.dumps({"w": collections.OrderedDict}))  # a global reference, not a tensor

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from conftest import lgen
-from lifelong_gen import checkpoint as ckpt
+from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import onnx_export, runtime, spec
-from lifelong_gen.networks import build_networks
+from lifelong_gen.train.networks import build_networks
 from tiny_onnx import copy_bundle
 
 

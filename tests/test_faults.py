@@ -120,7 +120,7 @@ def test_damaged_bundle_file_is_one_line_and_changes_nothing(run_copy, tmp_path,
 
 
 def test_damaged_critic_fails_load_bundle_with_one_line(run_copy):
-    from lifelong_gen.checkpoint import load_bundle
+    from lifelong_gen.train.checkpoint import load_bundle
     from lifelong_gen.errors import LgenError
 
     truncate(run_copy / "critic.safetensors")
@@ -195,9 +195,9 @@ def _enospc(*args, **kwargs):
 
 
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, synthetic28, monkeypatch):
-    from lifelong_gen import checkpoint as ckpt
+    from lifelong_gen.train import checkpoint as ckpt
     from lifelong_gen.errors import LgenError
-    from lifelong_gen.trainer import Trainer, resolve_run_config
+    from lifelong_gen.train.trainer import Trainer, resolve_run_config
 
     settings = {**TINY, "domains": ["synthetic:bars"], "steps_per_domain": 12, "checkpoint_every": 4}
     trainer = Trainer(resolve_run_config(settings), tmp_path / "run", data=synthetic28[:1], progress=False)
@@ -269,7 +269,7 @@ def test_signal_writes_a_checkpoint_and_exits(tmp_path, reference, sig, code):
     assert f"stopped by {sig.name}" in last and "checkpoint written" in last and "Traceback" not in err, err
     step = int(last.split(" step ")[1].split(":")[0])
     latest = (out / "checkpoints" / "latest").read_text().strip()
-    from lifelong_gen.checkpoint import load_checkpoint
+    from lifelong_gen.train.checkpoint import load_checkpoint
 
     assert load_checkpoint(out)[0]["step"] == step and latest.startswith("step-")
     r = lgen("train", "--resume", str(out), "--no-progress")

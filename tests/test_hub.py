@@ -158,7 +158,7 @@ def test_load_networks_from_hub_is_strict(bundle, fake_hub, tmp_path, monkeypatc
     import huggingface_hub.constants
     import torch
 
-    from lifelong_gen.checkpoint import load_bundle
+    from lifelong_gen.train.checkpoint import load_bundle
 
     # In-process, huggingface_hub read HF_HOME at import: point its cache here explicitly.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
@@ -355,7 +355,7 @@ def test_hub_embedded_default_weights_load_and_match_its_onnx():
     # compute what they compute: the two halves of the bundle are the same model.
     import torch
 
-    from lifelong_gen.checkpoint import load_bundle
+    from lifelong_gen.train.checkpoint import load_bundle
     from lifelong_gen.export.runtime import OnnxModel
 
     path = hub.pretrained_path()

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lifelong_gen.losses import alignment_loss, critic_loss, generator_loss, gradient_penalty, info_loss
+from lifelong_gen.train.losses import alignment_loss, critic_loss, generator_loss, gradient_penalty, info_loss
 
 
 @pytest.mark.parametrize("scale", [0.3, 1.0, 2.5])

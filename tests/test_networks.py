@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lifelong_gen.config import ModelConfig
-from lifelong_gen.networks import build_networks
+from lifelong_gen.train.networks import build_networks
 
 
 @pytest.mark.parametrize("channels,resolution", [(1, 28), (3, 64)])

@@ -37,7 +37,7 @@ def png(path):
 def test_environment_really_blocks_torch(no_torch):
     # Guards the other tests: in this environment importing torch must fail, the runtime must not.
     code = ("import importlib\n"
-            "for m in ('torch', 'onnx', 'safetensors', 'lifelong_gen.networks'):\n"
+            "for m in ('torch', 'onnx', 'safetensors', 'lifelong_gen.train.networks'):\n"
             "    try:\n        importlib.import_module(m)\n        print('imported', m)\n"
             "    except ImportError:\n        pass\n"
             "import lifelong_gen.cli, lifelong_gen.export.runtime\nprint('ok')")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import TINY
-from lifelong_gen import checkpoint as ckpt
-from lifelong_gen.trainer import Trainer, resolve_run_config
+from lifelong_gen.train import checkpoint as ckpt
+from lifelong_gen.train.trainer import Trainer, resolve_run_config
 
 
 def make_trainer(tmp_path, data, **overrides):

@@ -19,8 +19,8 @@ _CACHE: dict[str, Path] = {}
 
 STEPS = 300
 # Modules `lgen sample | encode | interpolate` must never need: blocked in the torch-free env.
-TRAINING_MODULES = ("torch", "torchvision", "onnx", "onnxscript", "safetensors", "lifelong_gen.networks",
-                    "lifelong_gen.checkpoint", "lifelong_gen.trainer", "lifelong_gen.export.onnx_export")
+TRAINING_MODULES = ("torch", "torchvision", "onnx", "onnxscript", "safetensors", "lifelong_gen.train.networks",
+                    "lifelong_gen.train.checkpoint", "lifelong_gen.train.trainer", "lifelong_gen.export.onnx_export")
 
 SITECUSTOMIZE = '''\
 # Written by tests/tiny_onnx.py: make the listed modules unimportable in this interpreter.
@@ -35,8 +35,8 @@ def exported_bundle(tmp_path_factory) -> Path:
     """Run directory of a tiny model trained on synthetic bars and exported to onnx/."""
     if "bundle" in _CACHE:
         return _CACHE["bundle"]
-    from lifelong_gen.domains import load_domain
-    from lifelong_gen.trainer import Trainer, resolve_run_config
+    from lifelong_gen.train.domains import load_domain
+    from lifelong_gen.train.trainer import Trainer, resolve_run_config
 
     run_dir = tmp_path_factory.mktemp("tiny_onnx") / "run"
     settings = {**TINY, "domains": ["synthetic:bars"], "steps_per_domain": STEPS, "lr_g": 2e-3, "batch_size": 32,

@@ -13,7 +13,7 @@ import copy
 
 import torch
 
-from lifelong_gen.networks import Generator
+from lifelong_gen.train.networks import Generator
 
 
 def sample_codes(

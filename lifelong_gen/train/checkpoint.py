@@ -95,7 +95,7 @@ def load_state_strict(module: torch.nn.Module, path: Path) -> None:
 
 def load_bundle(bundle: Path, which: tuple[str, ...] = ("G", "G_ema", "S", "D")):
     """Rebuild networks from a bundle alone. Returns (RunConfig, {key: module in eval mode})."""
-    from lifelong_gen.networks import build_networks
+    from lifelong_gen.train.networks import build_networks
 
     bundle = Path(bundle)
     run = read_run_config(bundle)

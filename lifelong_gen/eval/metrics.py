@@ -31,11 +31,11 @@ import numpy as np
 import torch
 
 from lifelong_gen import __version__
-from lifelong_gen.checkpoint import load_bundle
-from lifelong_gen.classifier import DomainClassifier, LabelSpace, load_or_train, predict, register_with_fidelity
-from lifelong_gen.clustering import clustering_scores
+from lifelong_gen.train.checkpoint import load_bundle
+from lifelong_gen.eval.classifier import DomainClassifier, LabelSpace, load_or_train, predict, register_with_fidelity
+from lifelong_gen.eval.clustering import clustering_scores
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
-from lifelong_gen.domains import DomainData, data_home, load_domain, to_float
+from lifelong_gen.train.domains import DomainData, data_home, load_domain, to_float
 from lifelong_gen.errors import LgenError
 
 log = logging.getLogger("lifelong_gen")
@@ -334,7 +334,7 @@ def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_
         snaps = _snapshot_dirs(bundle)
         forget = forgetting(ev, run, snaps, progress=bar) if snaps else None
         if figures_dir is not None:
-            from lifelong_gen import figures
+            from lifelong_gen.eval import figures
 
             figures.write_all(Path(figures_dir), G, res["images"], res["domain_of_sample"], space, forget)
 

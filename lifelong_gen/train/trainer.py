@@ -38,19 +38,19 @@ import numpy as np
 import torch
 
 from lifelong_gen import __version__
-from lifelong_gen import checkpoint as ckpt
-from lifelong_gen import distributed
+from lifelong_gen.train import checkpoint as ckpt
+from lifelong_gen.train import distributed
 from lifelong_gen.config import (
     MODEL_KEYS, TRAIN_KEYS, ModelConfig, RunConfig, TrainConfig, domain_slots,
 )
-from lifelong_gen.domains import DomainData, load_domain, model_shape, to_float
+from lifelong_gen.train.domains import DomainData, load_domain, model_shape, to_float
 from lifelong_gen.errors import LgenError, TrainingInterrupted
-from lifelong_gen.losses import (
+from lifelong_gen.train.losses import (
     alignment_loss, augmented_info_loss, clustering_loss, critic_loss, generator_loss, gradient_penalty, info_loss,
     random_affine,
 )
-from lifelong_gen.networks import build_networks
-from lifelong_gen.replay import ReplaySnapshot, sample_codes
+from lifelong_gen.train.networks import build_networks
+from lifelong_gen.train.replay import ReplaySnapshot, sample_codes
 
 log = logging.getLogger("lifelong_gen")
 

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 import torch
 
-from lifelong_gen.checkpoint import atomic_write_bytes
+from lifelong_gen.train.checkpoint import atomic_write_bytes
 
 
 def save_grid(images: torch.Tensor, path: Path, columns: int) -> Path:
