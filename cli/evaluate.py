@@ -12,6 +12,8 @@ from typing import Optional
 
 import typer
 
+from lifelong_gen.atomic import atomic_write_json, atomic_write_text
+from lifelong_gen.bundle import COMPARE_NAME, FIGURES_DIR, METRICS_NAME, REPORT_NAME
 from lifelong_gen.cli.app import _setup_logging, app
 from lifelong_gen.errors import LgenError
 
@@ -21,18 +23,17 @@ def _evaluate_one(run: Path, out: Optional[Path], num_samples: int, seed: int, i
     from lifelong_gen.cli.app import require_torch_side
 
     require_torch_side("evaluate")
-    from lifelong_gen.train.checkpoint import atomic_write_bytes, atomic_write_json
     from lifelong_gen.eval.metrics import evaluate
     from lifelong_gen.eval.report import run_report
 
     out = out or run
-    figures_dir = out / "figures"
+    figures_dir = out / FIGURES_DIR
     metrics = evaluate(run, num_samples=num_samples, seed=seed, inception_weights=inception,
                        figures_dir=figures_dir, progress=progress)
     figures = sorted(str(p.relative_to(out)) for p in figures_dir.glob("*.png"))
     metrics["figures"] = figures
-    atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_bytes(out / "report.md", run_report(metrics, figures).encode())
+    atomic_write_json(out / METRICS_NAME, metrics)
+    atomic_write_text(out / REPORT_NAME, run_report(metrics, figures))
     return metrics
 
 
@@ -60,7 +61,7 @@ def evaluate(
             raise LgenError("--compare needs at least two runs")
         named = []
         for r in runs:
-            cached = r / "metrics.json"
+            cached = r / METRICS_NAME
             if reuse and cached.is_file():
                 metrics = json.loads(cached.read_text())
             else:
@@ -68,9 +69,7 @@ def evaluate(
             named.append((str(r), metrics))
         text = compare_table(named)
         if out:
-            from lifelong_gen.train.checkpoint import atomic_write_bytes
-
-            atomic_write_bytes(out / "compare.md", (text + "\n").encode())
+            atomic_write_text(out / COMPARE_NAME, text + "\n")
         typer.echo(text)
         return
     if len(runs) != 1:
@@ -80,4 +79,4 @@ def evaluate(
     from lifelong_gen.eval.report import summary_rows, table
 
     typer.echo(table(["metric", "value"], [list(r) for r in summary_rows(metrics)]))
-    typer.echo(f"wrote {(out or run) / 'metrics.json'} and report.md")
+    typer.echo(f"wrote {(out or run) / METRICS_NAME} and {REPORT_NAME}")

@@ -31,6 +31,7 @@ import torch
 
 from lifelong_gen import __version__
 from lifelong_gen.atomic import write_temp
+from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, ONNX_DIR
 from lifelong_gen.config import ModelConfig
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
@@ -229,9 +230,9 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
     cfg = run.model
     graphs = [
         _Graph("generator", _ClampedGenerator(nets[g_key]).eval(), _generator_inputs(cfg), spec.GENERATOR_INPUTS,
-               spec.GENERATOR_OUTPUTS, bundle / spec.GENERATOR_FILE, generator),
+               spec.GENERATOR_OUTPUTS, bundle / GENERATOR_ONNX, generator),
         _Graph("encoder", nets["S"].eval(), _encoder_inputs(cfg), spec.ENCODER_INPUTS,
-               spec.ENCODER_OUTPUTS, bundle / spec.ENCODER_FILE, "encoder"),
+               spec.ENCODER_OUTPUTS, bundle / ENCODER_ONNX, "encoder"),
     ]
 
     temps: dict[str, Path] = {}
@@ -258,7 +259,7 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
         for graph in graphs:
             os.replace(temps.pop(graph.name), graph.target)
     except OSError as e:  # a full disk or read-only directory: temps are removed below, older files kept
-        raise LgenError(f"cannot write the ONNX export in {Path(bundle) / spec.ONNX_DIR} ({e.strerror or e}); "
+        raise LgenError(f"cannot write the ONNX export in {Path(bundle) / ONNX_DIR} ({e.strerror or e}); "
                         f"any earlier export is intact") from None
     finally:
         for tmp in temps.values():  # a failed check: the bad file never reaches its name

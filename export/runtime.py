@@ -25,6 +25,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from lifelong_gen.atomic import atomic_write_bytes
+from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, ONNX_FILES, stale_onnx
 from lifelong_gen.config import ModelConfig, RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
@@ -131,7 +132,7 @@ class OnnxModel:
         self.threads = threads
         if provider is not None:  # reject a bad --provider before any work
             choose_providers(provider, import_onnxruntime().get_available_providers())
-        for rel in (spec.GENERATOR_FILE, spec.ENCODER_FILE):
+        for rel in ONNX_FILES:
             if not (self.bundle / rel).is_file():
                 raise LgenError(f"{self.bundle} has no {rel}: run `lgen export {self.bundle}` first")
 
@@ -181,13 +182,13 @@ class OnnxModel:
     def generator(self):
         """The generator's onnxruntime session."""
         cfg = self.cfg
-        return self._get(spec.GENERATOR_FILE, {"z": (cfg.z_dim,), "c": (cfg.c_dim,), "d": (cfg.d_dim,)},
+        return self._get(GENERATOR_ONNX, {"z": (cfg.z_dim,), "c": (cfg.c_dim,), "d": (cfg.d_dim,)},
                          spec.GENERATOR_OUTPUTS)
 
     @property
     def encoder(self):
         """The encoder's onnxruntime session."""
-        return self._get(spec.ENCODER_FILE, {"image": self.image_shape}, spec.ENCODER_OUTPUTS)
+        return self._get(ENCODER_ONNX, {"image": self.image_shape}, spec.ENCODER_OUTPUTS)
 
     def provider(self, which: str = "generator") -> str:
         """The execution provider that runs `which` ("generator" or "encoder")."""
@@ -195,11 +196,7 @@ class OnnxModel:
 
     def stale_warning(self) -> Optional[str]:
         """A message when the bundle's weights are newer than its ONNX files (exported mid-training)."""
-        newest_weights = max((p.stat().st_mtime for p in self.bundle.glob("*.safetensors")), default=0.0)
-        oldest_onnx = min((self.bundle / r).stat().st_mtime for r in (spec.GENERATOR_FILE, spec.ENCODER_FILE))
-        if newest_weights > oldest_onnx + 1.0:
-            return f"the weights in {self.bundle} are newer than its ONNX files: re-run `lgen export {self.bundle}`"
-        return None
+        return stale_onnx(self.bundle)
 
     # inference ---------------------------------------------------------------
     def sample(self, z: np.ndarray, c: np.ndarray, d: np.ndarray, batch_size: int = 512) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The ONNX contract shared by the exporter (torch side) and the runtime (torch-free).
 
-Owns the file names inside a bundle, the graph's input/output names, the opset and
-the parity tolerance; nothing here imports torch, onnx or numpy.
+Owns the graphs' input/output names, metadata keys, the opset and the parity tolerance;
+the files' names inside a bundle are lifelong_gen/bundle.py's. Nothing here imports
+torch, onnx or numpy.
 
 The contract (u = (d, c) the interpretable codes, o an image, as in networks.py):
 
@@ -23,10 +24,6 @@ exporter has checked it against PyTorch to PARITY_ATOL at every PARITY_BATCHES s
 """
 
 from __future__ import annotations
-
-ONNX_DIR = "onnx"
-GENERATOR_FILE = f"{ONNX_DIR}/generator.onnx"
-ENCODER_FILE = f"{ONNX_DIR}/encoder.onnx"
 
 GENERATOR_INPUTS = ("z", "c", "d")
 GENERATOR_OUTPUTS = ("image",)

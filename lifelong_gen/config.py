@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.errors import LgenError
 
 # Bumped when config.json changes incompatibly; readers refuse newer versions.
@@ -22,15 +23,6 @@ FORMAT_VERSION = 1
 SUPPORTED_RESOLUTIONS = (28, 64)
 PRECISIONS = ("fp32", "bf16")
 G_CONDITIONINGS = ("input", "cbn")
-
-# A bundle's files (the diffusers layout: config.json + one safetensors per network).
-CONFIG_NAME = "config.json"
-NETWORK_FILES = {
-    "G": "generator.safetensors",
-    "G_ema": "generator_ema.safetensors",
-    "S": "encoder.safetensors",
-    "D": "critic.safetensors",
-}
 
 
 @dataclass

@@ -31,25 +31,22 @@ from typing import Any, Iterator, Optional, Sequence
 
 from lifelong_gen import __version__
 from lifelong_gen.atomic import sha256_file
-from lifelong_gen.config import CONFIG_NAME, NETWORK_FILES
+from lifelong_gen.bundle import (CARD_NAME, CHECKSUMS_NAME, CONFIG_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES,
+                                 ONNX_DIR, ONNX_FILES, REPORT_NAME, RUNTIME_FILES, stale_onnx)
 from lifelong_gen.errors import LgenError
-from lifelong_gen.export import spec
 
-# What the ONNX runtime needs (sample, encode, interpolate): no safetensors.
-RUNTIME_FILES = (CONFIG_NAME, spec.GENERATOR_FILE, spec.ENCODER_FILE)
-RUNTIME_PATTERNS = (CONFIG_NAME, f"{spec.ONNX_DIR}/*.onnx")
+# What the ONNX runtime needs (sample, encode, interpolate), as download patterns.
+RUNTIME_PATTERNS = (CONFIG_NAME, f"{ONNX_DIR}/*.onnx")
 # A pushed bundle always has these; the critic only with --with-critic.
 PUSH_REQUIRED = RUNTIME_FILES + (NETWORK_FILES["G"], NETWORK_FILES["G_ema"], NETWORK_FILES["S"])
-CARD_NAME = "README.md"
 # Everything `lgen pull` fetches (without --onnx-only); the extras are fetched when present.
-PULL_PATTERNS = RUNTIME_PATTERNS + ("*.safetensors", CARD_NAME, "metrics.json", "report.md", "checksums.json",
-                                    "samples/*.png", "figures/*.png", "*.png")
+PULL_PATTERNS = RUNTIME_PATTERNS + ("*.safetensors", CARD_NAME, METRICS_NAME, REPORT_NAME, CHECKSUMS_NAME,
+                                    *IMAGE_PATTERNS)
 
 PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
 DEFAULT_MODEL = "mnist-fashion"
 # What the embedded default is, as the torch-free commands say when they fall back on it.
 DEFAULT_MODEL_NOTE = "the MNIST -> Fashion-MNIST reference model, `lgen train --preset mnist-fashion`"
-CHECKSUMS_NAME = "checksums.json"
 
 # org/name[@revision]: the Hub's character set for namespaces and names.
 _REPO_REF = re.compile(r"(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<rev>[^\s@]+))?")
@@ -256,7 +253,7 @@ def pull(ref: RepoRef, *, local_dir: Optional[Path] = None, onnx_only: bool = Fa
                  ": not a lifelong-gen bundle (or pushed without `lgen export`)")
     _check_config(path)
     warnings = []
-    missing_onnx = [rel for rel in RUNTIME_FILES if not (path / rel).is_file()]
+    missing_onnx = [rel for rel in ONNX_FILES if not (path / rel).is_file()]
     if missing_onnx:
         warnings.append(f"{ref} has no {', '.join(missing_onnx)}: `lgen sample | encode | interpolate` need them "
                         f"(they come with a bundle exported by `lgen export` before `lgen push`)")
@@ -306,22 +303,21 @@ def push_files(bundle: Path, *, with_critic: bool = False) -> list[str]:
     ONNX files, no older than the weights; the critic with `with_critic`. Uploaded when present:
     README.md, metrics.json and report.md (`lgen evaluate`), preview PNGs (samples/, figures/, top level).
     """
-    from lifelong_gen.model_card import METRICS_NAME, bundle_images
+    from lifelong_gen.model_card import bundle_images
 
     bundle = Path(bundle)
     if not bundle.is_dir():
         raise LgenError(f"{bundle} is not a directory (expected an exported run or bundle directory)")
     required = list(PUSH_REQUIRED) + ([NETWORK_FILES["D"]] if with_critic else [])
     hint = ""
-    if not all((bundle / rel).is_file() for rel in RUNTIME_FILES[1:]):
+    if not all((bundle / rel).is_file() for rel in ONNX_FILES):
         hint = f": run `lgen export {bundle}` first"
     _check_files(bundle, required, f"bundle {bundle}", hint)
     _check_config(bundle)
-    newest_weights = max((bundle / rel).stat().st_mtime for rel in required if rel.endswith(".safetensors"))
-    oldest_onnx = min((bundle / rel).stat().st_mtime for rel in RUNTIME_FILES[1:])
-    if newest_weights > oldest_onnx + 1.0:
-        raise LgenError(f"the ONNX files in {bundle} are older than its weights: re-run `lgen export {bundle}`")
-    extras = [rel for rel in (CARD_NAME, METRICS_NAME, "report.md") if (bundle / rel).is_file()]
+    stale = stale_onnx(bundle, [rel for rel in required if rel in NETWORK_FILES.values()])
+    if stale:
+        raise LgenError(stale)
+    extras = [rel for rel in (CARD_NAME, METRICS_NAME, REPORT_NAME) if (bundle / rel).is_file()]
     return required + extras + [p.as_posix() for p in bundle_images(bundle)]
 
 

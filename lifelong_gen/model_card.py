@@ -19,21 +19,16 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from lifelong_gen.atomic import atomic_write_text
-from lifelong_gen.config import NETWORK_FILES, RunConfig, domain_slots, read_run_config
+from lifelong_gen.bundle import CARD_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES, ONNX_FILES
+from lifelong_gen.config import RunConfig, domain_slots, read_run_config
 from lifelong_gen.export import spec
 
 TEMPLATE = "bundle_card.md.j2"
-CARD_NAME = "README.md"
-METRICS_NAME = "metrics.json"
 LIBRARY_NAME = "lifelong-gen"
 PIPELINE_TAG = "unconditional-image-generation"
 TAGS = ("lifelong-learning", "gan", "infogan", "wgan-gp", "generative-replay", "onnx")
 # Domain spec -> Hub dataset id, for the card's `datasets:` metadata.
 HUB_DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist"}
-# Where preview images may sit in a bundle (also what `lgen push` uploads).
-IMAGE_PATTERNS = ("samples/*.png", "figures/*.png", "*.png")
-WEIGHT_FILES = tuple(NETWORK_FILES.values())
-CRITIC_FILE = NETWORK_FILES["D"]
 MAX_METRIC_ROWS = 200  # a card stays readable; the full file is in the repo
 
 
@@ -236,7 +231,7 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
     images = [{"path": rel.as_posix(), "caption": _caption(rel, run)} for rel in bundle_images(bundle)]
 
     onnx_files, opset = [], None
-    for rel in (spec.GENERATOR_FILE, spec.ENCODER_FILE):
+    for rel in ONNX_FILES:
         path = bundle / rel
         if not path.is_file():
             continue
@@ -265,7 +260,7 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
         train_settings=[(k, _format_value(v)) for k, v in run.to_dict()["train"].items()],
         metrics_rows=metrics_rows, metrics_status=metrics_status, metrics_truncated=metrics_truncated,
         images=images, onnx={"files": onnx_files, "opset": opset},
-        weights=[w for w in WEIGHT_FILES if (bundle / w).is_file() and (with_critic or w != CRITIC_FILE)],
+        weights=[w for key, w in NETWORK_FILES.items() if (bundle / w).is_file() and (with_critic or key != "D")],
         repo_id=repo_id, model_flag=model_flag, python_ref=python_ref, python_comment=python_comment,
         sections=[{"title": t, "body": b.strip()} for t, b in sections],
     )

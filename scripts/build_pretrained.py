@@ -20,7 +20,8 @@ import sys
 from pathlib import Path
 
 from lifelong_gen import hub
-from lifelong_gen.export import spec
+from lifelong_gen.bundle import (CONFIG_NAME, FIGURES_DIR, METRICS_NAME, NETWORK_FILES, ONNX_FILES, SAMPLES_DIR,
+                                 TRAINING_LOG_NAME, stale_onnx)
 from lifelong_gen.model_card import read_run_config, write_card
 
 
@@ -37,21 +38,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     run = read_run_config(args.run)
-    for rel in (spec.GENERATOR_FILE, spec.ENCODER_FILE):
+    for rel in ONNX_FILES:
         if not (args.run / rel).is_file():
             sys.exit(f"{args.run} has no {rel}: run `lgen export {args.run}` first")
-    weights = [p.stat().st_mtime for p in args.run.glob("*.safetensors")]
-    if weights and max(weights) > min((args.run / r).stat().st_mtime for r in (spec.GENERATOR_FILE, spec.ENCODER_FILE)):
-        sys.exit(f"the ONNX files of {args.run} are older than its weights: re-run `lgen export {args.run}`")
+    stale = stale_onnx(args.run)
+    if stale:
+        sys.exit(stale)
 
     target = hub.PRETRAINED_ROOT / args.name
     if target.exists():
         shutil.rmtree(target)
-    files = ["config.json", spec.GENERATOR_FILE, spec.ENCODER_FILE, "generator_ema.safetensors", "encoder.safetensors"]
-    files += [p.relative_to(args.run).as_posix() for p in sorted((args.run / "samples").glob("*.png"))]
+    files = [CONFIG_NAME, *ONNX_FILES, NETWORK_FILES["G_ema"], NETWORK_FILES["S"]]
+    files += [p.relative_to(args.run).as_posix() for p in sorted((args.run / SAMPLES_DIR).glob("*.png"))]
     # The evaluation (`lgen evaluate RUN`), when present: the card shows its numbers and figures.
-    if (args.run / "metrics.json").is_file():
-        files += ["metrics.json"] + [p.relative_to(args.run).as_posix() for p in sorted((args.run / "figures").glob("*.png"))]
+    if (args.run / METRICS_NAME).is_file():
+        files += [METRICS_NAME] + [p.relative_to(args.run).as_posix()
+                                   for p in sorted((args.run / FIGURES_DIR).glob("*.png"))]
     for rel in files:
         (target / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.run / rel, target / rel)  # copyfile: the run's 0600 modes stay behind
@@ -65,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"experiment (`lgen train --preset mnist-fashion`); expect rough samples.")
         title = f"{domains} demo generator (embedded in lifelong-gen)"
     else:
-        minutes = _training_minutes(args.run / "metrics.jsonl", run.train.log_every)
+        minutes = _training_minutes(args.run / TRAINING_LOG_NAME, run.train.log_every)
         note = (f"This is lifelong-gen's reference model of the paper's first experiment, trained by "
                 f"`lgen train --preset mnist-fashion` ({steps:,} generator steps per domain, {minutes:.0f} minutes "
                 f"of training on 2 CPU cores, no GPU) and shipped inside the package, so that `lgen sample` works "

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from conftest import lgen
+from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, ONNX_DIR
 from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig
 from lifelong_gen.errors import LgenError
@@ -19,12 +20,12 @@ from tiny_onnx import copy_bundle
 
 
 def test_export_writes_two_self_contained_checked_files(bundle):
-    onnx_dir = bundle / spec.ONNX_DIR
+    onnx_dir = bundle / ONNX_DIR
     # One file per network: no external-data side files, no temp files left behind.
     assert sorted(p.name for p in onnx_dir.iterdir()) == ["encoder.onnx", "generator.onnx"]
     cfg = json.loads((bundle / "config.json").read_text())["model"]
-    for rel, inputs, outputs in ((spec.GENERATOR_FILE, spec.GENERATOR_INPUTS, spec.GENERATOR_OUTPUTS),
-                                 (spec.ENCODER_FILE, spec.ENCODER_INPUTS, spec.ENCODER_OUTPUTS)):
+    for rel, inputs, outputs in ((GENERATOR_ONNX, spec.GENERATOR_INPUTS, spec.GENERATOR_OUTPUTS),
+                                 (ENCODER_ONNX, spec.ENCODER_INPUTS, spec.ENCODER_OUTPUTS)):
         path = bundle / rel
         onnx.checker.check_model(str(path), full_check=True)
         model = onnx.load(str(path), load_external_data=False)
@@ -41,7 +42,7 @@ def test_export_writes_two_self_contained_checked_files(bundle):
         meta = {p.key: p.value for p in model.metadata_props}
         assert json.loads(meta[spec.META_SHAPE]) == {k: cfg[k] for k in spec.SHAPE_KEYS}
         assert float(meta[spec.META_PARITY]) <= spec.PARITY_ATOL
-    gen_meta = {p.key: p.value for p in onnx.load(str(bundle / spec.GENERATOR_FILE)).metadata_props}
+    gen_meta = {p.key: p.value for p in onnx.load(str(bundle / GENERATOR_ONNX)).metadata_props}
     assert gen_meta[spec.META_WEIGHTS] == "ema"
 
 
@@ -95,7 +96,7 @@ def test_raw_generator_and_no_continuous_codes(tmp_path):
     ckpt.save_bundle(tmp_path, run, {"G": G, "G_ema": G_ema, "S": S})
     result = onnx_export.export_bundle(tmp_path, generator="raw")
     assert result.generator_weights == "raw" and max(result.max_abs_diff.values()) <= spec.PARITY_ATOL
-    meta = {p.key: p.value for p in onnx.load(str(tmp_path / spec.GENERATOR_FILE)).metadata_props}
+    meta = {p.key: p.value for p in onnx.load(str(tmp_path / GENERATOR_ONNX)).metadata_props}
     assert meta[spec.META_WEIGHTS] == "raw"
     model = runtime.OnnxModel(tmp_path, provider="cpu")
     codes = runtime.random_codes(model, 5, np.random.default_rng(0))
@@ -127,7 +128,7 @@ def test_export_missing_bundle(tmp_path):
 
 def test_truncated_onnx_is_one_line_error(bundle, tmp_path):
     target = copy_bundle(bundle, tmp_path / "b")
-    gen = target / spec.GENERATOR_FILE
+    gen = target / GENERATOR_ONNX
     gen.write_bytes(gen.read_bytes()[: gen.stat().st_size // 2])
     out = tmp_path / "s.png"
     r = lgen("sample", "--model", str(target), "--n", "2", "--out", str(out))

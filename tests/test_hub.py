@@ -20,8 +20,8 @@ import pytest
 from conftest import lgen
 from hub_server import FakeHub
 from lifelong_gen import config, hub, model_card
+from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX
 from lifelong_gen.errors import LgenError
-from lifelong_gen.export import spec
 from tiny_onnx import copy_bundle
 
 REPO_FILES = {"config.json", "generator.safetensors", "generator_ema.safetensors", "encoder.safetensors",
@@ -101,7 +101,7 @@ def test_push_then_sample_from_hub_matches_local_bundle_torch_free(bundle, no_to
     assert remote.read_bytes() == local.read_bytes()
     fetched = {p.split("/resolve/", 1)[1].split("/", 1)[1] for m, p in fake_hub.calls()[mark:]
                if m == "GET" and "/resolve/" in p}
-    assert fetched == {"config.json", spec.GENERATOR_FILE, spec.ENCODER_FILE}
+    assert fetched == {"config.json", GENERATOR_ONNX, ENCODER_ONNX}
     cached = {p.name for p in (home / "hub").rglob("*") if p.is_file() or p.is_symlink()}
     assert not any(name.endswith(".safetensors") for name in cached)
 
@@ -150,7 +150,7 @@ def test_push_to_branch_with_critic_then_pull(bundle, no_torch, fake_hub, tmp_pa
     snapshot = r.stdout.strip()
     assert snapshot.startswith(str(home)) and (home / "hub").is_dir()
     got = {p.relative_to(snapshot).as_posix() for p in Path(snapshot).rglob("*") if p.is_file()}
-    assert got == {"config.json", spec.GENERATOR_FILE, spec.ENCODER_FILE}
+    assert got == {"config.json", GENERATOR_ONNX, ENCODER_ONNX}
 
 
 def test_load_networks_from_hub_is_strict(bundle, fake_hub, tmp_path, monkeypatch):
@@ -204,7 +204,7 @@ def broken_repos(bundle, fake_hub):
     for repo_id, files in {
         "org/config-only": {"config.json": config},
         "org/future": {"config.json": json.dumps(future).encode(),
-                       **{rel: (bundle / rel).read_bytes() for rel in (spec.GENERATOR_FILE, spec.ENCODER_FILE)}},
+                       **{rel: (bundle / rel).read_bytes() for rel in (GENERATOR_ONNX, ENCODER_ONNX)}},
     }.items():
         fake_hub.create(repo_id)
         api.create_commit(repo_id, operations=[huggingface_hub.CommitOperationAdd(k, v) for k, v in files.items()],
@@ -328,7 +328,7 @@ def test_hub_embedded_default_model_checksums_and_card():
     path = hub.pretrained_path()
     hub.verify_checksums(path)
     listed = json.loads((path / hub.CHECKSUMS_NAME).read_text())["files"]
-    assert {"config.json", spec.GENERATOR_FILE, spec.ENCODER_FILE, "README.md"} <= set(listed)
+    assert {"config.json", GENERATOR_ONNX, ENCODER_ONNX, "README.md"} <= set(listed)
     on_disk = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {hub.CHECKSUMS_NAME}
     assert on_disk == set(listed)  # every shipped file is covered
     # Sampling needs no weights; the EMA generator and S ship too so that torch users can
@@ -380,9 +380,9 @@ def test_hub_embedded_default_detects_corruption(tmp_path, monkeypatch):
     shutil.copytree(hub.pretrained_path(), copy)
     monkeypatch.setattr(hub, "PRETRAINED_ROOT", copy.parent)
     hub.pretrained_path()
-    data = bytearray((copy / spec.GENERATOR_FILE).read_bytes())
+    data = bytearray((copy / GENERATOR_ONNX).read_bytes())
     data[-1] ^= 1
-    (copy / spec.GENERATOR_FILE).write_bytes(bytes(data))
+    (copy / GENERATOR_ONNX).write_bytes(bytes(data))
     with pytest.raises(LgenError, match="does not match its sha256"):
         hub.pretrained_path()
     with pytest.raises(LgenError, match="no embedded model 'nope'"):

@@ -17,8 +17,9 @@ import pytest
 from PIL import Image
 
 from conftest import lgen
+from lifelong_gen.bundle import GENERATOR_ONNX
 from lifelong_gen.errors import LgenError
-from lifelong_gen.export import runtime, spec
+from lifelong_gen.export import runtime
 from tiny_onnx import torch_free_env
 
 Z_DIM, C_DIM, D_DIM = 8, 2, 10  # the TINY model of tiny_onnx.py
@@ -181,7 +182,7 @@ def test_model_directory_errors(bundle, no_torch, tmp_path):
     unexported.mkdir()
     (unexported / "config.json").write_text((bundle / "config.json").read_text())
     r = run(no_torch, "sample", "--model", unexported, "--out", out)
-    assert r.returncode == 2 and r.stderr.strip() == (f"lgen: error: {unexported} has no {spec.GENERATOR_FILE}: "
+    assert r.returncode == 2 and r.stderr.strip() == (f"lgen: error: {unexported} has no {GENERATOR_ONNX}: "
                                                       f"run `lgen export {unexported}` first")
     assert not out.exists()
 

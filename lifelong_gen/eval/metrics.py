@@ -34,6 +34,7 @@ from lifelong_gen import __version__
 from lifelong_gen.train.checkpoint import load_bundle
 from lifelong_gen.eval.classifier import DomainClassifier, LabelSpace, load_or_train, predict, register_with_fidelity
 from lifelong_gen.eval.clustering import clustering_scores
+from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
 from lifelong_gen.train.domains import DomainData, data_home, load_domain, to_float
 from lifelong_gen.errors import LgenError
@@ -252,7 +253,7 @@ def _snapshot_dirs(run_dir: Path) -> list[Path]:
     root = run_dir / "snapshots"
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if (p / "config.json").is_file()), key=lambda p: int(p.name.split("-")[-1]))
+    return sorted((p for p in root.iterdir() if (p / CONFIG_NAME).is_file()), key=lambda p: int(p.name.split("-")[-1]))
 
 
 def forgetting(ev: Evaluator, run: RunConfig, snapshots: list[Path], progress=None) -> dict[str, Any]:

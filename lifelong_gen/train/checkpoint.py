@@ -32,7 +32,8 @@ import torch
 from safetensors.torch import load_file, save, save_file
 
 from lifelong_gen.atomic import atomic_write_bytes, atomic_write_json, sha256_file  # noqa: F401  (re-exported)
-from lifelong_gen.config import CONFIG_NAME, NETWORK_FILES, RunConfig, read_run_config
+from lifelong_gen.bundle import CONFIG_NAME, NETWORK_FILES
+from lifelong_gen.config import RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 
 log = logging.getLogger("lifelong_gen")

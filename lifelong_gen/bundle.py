@@ -1,0 +1,69 @@
+"""The names of the files inside a model bundle, and the one staleness rule between them.
+
+A bundle (or run directory) is the diffusers layout plus what export, evaluation and the
+Hub add; every module that reads or writes one takes the names from here:
+
+    config.json                      RunConfig (config.py)
+    generator.safetensors, generator_ema.safetensors, encoder.safetensors, critic.safetensors
+    onnx/generator.onnx, onnx/encoder.onnx    `lgen export` (graph contract: export/spec.py)
+    metrics.json, report.md, figures/*.png    `lgen evaluate`
+    samples/*.png, metrics.jsonl              the trainer's sample grids and loss log
+    README.md                        model card (model_card.py)
+    checksums.json                   sha256 of every file (the embedded model, embedded.py)
+
+Also owns `stale_onnx`: the ONNX graphs are a derived copy of the weights, so a bundle whose
+weights changed after its export (exported mid-training, then trained on) must be re-exported.
+Torch-free and numpy-free.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+CONFIG_NAME = "config.json"
+# One safetensors file per separately trained network, keyed as in networks.py.
+NETWORK_FILES = {
+    "G": "generator.safetensors",
+    "G_ema": "generator_ema.safetensors",
+    "S": "encoder.safetensors",
+    "D": "critic.safetensors",
+}
+
+ONNX_DIR = "onnx"
+GENERATOR_ONNX = f"{ONNX_DIR}/generator.onnx"
+ENCODER_ONNX = f"{ONNX_DIR}/encoder.onnx"
+ONNX_FILES = (GENERATOR_ONNX, ENCODER_ONNX)
+# All that `lgen sample | encode | interpolate` read: no weights.
+RUNTIME_FILES = (CONFIG_NAME, *ONNX_FILES)
+
+CARD_NAME = "README.md"
+METRICS_NAME = "metrics.json"  # `lgen evaluate`'s results
+REPORT_NAME = "report.md"
+COMPARE_NAME = "compare.md"  # `lgen evaluate --compare --out DIR`
+TRAINING_LOG_NAME = "metrics.jsonl"  # the trainer's averaged losses, one JSON line per log step
+CHECKSUMS_NAME = "checksums.json"
+SAMPLES_DIR = "samples"  # the trainer's grid after each domain
+FIGURES_DIR = "figures"  # `lgen evaluate`'s figures
+# Where preview images may sit (what model cards show and `lgen push` uploads).
+IMAGE_PATTERNS = (f"{SAMPLES_DIR}/*.png", f"{FIGURES_DIR}/*.png", "*.png")
+
+# A bundle copied file by file (cp, a Hub download) gets mtimes in copy order, not in export
+# order: a second of slack keeps such a copy from looking stale.
+MTIME_SLACK_S = 1.0
+
+
+def stale_onnx(root: Path, weights: Optional[Sequence[str]] = None) -> Optional[str]:
+    """A one-line message when the ONNX files of `root` are older than its weights, else None.
+
+    Args:
+        root: a bundle or run directory whose ONNX_FILES exist (callers check that first).
+        weights: the safetensors files to compare, relative to `root`; None: every one present.
+    """
+    root = Path(root)
+    paths = [root / rel for rel in weights] if weights is not None else list(root.glob("*.safetensors"))
+    newest_weights = max((p.stat().st_mtime for p in paths), default=0.0)
+    oldest_onnx = min((root / rel).stat().st_mtime for rel in ONNX_FILES)
+    if newest_weights > oldest_onnx + MTIME_SLACK_S:
+        return f"the ONNX files in {root} are older than its weights: re-run `lgen export {root}`"
+    return None
