@@ -26,7 +26,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from lifelong_gen.train.domains import load_domain
-    from lifelong_gen.train.trainer import Trainer, resolve_run_config
+    from lifelong_gen.config import resolve_run_config
+    from lifelong_gen.train.trainer import Trainer
 
     kind = "synthetic" if args.resolution == 28 else "synthetic64"
     settings = {"domains": [f"{kind}:bars", f"{kind}:rings"], "batch_size": args.batch_size,

@@ -124,18 +124,16 @@ def train(
     data_root: Optional[str] = typer.Option(None, help="Root with torchvision's MNIST/ FashionMNIST/ layout"),
     download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Allow torchvision downloads"),
     precision: Optional[str] = typer.Option(None, help="fp32 (default, bit-reproducible) or bf16 (CPU autocast, fp32 master weights)"),
+    compile: Optional[str] = typer.Option(None, "--compile", help="torch.compile the step's forwards: off (default), default, reduce-overhead (+ CUDA graphs on a GPU) or max-autotune"),
     device: str = typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda; under torchrun each rank uses GPU LOCAL_RANK"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr"),
 ) -> None:
     """Lifelong training over a list of domains; writes a model bundle into the run directory."""
     _setup_logging()
-    require_torch_side("train")
     explicit = {k: v for k, v in locals().items()
                 if v is not None and k not in ("preset", "quick", "out", "resume", "dry_run", "progress", "device", "beta1", "beta2")}
     if beta1 is not None or beta2 is not None:
         explicit["betas"] = (0.5 if beta1 is None else beta1, 0.9 if beta2 is None else beta2)
-
-    from lifelong_gen.config import PRESETS
 
     if resume is not None:
         if explicit or preset or quick:
@@ -144,27 +142,13 @@ def train(
         _resume(resume, dry_run, progress, device)
         return
 
-    settings: dict[str, Any] = {}
-    if preset is not None:
-        if preset not in PRESETS:
-            raise LgenError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-        settings.update({k: v for k, v in PRESETS[preset].items() if k != "quick"})
-        if quick:
-            settings.update(PRESETS[preset]["quick"])
-    elif quick:
-        raise LgenError("--quick needs --preset")
-    if "domains" in explicit:
-        from lifelong_gen.train.domains import parse_domains
+    from lifelong_gen.config import resolve_run_config  # torch-free: --dry-run works in an inference install
 
-        explicit["domains"] = parse_domains(explicit["domains"])
-    settings.update(explicit)
-
-    from lifelong_gen.train.trainer import resolve_run_config
-
-    run = resolve_run_config(settings)
+    run = resolve_run_config(explicit, preset=preset, quick=quick)
     if dry_run:
         typer.echo(run.to_json(), nl=False)
         return
+    require_torch_side("train")
     run_dir = out if out is not None else Path("runs") / ((preset or "run") + ("-quick" if quick else ""))
     with _process_group(device) as ctx:
         if (run_dir / "config.json").exists():
@@ -199,6 +183,7 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str) -> None:
     if dry_run:
         typer.echo(run.to_json(), nl=False)
         return
+    require_torch_side("train")
     from lifelong_gen.train.trainer import Trainer
 
     with _process_group(device) as ctx:

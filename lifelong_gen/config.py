@@ -1,9 +1,11 @@
-"""Configuration dataclasses: the model's dimensions and every training setting.
+"""Configuration: the model's dimensions, every training setting, and how they are resolved.
 
 Owns `ModelConfig` (what is needed to rebuild G, D and S from a bundle alone),
-`TrainConfig` (the lifelong loop, replay, optimisers) and their JSON form, plus
-the named presets of `lgen train`. Torch-free, so the ONNX runtime can read a
-bundle's config.json without importing the training core.
+`TrainConfig` (the lifelong loop, replay, optimisers) and their JSON form, the named
+presets of `lgen train`, the domain names (`parse_domains`, the shape each comes in)
+and `resolve_run_config`: preset + flags + domain list -> one validated RunConfig.
+Torch-free, so the ONNX runtime can read a bundle's config.json and
+`lgen train --dry-run` can print a resolved config where torch is not installed.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from lifelong_gen import __version__
 from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.errors import LgenError
 
@@ -22,7 +25,9 @@ FORMAT_VERSION = 1
 
 SUPPORTED_RESOLUTIONS = (28, 64)
 PRECISIONS = ("fp32", "bf16")
+COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 G_CONDITIONINGS = ("input", "cbn")
+SYNTHETIC_KINDS = ("bars", "rings")  # the tiny generated domains of tests and demos
 
 
 @dataclass
@@ -119,6 +124,9 @@ class TrainConfig:
     # "bf16": forwards under CPU autocast in bfloat16 (fp32 master weights, fp32 losses and
     # gradient-penalty norm); "fp32" keeps the bit-reproducible default.
     precision: str = "fp32"
+    # torch.compile of the step's forwards (train/forwards.py): "off" (eager, the bit-reproducible
+    # default), "default", "reduce-overhead" (+ CUDA graphs on a GPU) or "max-autotune".
+    compile: str = "off"
 
     def replay_ratio_for(self, domain_index: int) -> float:
         """Share of replayed images in the critic's real batch while learning `domain_index`."""
@@ -146,6 +154,8 @@ class TrainConfig:
             raise LgenError(f"d_per_domain must be >= 1, got {self.d_per_domain}")
         if self.precision not in PRECISIONS:
             raise LgenError(f"precision {self.precision!r} is not supported (choose one of {', '.join(PRECISIONS)})")
+        if self.compile not in COMPILE_MODES:
+            raise LgenError(f"compile {self.compile!r} is not supported (choose one of {', '.join(COMPILE_MODES)})")
         for name in ("gp_lambda", "replay_alignment", "info_augment_weight", "s_real_weight", "s_balance_weight"):
             if not getattr(self, name) >= 0:
                 raise LgenError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -247,3 +257,87 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+
+# ------------------------------------------------------------ domains and resolution
+
+def parse_domains(text: str) -> list[str]:
+    """The CLI's comma-separated --domains, each name checked (one-line LgenError)."""
+    specs = [s.strip() for s in text.split(",") if s.strip()]
+    for spec in specs:
+        native_shape(spec)  # raises LgenError on an unknown name
+    if not specs:
+        raise LgenError("--domains is empty: name at least one domain, e.g. mnist,fashion-mnist")
+    return specs
+
+
+def native_shape(spec: str) -> Optional[tuple[int, int]]:
+    """(channels, resolution) a domain comes in, or None for folders (they adapt)."""
+    if spec in ("mnist", "fashion-mnist"):
+        return (1, 28)
+    kind, _, arg = spec.partition(":")
+    if kind == "folder":
+        if not arg:
+            raise LgenError("folder domain needs a path: folder:/data/celeba")
+        return None
+    if kind in ("synthetic", "synthetic64"):
+        if arg not in SYNTHETIC_KINDS:
+            raise LgenError(f"unknown synthetic domain {spec!r}: use {kind}:bars or {kind}:rings")
+        return (1, 28) if kind == "synthetic" else (3, 64)
+    raise LgenError(
+        f"unknown domain {spec!r}: use mnist, fashion-mnist, folder:PATH, synthetic:bars|rings or synthetic64:bars|rings"
+    )
+
+
+def model_shape(specs: list[str]) -> tuple[int, int]:
+    """The model's (channels, resolution): the first native shape, else 64x64 RGB (folders only)."""
+    for spec in specs:
+        shape = native_shape(spec)
+        if shape is not None:
+            return shape
+    return (3, 64)
+
+
+def preset_settings(preset: Optional[str], quick: bool = False) -> dict[str, Any]:
+    """The settings a named preset gives (with its `quick` overrides); {} without a preset."""
+    if preset is None:
+        if quick:
+            raise LgenError("--quick needs --preset")
+        return {}
+    if preset not in PRESETS:
+        raise LgenError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    settings = {k: v for k, v in PRESETS[preset].items() if k != "quick"}
+    if quick:
+        settings.update(PRESETS[preset]["quick"])
+    return settings
+
+
+def resolve_run_config(settings: dict[str, Any], *, preset: Optional[str] = None, quick: bool = False) -> RunConfig:
+    """Turn flat settings (CLI flags over a preset) into a validated RunConfig.
+
+    `settings` override the preset's; `domains` may be a list or the CLI's comma-separated
+    text. The model's channels and resolution follow the domains (model_shape) unless
+    given; with `d_per_domain` N, d_dim becomes N x number of domains.
+    """
+    settings = {**preset_settings(preset, quick), **settings}
+    if isinstance(settings.get("domains"), str):
+        settings["domains"] = parse_domains(settings["domains"])
+    unknown = set(settings) - MODEL_KEYS - TRAIN_KEYS
+    if unknown:
+        raise LgenError(f"unknown setting(s): {', '.join(sorted(unknown))}")
+    model_kwargs = {k: v for k, v in settings.items() if k in MODEL_KEYS and v is not None}
+    train_kwargs = {k: v for k, v in settings.items() if k in TRAIN_KEYS and (v is not None or k == "replay_ratio")}
+    train = TrainConfig(**train_kwargs)
+    train.validate()
+    channels, resolution = model_shape(train.domains)
+    model_kwargs.setdefault("img_channels", channels)
+    model_kwargs.setdefault("img_resolution", resolution)
+    if train.d_per_domain is not None:
+        total = train.d_per_domain * len(train.domains)
+        if "d_dim" in model_kwargs and model_kwargs["d_dim"] != total:
+            raise LgenError(f"d_dim {model_kwargs['d_dim']} contradicts d_per_domain {train.d_per_domain} "
+                            f"x {len(train.domains)} domains = {total}; give one of them")
+        model_kwargs["d_dim"] = total
+    model = ModelConfig(**model_kwargs)
+    model.validate()
+    return RunConfig(model=model, train=train, package_version=__version__)

@@ -24,7 +24,8 @@ from conftest import TINY  # noqa: E402
 
 from lifelong_gen.train import distributed  # noqa: E402
 from lifelong_gen.train.domains import load_domain  # noqa: E402
-from lifelong_gen.train.trainer import Trainer, resolve_run_config  # noqa: E402
+from lifelong_gen.config import resolve_run_config  # noqa: E402
+from lifelong_gen.train.trainer import Trainer  # noqa: E402
 
 
 def record_steps(opt: torch.optim.Optimizer, log: list, spread: list | None) -> None:

@@ -22,7 +22,8 @@ from conftest import TINY  # noqa: E402
 
 from lifelong_gen.train import distributed  # noqa: E402
 from lifelong_gen.train.domains import load_domain  # noqa: E402
-from lifelong_gen.train.trainer import Trainer, resolve_run_config  # noqa: E402
+from lifelong_gen.config import resolve_run_config  # noqa: E402
+from lifelong_gen.train.trainer import Trainer  # noqa: E402
 
 
 def weights_hash(trainer: Trainer) -> str:

@@ -8,7 +8,8 @@ import torch
 
 from conftest import TINY, lgen
 from lifelong_gen.train.losses import gradient_penalty
-from lifelong_gen.train.trainer import Trainer, resolve_run_config
+from lifelong_gen.config import resolve_run_config
+from lifelong_gen.train.trainer import Trainer
 
 
 @pytest.mark.parametrize("scale", [0.3, 1.0, 2.5])

@@ -197,7 +197,8 @@ def _enospc(*args, **kwargs):
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, synthetic28, monkeypatch):
     from lifelong_gen.train import checkpoint as ckpt
     from lifelong_gen.errors import LgenError
-    from lifelong_gen.train.trainer import Trainer, resolve_run_config
+    from lifelong_gen.config import resolve_run_config
+    from lifelong_gen.train.trainer import Trainer
 
     settings = {**TINY, "domains": ["synthetic:bars"], "steps_per_domain": 12, "checkpoint_every": 4}
     trainer = Trainer(resolve_run_config(settings), tmp_path / "run", data=synthetic28[:1], progress=False)

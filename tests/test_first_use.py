@@ -50,6 +50,19 @@ def test_torch_side_commands_without_torch_end_in_one_line_naming_the_extra(no_t
     assert not (tmp_path / "run").exists()
 
 
+def test_dry_run_resolves_the_config_without_torch(no_torch, tmp_path):
+    # Config resolution is torch-free (lifelong_gen.config): an inference install can still
+    # see what `lgen train --preset ...` would run, and a --resume run's stored config.
+    r = lgen("train", "--preset", "mnist-fashion", "--lr-g", "2e-4", "--dry-run", env=no_torch, timeout=60)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads(r.stdout)
+    assert cfg["train"]["steps_per_domain"] == 8000 and cfg["train"]["lr_g"] == 2e-4
+    assert cfg["model"]["d_dim"] == 20 and cfg["model"]["g_conditioning"] == "cbn"
+    (tmp_path / "config.json").write_text(r.stdout)
+    again = lgen("train", "--resume", str(tmp_path), "--dry-run", env=no_torch, timeout=60)
+    assert again.returncode == 0 and json.loads(again.stdout) == cfg, again.stderr
+
+
 def test_embedded_default_note_says_what_the_model_is(no_torch, tmp_path):
     r = lgen("sample", "--n", "2", "--out", str(tmp_path / "s.png"), env=no_torch, timeout=60)
     assert r.returncode == 0, r.stderr

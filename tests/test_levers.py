@@ -19,7 +19,8 @@ from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train.losses import augmented_info_loss, clustering_loss, random_affine
 from lifelong_gen.train.networks import ConditionalBatchNorm, build_networks
-from lifelong_gen.train.trainer import Trainer, resolve_run_config
+from lifelong_gen.config import resolve_run_config
+from lifelong_gen.train.trainer import Trainer
 
 
 def _cfg(**kw) -> ModelConfig:

@@ -7,7 +7,8 @@ import torch
 
 from conftest import TINY
 from lifelong_gen.train import checkpoint as ckpt
-from lifelong_gen.train.trainer import Trainer, resolve_run_config
+from lifelong_gen.config import resolve_run_config
+from lifelong_gen.train.trainer import Trainer
 
 
 def make_trainer(tmp_path, data, **overrides):

@@ -36,7 +36,8 @@ def exported_bundle(tmp_path_factory) -> Path:
     if "bundle" in _CACHE:
         return _CACHE["bundle"]
     from lifelong_gen.train.domains import load_domain
-    from lifelong_gen.train.trainer import Trainer, resolve_run_config
+    from lifelong_gen.config import resolve_run_config
+    from lifelong_gen.train.trainer import Trainer
 
     run_dir = tmp_path_factory.mktemp("tiny_onnx") / "run"
     settings = {**TINY, "domains": ["synthetic:bars"], "steps_per_domain": STEPS, "lr_g": 2e-3, "batch_size": 32,

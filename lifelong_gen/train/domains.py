@@ -29,13 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lifelong_gen.config import SYNTHETIC_KINDS, native_shape
 from lifelong_gen.errors import LgenError
 
 log = logging.getLogger("lifelong_gen")
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-SYNTHETIC_KINDS = ("bars", "rings")
 
 
 def data_home() -> Path:
@@ -68,42 +68,6 @@ class DomainData:
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 [N, C, H, W] -> float32 in [-1, 1]."""
     return images.float().div_(127.5).sub_(1.0)
-
-
-def parse_domains(text: str) -> list[str]:
-    specs = [s.strip() for s in text.split(",") if s.strip()]
-    for spec in specs:
-        native_shape(spec)  # raises LgenError on an unknown name
-    if not specs:
-        raise LgenError("--domains is empty: name at least one domain, e.g. mnist,fashion-mnist")
-    return specs
-
-
-def native_shape(spec: str) -> Optional[tuple[int, int]]:
-    """(channels, resolution) a domain comes in, or None for folders (they adapt)."""
-    if spec in ("mnist", "fashion-mnist"):
-        return (1, 28)
-    kind, _, arg = spec.partition(":")
-    if kind == "folder":
-        if not arg:
-            raise LgenError("folder domain needs a path: folder:/data/celeba")
-        return None
-    if kind in ("synthetic", "synthetic64"):
-        if arg not in SYNTHETIC_KINDS:
-            raise LgenError(f"unknown synthetic domain {spec!r}: use {kind}:bars or {kind}:rings")
-        return (1, 28) if kind == "synthetic" else (3, 64)
-    raise LgenError(
-        f"unknown domain {spec!r}: use mnist, fashion-mnist, folder:PATH, synthetic:bars|rings or synthetic64:bars|rings"
-    )
-
-
-def model_shape(specs: list[str]) -> tuple[int, int]:
-    """The model's (channels, resolution): the first native shape, else 64x64 RGB (folders only)."""
-    for spec in specs:
-        shape = native_shape(spec)
-        if shape is not None:
-            return shape
-    return (3, 64)
 
 
 def load_domain(

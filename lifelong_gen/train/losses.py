@@ -100,14 +100,14 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, *, max_rotat
 
     Args:
         images: [N, C, H, W] in [−1, 1].
-        generator: CPU torch.Generator (the trainer's checkpointed stream).
+        generator: the trainer's checkpointed stream (draws on its device).
         max_rotate: radians (0.17 ≈ 10°); max_scale: relative; max_shift: fraction of the
             half-width (0.1 ≈ 1.4 px at 28×28). Small enough that a digit keeps its class
             (a 6 is not rotated into a 9), the ranges of Elastic-InfoGAN's and IIC's MNIST
             augmentations.
     """
     n = images.shape[0]
-    u = torch.rand(n, 4, generator=generator).to(images.device) * 2 - 1  # [N, 4] in [-1, 1]
+    u = torch.rand(n, 4, generator=generator, device=generator.device).to(images.device) * 2 - 1  # [N, 4] in [-1, 1]
     angle, scale = u[:, 0] * max_rotate, 1 + u[:, 1] * max_scale
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
     theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * max_shift], 1),

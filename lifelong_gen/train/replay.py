@@ -22,12 +22,13 @@ def sample_codes(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Draw (z, c, d one-hot, d index) from the priors; d ~ Uniform over the first `d_slots` categories.
 
-    Drawn from the CPU `generator` whatever `device` is (then moved), so a run's codes do
-    not depend on where it trains and its RNG state is one CPU tensor to checkpoint.
+    Drawn on `generator`'s device (the trainer keeps its stream on the training device, so
+    a CUDA step draws without host round trips), then moved to `device` if that differs.
     """
-    z = torch.randn(n, z_dim, generator=generator)
-    c = torch.randn(n, c_dim, generator=generator)
-    d_idx = torch.randint(0, d_slots, (n,), generator=generator)
+    on = generator.device
+    z = torch.randn(n, z_dim, generator=generator, device=on)
+    c = torch.randn(n, c_dim, generator=generator, device=on)
+    d_idx = torch.randint(0, d_slots, (n,), generator=generator, device=on)
     d = torch.nn.functional.one_hot(d_idx, d_dim).float()
     return z.to(device), c.to(device), d.to(device), d_idx.to(device)
 
