@@ -1,0 +1,89 @@
+"""The architecture's import contract (pyproject.toml [tool.importlinter]) holds.
+
+import-linter reads a package from its directory; in this repository cli/ and export/
+only become lifelong_gen.cli / lifelong_gen.export through setuptools' package-dir, so
+the test copies the Python files into the installed layout (what a wheel holds) and
+lints that. Also: every module of the package sits under some contract, so a new
+torch-free module cannot slip past the boundary by not being listed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def installed_layout(dest: Path, repo: Path = REPO) -> Path:
+    """Copy every package's .py files to `dest` as site-packages would hold them."""
+    for package, folder in PYPROJECT["tool"]["setuptools"]["package-dir"].items():
+        src = repo / folder
+        target = dest.joinpath(*package.split("."))
+        target.mkdir(parents=True, exist_ok=True)
+        for f in src.glob("*.py"):
+            shutil.copy2(f, target / f.name)
+    for package in PYPROJECT["tool"]["setuptools"]["packages"]:  # sub-packages of mapped ones (train/, eval/)
+        rel = Path(*package.split("."))
+        if not (dest / rel).exists():
+            parent = next(p for p in sorted(PYPROJECT["tool"]["setuptools"]["package-dir"], key=len, reverse=True)
+                          if package.startswith(p + "."))
+            src = repo / PYPROJECT["tool"]["setuptools"]["package-dir"][parent] / Path(*package[len(parent) + 1:].split("."))
+            (dest / rel).mkdir(parents=True)
+            for f in src.glob("*.py"):
+                shutil.copy2(f, dest / rel / f.name)
+    return dest
+
+
+def lint(tree: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.run([str(LINT_IMPORTS), "--config", str(REPO / "pyproject.toml"), "--no-cache"],
+                          capture_output=True, text=True, env=env, cwd=tree, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory) -> Path:
+    return installed_layout(tmp_path_factory.mktemp("layout"))
+
+
+def test_import_contracts_hold(tree):
+    r = lint(tree)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Contracts: 3 kept, 0 broken." in r.stdout, r.stdout
+
+
+def test_a_torch_side_import_in_the_core_breaks_the_contract(tree, tmp_path):
+    # The contract can fail: a lazy import of torch-side code inside a torch-free function.
+    broken = installed_layout(tmp_path / "broken")
+    with open(broken / "lifelong_gen" / "bundle.py", "a") as f:
+        f.write("\n\ndef _sneaky():\n    from lifelong_gen.train import networks  # noqa: F401\n")
+    r = lint(broken)
+    assert r.returncode == 1, r.stdout
+    assert "lifelong_gen.bundle -> lifelong_gen.train.networks" in r.stdout, r.stdout
+
+
+def test_every_module_is_under_a_contract(tree):
+    import grimp
+
+    sys.path.insert(0, str(tree))
+    try:
+        graph = grimp.build_graph("lifelong_gen")
+    finally:
+        sys.path.remove(str(tree))
+    contracts = PYPROJECT["tool"]["importlinter"]["contracts"]
+    torch_free = next(c for c in contracts if c["id"] == "torch-free")["source_modules"]
+    # Torch-side and top-level packages, and the package roots (docstrings, version only).
+    covered = [*torch_free, "lifelong_gen.train", "lifelong_gen.eval", "lifelong_gen.cli",
+               "lifelong_gen.export.onnx_export"]
+    roots = {"lifelong_gen", "lifelong_gen.export", "lifelong_gen.model_cards"}
+    loose = sorted(m for m in graph.modules
+                   if m not in roots and not any(m == c or m.startswith(c + ".") for c in covered))
+    assert not loose, f"modules under no contract (add them to [tool.importlinter]): {loose}"
