@@ -2,8 +2,8 @@
 
 Registers its commands on the `app` of cli/app.py (imported at the end of that
 module). `export` is torch-side and imports the exporter inside its body; the other
-three use only export/runtime.py (numpy, onnxruntime, Pillow) and lifelong_gen/hub.py
-(huggingface_hub), so importing this module must never import torch.
+three use only export/runtime.py (numpy, onnxruntime, Pillow), lifelong_gen/hub.py
+(huggingface_hub) and lifelong_gen/embedded.py, so importing this module must never import torch.
 
 `--model` takes an exported directory, a Hub repo `ORG/NAME[@REV]` (lifelong_gen/hub.py
 fetches config.json and onnx/*.onnx only, through the HF cache, offline from it with
@@ -86,11 +86,12 @@ MODEL_HELP = ("Exported run or bundle directory, or a Hub repo ORG/NAME[@REV] (f
 
 def _open(model_ref: Optional[str], provider: Optional[str]):
     """Resolve --model (local directory, Hub repo, or the embedded default) and open it."""
-    from lifelong_gen import hub
+    from lifelong_gen import embedded, hub
     from lifelong_gen.export.runtime import load_model
 
     if model_ref is None:
-        _note(f"no --model given: using the embedded default model {hub.DEFAULT_MODEL} ({hub.DEFAULT_MODEL_NOTE})")
+        _note(f"no --model given: using the embedded default model {embedded.DEFAULT_MODEL} "
+              f"({embedded.DEFAULT_MODEL_NOTE})")
     elif hub.as_hub_ref(model_ref) is not None:
         hub.quiet_hub_output()
     model = load_model(hub.resolve_model(model_ref), provider=provider)

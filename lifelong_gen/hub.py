@@ -1,4 +1,4 @@
-"""Hugging Face Hub I/O: push and pull model bundles, `--model ORG/NAME[@REV]`, the embedded default.
+"""Hugging Face Hub I/O: push and pull model bundles, resolve `--model ORG/NAME[@REV]`.
 
 Owns everything that talks to the Hub (through huggingface_hub, never hand-written HTTP):
 
@@ -8,21 +8,19 @@ Owns everything that talks to the Hub (through huggingface_hub, never hand-writt
 - `download` / `resolve_model` / `pull`: snapshot_download into the HF cache (HF_HOME,
   HF_HUB_CACHE) with allow_patterns, so a command fetches only the files it needs (sampling:
   config.json + onnx/*.onnx, no safetensors), and HF_HUB_OFFLINE=1 works from the cache.
-- `load_networks`: the torch side, a local or Hub bundle into G, D, S with the strict key and
-  shape checks of checkpoint.load_bundle (huggingface_hub's ModelHubMixin loads non-strictly).
-- the model shipped inside the package (`lifelong_gen/pretrained/<name>/`, sha256-checked),
-  used when `lgen sample | encode | interpolate` get no --model.
+- `fetch_bundle`: a local bundle, or the config and chosen weight files of a Hub repo, for the
+  torch side's `lifelong_gen.train.checkpoint.load_networks`.
 
+With no --model, `resolve_model` answers with the model shipped in the package (embedded.py).
 Every failure becomes a one-line LgenError (repo or revision not found, offline with nothing
-cached, a bundle missing a required file, a config from a newer format). Torch-free at import
-and in everything but `load_networks`; huggingface_hub itself is imported where used, so
-`lgen sample --model DIR` never pays for it.
+cached, a bundle missing a required file, a config from a newer format). Torch-free, even
+inside functions; huggingface_hub itself is imported where used, so `lgen sample --model DIR`
+never pays for it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import sys
 from dataclasses import dataclass
@@ -30,9 +28,9 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from lifelong_gen import __version__
-from lifelong_gen.atomic import sha256_file
 from lifelong_gen.bundle import (CARD_NAME, CHECKSUMS_NAME, CONFIG_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES,
                                  ONNX_DIR, ONNX_FILES, REPORT_NAME, RUNTIME_FILES, stale_onnx)
+from lifelong_gen.embedded import pretrained_path
 from lifelong_gen.errors import LgenError
 
 # What the ONNX runtime needs (sample, encode, interpolate), as download patterns.
@@ -42,11 +40,6 @@ PUSH_REQUIRED = RUNTIME_FILES + (NETWORK_FILES["G"], NETWORK_FILES["G_ema"], NET
 # Everything `lgen pull` fetches (without --onnx-only); the extras are fetched when present.
 PULL_PATTERNS = RUNTIME_PATTERNS + ("*.safetensors", CARD_NAME, METRICS_NAME, REPORT_NAME, CHECKSUMS_NAME,
                                     *IMAGE_PATTERNS)
-
-PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
-DEFAULT_MODEL = "mnist-fashion"
-# What the embedded default is, as the torch-free commands say when they fall back on it.
-DEFAULT_MODEL_NOTE = "the MNIST -> Fashion-MNIST reference model, `lgen train --preset mnist-fashion`"
 
 # org/name[@revision]: the Hub's character set for namespaces and names.
 _REPO_REF = re.compile(r"(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<rev>[^\s@]+))?")
@@ -260,37 +253,27 @@ def pull(ref: RepoRef, *, local_dir: Optional[Path] = None, onnx_only: bool = Fa
     return path, warnings
 
 
-def load_networks(bundle_or_repo_id: str | Path, which: Sequence[str] = ("G_ema", "S"), *,
-                  endpoint: Optional[str] = None):
-    """Load a bundle, local or on the Hub, into PyTorch modules with strict key and shape checks.
+def fetch_bundle(bundle_or_repo_id: str | Path, files: Sequence[str], *, endpoint: Optional[str] = None,
+                 hint: str = "") -> Path:
+    """A local directory holding a bundle's config.json and `files` (what load_networks reads).
 
     Args:
-        bundle_or_repo_id: a bundle or run directory, or `org/name[@rev]` (downloads only
-            config.json and the safetensors files of `which`).
-        which: keys of NETWORK_FILES: "G", "G_ema" (generators), "S" (encoder), "D" (critic;
-            on the Hub only when pushed with --with-critic).
-
-    Returns:
-        (RunConfig, {key: module in eval mode}), as checkpoint.load_bundle.
+        bundle_or_repo_id: a bundle or run directory (returned as it is), or `org/name[@rev]`
+            (only config.json and `files` are downloaded, through the HF cache).
+        files: weight files the caller needs, relative to the bundle (checked on the Hub side;
+            a local bundle's loader reports its own missing files).
+        hint: appended to the message when the Hub repo lacks one of `files`.
     """
-    which = tuple(which)
-    unknown = [k for k in which if k not in NETWORK_FILES]
-    if unknown or not which:
-        raise LgenError(f"which must name some of {', '.join(NETWORK_FILES)}, got {list(which)}")
-    files = [NETWORK_FILES[k] for k in which]
     ref = as_hub_ref(str(bundle_or_repo_id))
     if ref is not None:
         path = download(ref, (CONFIG_NAME, *files), endpoint=endpoint, local_hint=True)
-        _check_files(path, (CONFIG_NAME, *files), f"Hub repo {ref}",
-                     " (the critic is uploaded only by `lgen push --with-critic`)" if "D" in which else "")
+        _check_files(path, (CONFIG_NAME, *files), f"Hub repo {ref}", hint)
     else:
         path = Path(bundle_or_repo_id)
         if not path.is_dir():
             raise LgenError(f"{path} is neither a bundle directory nor a Hub repo id (org/name[@rev])")
     _check_config(path)
-    from lifelong_gen.train.checkpoint import load_bundle  # torch
-
-    return load_bundle(path, which=which)
+    return path
 
 
 # ---------------------------------------------------------------- push
@@ -362,45 +345,3 @@ def push(bundle: Path, repo_id: str, *, private: bool = False, revision: Optiona
         )
     return {"repo_id": ref.repo_id, "revision": revision or "main", "commit": info.oid,
             "commit_url": info.commit_url, "files": files}
-
-
-# ---------------------------------------------------------------- the embedded default model
-
-
-def write_checksums(bundle: Path) -> Path:
-    """Record the sha256 of every file of `bundle` (but checksums.json) in BUNDLE/checksums.json."""
-    bundle = Path(bundle)
-    files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*")
-                   if p.is_file() and p.name != CHECKSUMS_NAME and not p.name.startswith("."))
-    data = {"algorithm": "sha256", "files": {rel: sha256_file(bundle / rel) for rel in files}}
-    target = bundle / CHECKSUMS_NAME
-    target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return target
-
-
-def verify_checksums(bundle: Path) -> None:
-    """Every file listed in BUNDLE/checksums.json must exist with that sha256 (LgenError otherwise)."""
-    bundle = Path(bundle)
-    try:
-        data = json.loads((bundle / CHECKSUMS_NAME).read_text())
-        listed = data["files"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise LgenError(f"{bundle / CHECKSUMS_NAME} is missing or unreadable ({_first_line(e)}): "
-                        f"reinstall lifelong-gen") from None
-    for rel, expected in listed.items():
-        path = bundle / rel
-        if not path.is_file():
-            raise LgenError(f"{path} is missing: reinstall lifelong-gen")
-        if sha256_file(path) != expected:
-            raise LgenError(f"{path} does not match its sha256 in {CHECKSUMS_NAME}: reinstall lifelong-gen")
-
-
-def pretrained_path(name: str = DEFAULT_MODEL, *, verify: bool = True) -> Path:
-    """The directory of a model shipped inside the package (checked against its checksums.json)."""
-    path = PRETRAINED_ROOT / name
-    if not (path / CONFIG_NAME).is_file():
-        have = sorted(p.name for p in PRETRAINED_ROOT.iterdir() if p.is_dir()) if PRETRAINED_ROOT.is_dir() else []
-        raise LgenError(f"no embedded model {name!r} in {PRETRAINED_ROOT} (have: {', '.join(have) or 'none'})")
-    if verify:
-        verify_checksums(path)
-    return path

@@ -19,7 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from lifelong_gen import hub
+from lifelong_gen import embedded
 from lifelong_gen.bundle import (CONFIG_NAME, FIGURES_DIR, METRICS_NAME, NETWORK_FILES, ONNX_FILES, SAMPLES_DIR,
                                  TRAINING_LOG_NAME, stale_onnx)
 from lifelong_gen.model_card import read_run_config, write_card
@@ -28,7 +28,7 @@ from lifelong_gen.model_card import read_run_config, write_card
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path, help="exported run directory (config.json + onnx/)")
-    parser.add_argument("--name", default=hub.DEFAULT_MODEL, help="folder under lifelong_gen/pretrained/")
+    parser.add_argument("--name", default=embedded.DEFAULT_MODEL, help="folder under lifelong_gen/pretrained/")
     parser.add_argument("--demo", action="store_true", help="a quick-preset run: say it is not the reference model")
     parser.add_argument("--compare", type=Path, help="`lgen evaluate --compare` table (compare.md) to show in the card")
     parser.add_argument("--compare-title", default="Lifelong vs no replay vs joint training (same settings)",
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     if stale:
         sys.exit(stale)
 
-    target = hub.PRETRAINED_ROOT / args.name
+    target = embedded.PRETRAINED_ROOT / args.name
     if target.exists():
         shutil.rmtree(target)
     files = [CONFIG_NAME, *ONNX_FILES, NETWORK_FILES["G_ema"], NETWORK_FILES["S"]]
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare is not None:
         sections.append((args.compare_title, args.compare_intro + "\n\n" + args.compare.read_text()))
     write_card(target, notes=[note], embedded=True, title=title, sections=sections)
-    hub.write_checksums(target)
+    embedded.write_checksums(target)
     total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     for p in sorted(target.rglob("*")):
         if p.is_file():

@@ -19,8 +19,8 @@ import pytest
 
 from conftest import lgen
 from hub_server import FakeHub
-from lifelong_gen import config, hub, model_card
-from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX
+from lifelong_gen import config, embedded, hub, model_card
+from lifelong_gen.bundle import CHECKSUMS_NAME, ENCODER_ONNX, GENERATOR_ONNX
 from lifelong_gen.errors import LgenError
 from tiny_onnx import copy_bundle
 
@@ -158,12 +158,12 @@ def test_load_networks_from_hub_is_strict(bundle, fake_hub, tmp_path, monkeypatc
     import huggingface_hub.constants
     import torch
 
-    from lifelong_gen.train.checkpoint import load_bundle
+    from lifelong_gen.train.checkpoint import load_bundle, load_networks
 
     # In-process, huggingface_hub read HF_HOME at import: point its cache here explicitly.
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "cache"))
     hub.push(bundle, "org/weights", endpoint=fake_hub.url)
-    run_cfg, nets = hub.load_networks("org/weights", which=("G_ema", "S"), endpoint=fake_hub.url)
+    run_cfg, nets = load_networks("org/weights", which=("G_ema", "S"), endpoint=fake_hub.url)
     _, ref = load_bundle(bundle, which=("G_ema", "S"))
     for key in ("G_ema", "S"):
         assert not nets[key].training
@@ -172,9 +172,9 @@ def test_load_networks_from_hub_is_strict(bundle, fake_hub, tmp_path, monkeypatc
     assert run_cfg.model.z_dim == 8
 
     with pytest.raises(LgenError, match="only by `lgen push --with-critic`"):
-        hub.load_networks("org/weights", which=("D",), endpoint=fake_hub.url)
+        load_networks("org/weights", which=("D",), endpoint=fake_hub.url)
     with pytest.raises(LgenError, match="which must name some of"):
-        hub.load_networks("org/weights", which=("X",), endpoint=fake_hub.url)
+        load_networks("org/weights", which=("X",), endpoint=fake_hub.url)
 
     # A config whose shapes disagree with the weights: refused, not partly loaded.
     raw = json.loads((bundle / "config.json").read_text())
@@ -186,7 +186,7 @@ def test_load_networks_from_hub_is_strict(bundle, fake_hub, tmp_path, monkeypatc
         huggingface_hub.CommitOperationAdd("generator_ema.safetensors", str(bundle / "generator_ema.safetensors")),
     ], commit_message="bad")
     with pytest.raises(LgenError, match="generator_ema.safetensors does not match the config"):
-        hub.load_networks("org/mismatch", which=("G_ema",), endpoint=fake_hub.url)
+        load_networks("org/mismatch", which=("G_ema",), endpoint=fake_hub.url)
 
 
 # ---------------------------------------------------------------- errors
@@ -325,11 +325,11 @@ def test_hub_model_card_renders_metadata_and_parses_back(bundle, no_torch, tmp_p
 def test_hub_embedded_default_model_checksums_and_card():
     from huggingface_hub import ModelCard
 
-    path = hub.pretrained_path()
-    hub.verify_checksums(path)
-    listed = json.loads((path / hub.CHECKSUMS_NAME).read_text())["files"]
+    path = embedded.pretrained_path()
+    embedded.verify_checksums(path)
+    listed = json.loads((path / CHECKSUMS_NAME).read_text())["files"]
     assert {"config.json", GENERATOR_ONNX, ENCODER_ONNX, "README.md"} <= set(listed)
-    on_disk = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {hub.CHECKSUMS_NAME}
+    on_disk = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {CHECKSUMS_NAME}
     assert on_disk == set(listed)  # every shipped file is covered
     # Sampling needs no weights; the EMA generator and S ship too so that torch users can
     # evaluate or fine-tune it. The critic and the raw generator stay out.
@@ -358,7 +358,7 @@ def test_hub_embedded_default_weights_load_and_match_its_onnx():
     from lifelong_gen.train.checkpoint import load_bundle
     from lifelong_gen.export.runtime import OnnxModel
 
-    path = hub.pretrained_path()
+    path = embedded.pretrained_path()
     run_cfg, nets = load_bundle(path, which=("G_ema", "S"))
     m = run_cfg.model
     g = torch.Generator().manual_seed(0)
@@ -377,16 +377,16 @@ def test_hub_embedded_default_weights_load_and_match_its_onnx():
 
 def test_hub_embedded_default_detects_corruption(tmp_path, monkeypatch):
     copy = tmp_path / "pretrained" / "mnist-fashion"
-    shutil.copytree(hub.pretrained_path(), copy)
-    monkeypatch.setattr(hub, "PRETRAINED_ROOT", copy.parent)
-    hub.pretrained_path()
+    shutil.copytree(embedded.pretrained_path(), copy)
+    monkeypatch.setattr(embedded, "PRETRAINED_ROOT", copy.parent)
+    embedded.pretrained_path()
     data = bytearray((copy / GENERATOR_ONNX).read_bytes())
     data[-1] ^= 1
     (copy / GENERATOR_ONNX).write_bytes(bytes(data))
     with pytest.raises(LgenError, match="does not match its sha256"):
-        hub.pretrained_path()
+        embedded.pretrained_path()
     with pytest.raises(LgenError, match="no embedded model 'nope'"):
-        hub.pretrained_path("nope")
+        embedded.pretrained_path("nope")
 
 
 def test_hub_default_model_sample_with_no_arguments_torch_free(no_torch, tmp_path):

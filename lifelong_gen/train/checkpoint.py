@@ -1,4 +1,4 @@
-"""Bundle and training-state I/O: safetensors + JSON, atomic writes, resume.
+"""Bundle and training-state I/O: safetensors + JSON, atomic writes, resume, load_networks.
 
 A *bundle* is a directory with `config.json` and one safetensors file per network:
 `generator.safetensors`, `generator_ema.safetensors`, `encoder.safetensors`,
@@ -26,7 +26,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Sequence
 
 import torch
 from safetensors.torch import load_file, save, save_file
@@ -35,6 +35,7 @@ from lifelong_gen.atomic import atomic_write_bytes, atomic_write_json, sha256_fi
 from lifelong_gen.bundle import CONFIG_NAME, NETWORK_FILES
 from lifelong_gen.config import RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
+from lifelong_gen.hub import fetch_bundle
 
 log = logging.getLogger("lifelong_gen")
 MANIFEST_NAME = "manifest.json"
@@ -108,6 +109,30 @@ def load_bundle(bundle: Path, which: tuple[str, ...] = ("G", "G_ema", "S", "D"))
         load_state_strict(modules[key], bundle / NETWORK_FILES[key])
         out[key] = modules[key].eval()
     return run, out
+
+
+def load_networks(bundle_or_repo_id: str | Path, which: Sequence[str] = ("G_ema", "S"), *,
+                  endpoint: Optional[str] = None):
+    """Load a bundle, local or on the Hub, into PyTorch modules with strict key and shape checks.
+
+    Unlike huggingface_hub's ModelHubMixin, which loads non-strictly.
+
+    Args:
+        bundle_or_repo_id: a bundle or run directory, or `org/name[@rev]` (downloads only
+            config.json and the safetensors files of `which`, through hub.fetch_bundle).
+        which: keys of NETWORK_FILES: "G", "G_ema" (generators), "S" (encoder), "D" (critic;
+            on the Hub only when pushed with --with-critic).
+
+    Returns:
+        (RunConfig, {key: module in eval mode}), as load_bundle.
+    """
+    which = tuple(which)
+    unknown = [k for k in which if k not in NETWORK_FILES]
+    if unknown or not which:
+        raise LgenError(f"which must name some of {', '.join(NETWORK_FILES)}, got {list(which)}")
+    hint = " (the critic is uploaded only by `lgen push --with-critic`)" if "D" in which else ""
+    path = fetch_bundle(bundle_or_repo_id, [NETWORK_FILES[k] for k in which], endpoint=endpoint, hint=hint)
+    return load_bundle(path, which=which)
 
 
 # ---------------------------------------------------------------- training state
