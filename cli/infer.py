@@ -28,8 +28,6 @@ import typer
 from lifelong_gen.cli.app import app
 from lifelong_gen.errors import LgenError
 
-_CODE_FLAG = re.compile(r"--c(\d+)(?:=(.*))?")
-
 
 def _note(message: str) -> None:
     """A message on stderr (stdout stays clean for --json)."""
@@ -41,43 +39,6 @@ def _check_png_path(path: Path, flag: str) -> None:
         raise LgenError(f"{flag} must name a .png file, got {path}")
     if path.exists() and path.is_dir():
         raise LgenError(f"{flag} {path} is a directory")
-
-
-def _parse_code_flags(args: list[str], c_dim: int) -> dict[int, float]:
-    """`--cK VALUE` / `--cK=VALUE` extra arguments -> {K - 1: VALUE}, checked against c_dim."""
-    fixed: dict[int, float] = {}
-    i = 0
-    while i < len(args):
-        token = args[i]
-        match = _CODE_FLAG.fullmatch(token)
-        if match is None:
-            raise LgenError(f"unexpected argument {token!r} (see `lgen sample --help`)")
-        k, value = int(match[1]), match[2]
-        flag = f"--c{k}"
-        if value is None:
-            if i + 1 >= len(args):
-                raise LgenError(f"{flag} needs a value")
-            value = args[i + 1]
-            i += 1
-        i += 1
-        if not 1 <= k <= c_dim:
-            have = ", ".join(f"--c{i + 1}" for i in range(c_dim)) if c_dim else "none"
-            raise LgenError(f"{flag}: the model has {c_dim} continuous code(s) ({have})")
-        try:
-            number = float(value)
-        except ValueError:
-            raise LgenError(f"{flag}: {value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise LgenError(f"{flag} must be finite, got {value}")
-        if k - 1 in fixed:
-            raise LgenError(f"{flag} given twice")
-        fixed[k - 1] = number
-    return fixed
-
-
-def _check_d(d: Optional[int], model) -> None:
-    if d is not None and not 0 <= d < model.active_d:
-        raise LgenError(f"--d {d} is out of range: the model has {model.active_d} categories (0..{model.active_d - 1})")
 
 
 MODEL_HELP = ("Exported run or bundle directory, or a Hub repo ORG/NAME[@REV] (fetches config.json + onnx/ "
@@ -171,7 +132,8 @@ def sample(
     """
     import numpy as np
 
-    from lifelong_gen.export.runtime import random_codes, save_grid, save_png, to_pil, to_uint8
+    from lifelong_gen.export.runtime import (check_category, parse_code_flags, random_codes, save_grid, save_png,
+                                             to_pil, to_uint8)
 
     if n < 1:
         raise LgenError(f"--n must be >= 1, got {n}")
@@ -179,8 +141,8 @@ def sample(
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():
         raise LgenError(f"--out-dir {out_dir} exists and is not a directory")
     model = _open(model_ref, provider)
-    fixed_c = _parse_code_flags(list(ctx.args), model.c_dim)
-    _check_d(d, model)
+    fixed_c = parse_code_flags(list(ctx.args), model.c_dim)
+    check_category(d, model)
 
     codes = random_codes(model, n, np.random.default_rng(seed), d=d, fixed_c=fixed_c)
     images = model.sample(codes.z, codes.c, codes.d)  # [n, C, H, W]
@@ -275,7 +237,7 @@ def interpolate(
         raise LgenError(f"--rows must be >= 1, got {rows}")
     _check_png_path(out, "--out")
     model = _open(model_ref, provider)
-    _check_d(d, model)
+    rt.check_category(d, model)
     rng = np.random.default_rng(seed)
     info: dict[str, Any] = {}
     which: tuple[str, ...] = ("generator",)

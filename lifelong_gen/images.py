@@ -1,0 +1,174 @@
+"""Image files and pixels, torch-free: what an image becomes as model input, and PNG output.
+
+Owns `open_image` (pixel limit, EXIF orientation, first frame, one-line errors),
+`preprocess` (any mode and size -> the model's channels and resolution), float images in
+[-1, 1] -> uint8, PNG grids and atomic PNG writes. numpy and Pillow only.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from lifelong_gen.atomic import atomic_write_bytes
+from lifelong_gen.errors import LgenError, one_line
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def to_uint8(images: np.ndarray) -> np.ndarray:
+    """float images [N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C]."""
+    scaled = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return scaled.transpose(0, 2, 3, 1)
+
+
+def make_grid(images: np.ndarray, columns: int, padding: int = 2) -> np.ndarray:
+    """float images [N, C, H, W] -> one uint8 [H', W', C] grid, row-major, black `padding` px borders."""
+    tiles = to_uint8(images)
+    n, h, w, ch = tiles.shape
+    columns = max(1, min(columns, n))
+    rows = math.ceil(n / columns)
+    grid = np.zeros((rows * (h + padding) + padding, columns * (w + padding) + padding, ch), np.uint8)
+    for i in range(n):
+        r, col = divmod(i, columns)
+        y, x = padding + r * (h + padding), padding + col * (w + padding)
+        grid[y:y + h, x:x + w] = tiles[i]
+    return grid
+
+
+def to_pil(array: np.ndarray):
+    """uint8 [H, W, 1|3] -> a Pillow image ("L" or "RGB")."""
+    from PIL import Image
+
+    if array.shape[-1] == 1:
+        return Image.fromarray(np.ascontiguousarray(array[..., 0]))  # uint8 [H, W] -> "L"
+    return Image.fromarray(np.ascontiguousarray(array))  # uint8 [H, W, 3] -> "RGB"
+
+
+def save_png(image, path: Path) -> Path:
+    """Write a Pillow image as PNG atomically (temp file in the same folder, then rename)."""
+    path = Path(path)
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def save_grid(images: np.ndarray, path: Path, columns: int) -> Path:
+    """float images [N, C, H, W] in [-1, 1] -> PNG grid at `path` (atomic)."""
+    return save_png(to_pil(make_grid(images, columns)), path)
+
+
+# The largest image `lgen encode` and `interpolate --from/--to` accept: 50 megapixels (e.g.
+# 8660 x 5773, above any common camera). Checked from the header, before decoding, so a
+# decompression bomb costs nothing; below Pillow's own warning threshold (89.5 MP), so no
+# DecompressionBombWarning reaches stderr. The images are shrunk to 28x28 or 64x64 anyway.
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def open_image(path: Path):
+    """Open and fully decode an image file; one-line LgenError when it is missing, too large or not an image.
+
+    Returns a Pillow image, upright (EXIF orientation applied) and, for an animated file
+    (GIF, APNG, WebP), its first frame; what was done is in `image.info["lgen_notes"]`.
+    """
+    import warnings
+
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.exists():
+        raise LgenError(f"no such file: {path}")
+    if not path.is_file():
+        raise LgenError(f"{path} is not a file")
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns about odd but readable files (palette transparency, EXIF quirks):
+            # handled below on purpose, so nothing of it belongs on the user's stderr.
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise LgenError(f"{path} is {w}x{h} = {w * h:,} pixels, over the limit of "
+                                    f"{MAX_IMAGE_PIXELS:,} ({MAX_IMAGE_PIXELS // 1_000_000} megapixels): shrink it first")
+                notes = []
+                frames = getattr(im, "n_frames", 1)
+                if frames > 1:
+                    im.seek(0)
+                    notes.append(f"first of {frames} frames")
+                im.load()  # decode now: a truncated file fails here, not later
+                orientation = im.getexif().get(0x0112, 1)  # EXIF Orientation tag; 1 = upright
+                if orientation not in (1, None):
+                    image = ImageOps.exif_transpose(im)
+                    notes.append(f"rotated upright per EXIF orientation {orientation}")
+                else:
+                    image = im.copy()
+    except LgenError:
+        raise
+    except UnidentifiedImageError:
+        raise LgenError(f"{path} is not an image Pillow can read") from None
+    except Image.DecompressionBombError as e:
+        raise LgenError(f"{path} is too large to decode safely: {one_line(e)}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as e:  # truncated / corrupt data
+        raise LgenError(f"cannot read image {path}: {one_line(e)}") from None
+    image.info["lgen_notes"] = notes
+    return image
+
+
+def preprocess(image, channels: int, resolution: int) -> tuple[np.ndarray, Optional[str]]:
+    """A Pillow image -> float32 [C, H, W] in [-1, 1] for the encoder, and a note of what changed.
+
+    Any mode and size: transparency is composited on black (the training images' background),
+    16-bit and float modes are scaled to 8 bits, colour <-> grey (ITU-R 601 luma, as training's
+    folder domains), then a centre crop to a square and a bicubic resize (ImageOps.fit, as the
+    training folder loader does). The note is None when the image already matched.
+    """
+    from PIL import Image, ImageOps
+
+    notes = list(image.info.get("lgen_notes", []))
+    w, h = image.size
+    mode = image.mode
+    if mode == "CMYK":  # print colours: Pillow's conversion to RGB (no ICC profile applied)
+        image = image.convert("RGB")
+        notes.append("RGB from CMYK")
+        mode = "RGB"
+    if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        peak = float(arr.max(initial=0.0))
+        # Float images in [0, 1], 16-bit in [0, 65535]; 8-bit values stored in wide modes stay as they are.
+        top = 1.0 if mode == "F" and peak <= 1.0 else (65535.0 if peak > 255 else 255.0)
+        image = Image.fromarray(np.clip(np.rint(arr / top * 255), 0, 255).astype(np.uint8))
+        notes.append(f"{mode} scaled to 8 bits")
+    if image.mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, rgba).convert("RGB")
+        notes.append("alpha composited on black")
+    target_mode = "L" if channels == 1 else "RGB"
+    if image.mode != target_mode:
+        notes.append(f"{'grey' if target_mode == 'L' else 'RGB'} from {mode}")
+        image = image.convert(target_mode)
+    if (w, h) != (resolution, resolution):
+        side = min(w, h)
+        crop = f"centre crop {side}x{side}, " if w != h else ""
+        notes.append(f"{crop}resize {w}x{h} -> {resolution}x{resolution}")
+        image = ImageOps.fit(image, (resolution, resolution), method=Image.Resampling.BICUBIC)
+    arr = np.asarray(image, dtype=np.float32)
+    arr = arr[None] if channels == 1 else arr.transpose(2, 0, 1)  # [C, H, W]
+    return arr / 127.5 - 1.0, ("; ".join(notes) if notes else None)
+
+
+def load_images(paths: Sequence[Path], channels: int, resolution: int) -> tuple[np.ndarray, list[Optional[str]]]:
+    """Read and preprocess image files -> (float32 [N, C, H, W] in [-1, 1], conversion note per file)."""
+    arrays, notes = [], []
+    for path in paths:
+        array, note = preprocess(open_image(path), channels, resolution)
+        arrays.append(array)
+        notes.append(note)
+    return np.stack(arrays).astype(np.float32), notes
