@@ -29,7 +29,8 @@ def sample_codes(
     z = torch.randn(n, z_dim, generator=generator, device=on)
     c = torch.randn(n, c_dim, generator=generator, device=on)
     d_idx = torch.randint(0, d_slots, (n,), generator=generator, device=on)
-    d = torch.nn.functional.one_hot(d_idx, d_dim).float()
+    # scatter, not F.one_hot: one_hot checks the indices' range with a device-to-host read.
+    d = torch.zeros(n, d_dim, device=on).scatter_(1, d_idx[:, None], 1.0)
     return z.to(device), c.to(device), d.to(device), d_idx.to(device)
 
 
