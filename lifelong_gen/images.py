@@ -1,8 +1,10 @@
 """Image files and pixels, torch-free: what an image becomes as model input, and PNG output.
 
-Owns `open_image` (pixel limit, EXIF orientation, first frame, one-line errors),
-`preprocess` (any mode and size -> the model's channels and resolution), float images in
-[-1, 1] -> uint8, PNG grids and atomic PNG writes. numpy and Pillow only.
+Owns `read_model_pixels`, the one way an image file becomes model input, for training's
+folder domains (train/domains.py) and for `lgen encode | interpolate --from/--to` alike:
+`open_image` (pixel limit, EXIF orientation, first frame, one-line errors), then
+`to_model_pixels` (any mode and size -> the model's channels and resolution). Also float
+images in [-1, 1] <-> uint8, PNG grids and atomic PNG writes. numpy and Pillow only.
 """
 
 from __future__ import annotations
@@ -17,13 +19,21 @@ import numpy as np
 from lifelong_gen.atomic import atomic_write_bytes
 from lifelong_gen.errors import LgenError, one_line
 
+# The files a folder domain reads as images.
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+# Bumped whenever to_model_pixels changes what a file becomes: preprocessed folder caches are keyed on it.
+PIXELS_VERSION = 2
 
 
 def to_uint8(images: np.ndarray) -> np.ndarray:
     """float images [N, C, H, W] in [-1, 1] -> uint8 [N, H, W, C]."""
     scaled = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
     return scaled.transpose(0, 2, 3, 1)
+
+
+def to_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8 pixels -> float32 in [-1, 1], same shape (numpy twin of train.domains.to_float)."""
+    return pixels.astype(np.float32) / 127.5 - 1.0
 
 
 def make_grid(images: np.ndarray, columns: int, padding: int = 2) -> np.ndarray:
@@ -110,7 +120,7 @@ def open_image(path: Path):
     except LgenError:
         raise
     except UnidentifiedImageError:
-        raise LgenError(f"{path} is not an image Pillow can read") from None
+        raise LgenError(f"cannot read image {path}: it is not an image Pillow can read") from None
     except Image.DecompressionBombError as e:
         raise LgenError(f"{path} is too large to decode safely: {one_line(e)}") from None
     except (OSError, ValueError, SyntaxError, EOFError) as e:  # truncated / corrupt data
@@ -119,13 +129,13 @@ def open_image(path: Path):
     return image
 
 
-def preprocess(image, channels: int, resolution: int) -> tuple[np.ndarray, Optional[str]]:
-    """A Pillow image -> float32 [C, H, W] in [-1, 1] for the encoder, and a note of what changed.
+def to_model_pixels(image, channels: int, resolution: int) -> tuple[np.ndarray, Optional[str]]:
+    """A Pillow image -> uint8 [C, H, W] in the model's channels and resolution, and a note of what changed.
 
-    Any mode and size: transparency is composited on black (the training images' background),
-    16-bit and float modes are scaled to 8 bits, colour <-> grey (ITU-R 601 luma, as training's
-    folder domains), then a centre crop to a square and a bicubic resize (ImageOps.fit, as the
-    training folder loader does). The note is None when the image already matched.
+    Any mode and size: CMYK to RGB, 16-bit and float modes scaled to 8 bits, transparency
+    (RGBA, LA, palette) composited on black (the background of MNIST-like images), colour
+    <-> grey (ITU-R 601 luma), then a centre crop to a square and a bicubic resize
+    (ImageOps.fit). The note is None when the image already matched.
     """
     from PIL import Image, ImageOps
 
@@ -159,16 +169,23 @@ def preprocess(image, channels: int, resolution: int) -> tuple[np.ndarray, Optio
         crop = f"centre crop {side}x{side}, " if w != h else ""
         notes.append(f"{crop}resize {w}x{h} -> {resolution}x{resolution}")
         image = ImageOps.fit(image, (resolution, resolution), method=Image.Resampling.BICUBIC)
-    arr = np.asarray(image, dtype=np.float32)
+    arr = np.asarray(image, dtype=np.uint8)
     arr = arr[None] if channels == 1 else arr.transpose(2, 0, 1)  # [C, H, W]
-    return arr / 127.5 - 1.0, ("; ".join(notes) if notes else None)
+    return np.ascontiguousarray(arr), ("; ".join(notes) if notes else None)
+
+
+def read_model_pixels(path: Path, channels: int, resolution: int) -> tuple[np.ndarray, Optional[str]]:
+    """An image file as the model sees it, in training and inference: uint8 [C, H, W] and the note."""
+    return to_model_pixels(open_image(path), channels, resolution)
+
+
+def preprocess(image, channels: int, resolution: int) -> tuple[np.ndarray, Optional[str]]:
+    """A Pillow image -> float32 [C, H, W] in [-1, 1] for the encoder, and the note of to_model_pixels."""
+    pixels, note = to_model_pixels(image, channels, resolution)
+    return to_float(pixels), note
 
 
 def load_images(paths: Sequence[Path], channels: int, resolution: int) -> tuple[np.ndarray, list[Optional[str]]]:
-    """Read and preprocess image files -> (float32 [N, C, H, W] in [-1, 1], conversion note per file)."""
-    arrays, notes = [], []
-    for path in paths:
-        array, note = preprocess(open_image(path), channels, resolution)
-        arrays.append(array)
-        notes.append(note)
-    return np.stack(arrays).astype(np.float32), notes
+    """Read image files for the encoder -> (float32 [N, C, H, W] in [-1, 1], conversion note per file)."""
+    read = [read_model_pixels(path, channels, resolution) for path in paths]
+    return to_float(np.stack([pixels for pixels, _ in read])), [note for _, note in read]

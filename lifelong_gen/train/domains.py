@@ -31,11 +31,11 @@ import torch.nn.functional as F
 
 from lifelong_gen.config import SYNTHETIC_KINDS, native_shape
 from lifelong_gen.errors import LgenError
+from lifelong_gen.images import IMAGE_SUFFIXES, PIXELS_VERSION, read_model_pixels
 
 log = logging.getLogger("lifelong_gen")
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
-IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
 
 
 def data_home() -> Path:
@@ -255,7 +255,7 @@ def _load_fashion(data_root: Optional[str], download: bool) -> DomainData:
 def _load_folder(spec: str, root: Path, channels: int, resolution: int) -> DomainData:
     if not root.is_dir():
         raise LgenError(f"image folder not found: {root} (domain {spec})")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
     if len(files) < 2:
         raise LgenError(f"image folder {root} holds {len(files)} images; need at least 2 (domain {spec})")
     # Decoding a large folder (CelebA: 200k files) takes minutes, so the resized uint8
@@ -264,13 +264,14 @@ def _load_folder(spec: str, root: Path, channels: int, resolution: int) -> Domai
     for p in files:
         st = p.stat()
         key.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-    key.update(f"{channels}x{resolution}".encode())
+    key.update(f"{channels}x{resolution}|pixels-{PIXELS_VERSION}".encode())
     cache = data_home() / "folders" / f"{key.hexdigest()[:24]}.npy"
     if cache.is_file():
         array = np.load(cache, allow_pickle=False)
         source = f"image folder {root} (cached {cache.name})"
     else:
-        array = np.stack([_read_image(p, channels, resolution) for p in files])
+        # The same reader as `lgen encode` (lifelong_gen/images.py), so S sees at inference what it saw here.
+        array = np.stack([read_model_pixels(p, channels, resolution)[0] for p in files])
         cache.parent.mkdir(parents=True, exist_ok=True)
         tmp = cache.with_suffix(f".tmp{os.getpid()}.npy")
         np.save(tmp, array, allow_pickle=False)
@@ -282,19 +283,6 @@ def _load_folder(spec: str, root: Path, channels: int, resolution: int) -> Domai
     unknown = torch.full((len(files),), -1, dtype=torch.int64)
     return DomainData(spec=spec, train_images=images[~test], train_labels=unknown[~test],
                       test_images=images[test], test_labels=unknown[test], source=source, num_classes=None)
-
-
-def _read_image(path: Path, channels: int, resolution: int) -> np.ndarray:
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB" if channels == 3 else "L")
-            im = ImageOps.fit(im, (resolution, resolution), method=Image.Resampling.BICUBIC)
-            arr = np.asarray(im, dtype=np.uint8)
-    except OSError as e:
-        raise LgenError(f"cannot read image {path}: {e}") from None
-    return arr[None] if channels == 1 else arr.transpose(2, 0, 1)
 
 
 # ---------------------------------------------------------------- synthetic domains
