@@ -1,0 +1,136 @@
+"""Training speed of one device: eager vs compiled vs graphed, in one run (issue 14).
+
+Usage: python benchmarks/device_step.py --device cuda [--preset mnist-fashion] [--quick]
+           [--variants eager,compiled,graphed] [--steps 50] [--warmup 15] [--out FILE]
+
+Times the real `Trainer.train_step` (n_critic critic steps + one G/S step, replay on: the
+second domain's cost) with the preset's networks and settings, on synthetic domains of
+the preset's shape (speed does not depend on the pixels). Variants:
+
+- eager:    `--compile off` (the default path);
+- compiled: `--compile default` (Inductor kernels; the gradient penalty's critic stays eager);
+- graphed:  `--compile reduce-overhead` (also CUDA graphs; on a CPU the same as compiled, so skipped).
+
+Reports per variant: ms per generator step, images/s (batch_size x generator steps/s),
+the warm-up's seconds (compilation), and on CUDA from torch.profiler over
+`--profile-steps` steps: the GPU-busy share (kernel time / wall time) and kernel
+launches per step; plus the preset's estimated wall time (steps x ms/step + warm-up).
+Writes JSON with the device name; `benchmarks/device_step-<device>.json` by default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+VARIANTS = {"eager": "off", "compiled": "default", "graphed": "reduce-overhead"}
+LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch")
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_trainer(preset: str, quick: bool, compile_mode: str, device: str, tmp: str):
+    from lifelong_gen.config import preset_settings, resolve_run_config
+    from lifelong_gen.train.domains import load_domain
+    from lifelong_gen.train.trainer import Trainer
+
+    settings = preset_settings(preset, quick)
+    shape = resolve_run_config(settings).model
+    kind = "synthetic" if shape.img_resolution == 28 else "synthetic64"
+    # The preset's settings on as many synthetic domains of its shape (same d_dim, same nets).
+    settings.update(domains=[f"{kind}:{k}" for k in ("bars", "rings")][:len(settings["domains"])],
+                    compile=compile_mode)
+    run = resolve_run_config(settings)
+    data = [load_domain(s, run.model.img_channels, run.model.img_resolution) for s in run.train.domains]
+    trainer = Trainer(run, Path(tmp) / compile_mode, data=data, progress=False, device=device)
+    trainer.end_domain(trainer.phases[0])  # replay on: time domain 2
+    return trainer, preset_settings(preset, quick)
+
+
+def profile(trainer, phase, steps: int) -> dict:
+    """GPU-busy share and kernel launches per step over `steps` steps (CUDA only)."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    sync(trainer.device)
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            trainer.train_step(phase)
+        sync(trainer.device)
+        wall_us = (time.perf_counter() - t0) * 1e6
+    events = prof.events()
+    kernel_us = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    launches = sum(1 for e in events if e.name in LAUNCHES)
+    return {"gpu_busy_share": round(kernel_us / wall_us, 3), "kernel_ms_per_step": round(kernel_us / steps / 1e3, 3),
+            "kernel_launches_per_step": round(launches / steps, 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--preset", default="mnist-fashion")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--variants", default="eager,compiled,graphed")
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--warmup", type=int, default=15)
+    ap.add_argument("--profile-steps", type=int, default=20)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    names = [v for v in args.variants.split(",") if not (v == "graphed" and device.type != "cuda")]
+
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            trainer, preset = make_trainer(args.preset, args.quick, VARIANTS[name], args.device, tmp)
+            phase = trainer.phases[1]
+            t0 = time.perf_counter()
+            for _ in range(args.warmup):
+                trainer.train_step(phase)
+            sync(device)
+            warmup_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for _ in range(args.steps):
+                trainer.train_step(phase)
+            sync(device)
+            ms = (time.perf_counter() - t0) / args.steps * 1e3
+            row = {"compile": VARIANTS[name], "ms_per_generator_step": round(ms, 2),
+                   "images_per_s": round(trainer.tc.batch_size * 1e3 / ms, 1), "warmup_s": round(warmup_s, 1)}
+            total_steps = preset["steps_per_domain"] * len(preset["domains"])
+            row["preset_minutes_est"] = round((total_steps * ms / 1e3 + warmup_s) / 60, 2)
+            if device.type == "cuda":
+                row.update(profile(trainer, phase, args.profile_steps))
+            results[name] = row
+            print(name, json.dumps(row), flush=True)
+            del trainer
+    if "eager" in results:
+        for name, row in results.items():
+            row["speedup_over_eager"] = round(results["eager"]["ms_per_generator_step"] / row["ms_per_generator_step"], 2)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    report = {
+        "device": args.device, "device_name": name, "preset": args.preset + (" --quick" if args.quick else ""),
+        "batch_size": preset.get("batch_size", 64), "n_critic": preset.get("n_critic"),
+        "steps_timed": args.steps, "warmup_steps": args.warmup, "variants": results,
+        "machine": {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+                    "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    out = args.out or Path(__file__).with_name(f"device_step-{device.type}.json")
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
