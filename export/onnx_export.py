@@ -129,7 +129,7 @@ def _check_outputs_named(proto, graph: _Graph) -> None:
                         f"expected {graph.input_names} and {graph.output_names}")
 
 
-def _serialize(proto, graph: _Graph, cfg: ModelConfig) -> bytes:
+def _serialize(proto, graph: _Graph, cfg: ModelConfig, opset: int) -> bytes:
     from onnx.external_data_helper import uses_external_data
 
     meta = {
@@ -137,6 +137,7 @@ def _serialize(proto, graph: _Graph, cfg: ModelConfig) -> bytes:
         spec.META_WEIGHTS: graph.weights,
         spec.META_SHAPE: json.dumps({k: getattr(cfg, k) for k in spec.SHAPE_KEYS}, sort_keys=True),
         spec.META_VERSION: __version__,
+        spec.META_OPSET: str(opset),
     }
     del proto.metadata_props[:]
     for key, value in meta.items():
@@ -242,7 +243,7 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
         for graph in graphs:
             proto = _to_proto(graph, opset)
             _check_outputs_named(proto, graph)
-            data = _serialize(proto, graph, cfg)
+            data = _serialize(proto, graph, cfg, opset)
             temps[graph.name] = tmp = write_temp(graph.target, data)
             try:
                 onnx.checker.check_model(str(tmp), full_check=True)

@@ -50,6 +50,7 @@ META_WEIGHTS = "lifelong_gen.weights"  # "ema" | "raw" (generator), "encoder"
 META_SHAPE = "lifelong_gen.model"  # JSON: z_dim, c_dim, d_dim, img_channels, img_resolution
 META_PARITY = "lifelong_gen.parity_max_abs_diff"
 META_VERSION = "lifelong_gen.version"
+META_OPSET = "lifelong_gen.opset"  # the ai.onnx opset, for readers without the onnx package (model cards)
 
 # The ModelConfig fields an exported graph's shapes depend on.
 SHAPE_KEYS = ("z_dim", "c_dim", "d_dim", "img_channels", "img_resolution")

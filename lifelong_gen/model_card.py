@@ -4,8 +4,8 @@ Owns `render_card` / `write_card`: the Jinja2 template `model_cards/bundle_card.
 (installed as `lifelong_gen.model_cards`) filled from the bundle's `config.json` (domains,
 every model and training setting), `metrics.json` when `lgen evaluate` wrote one (every
 numeric leaf, whatever its nesting), the preview PNGs present (`samples/`, `figures/`),
-the ONNX files (size, opset and the export's recorded parity, read from the protobuf
-header without onnx or onnxruntime) and the ONNX contract of export/spec.py. Torch-free:
+the ONNX files (size, and the opset and parity the export recorded in their metadata,
+read with onnxruntime) and the ONNX contract of export/spec.py. Torch-free:
 `lgen card` and `lgen push` run where PyTorch is not installed.
 """
 
@@ -120,60 +120,30 @@ def _caption(rel: Path, run: RunConfig) -> str:
     return words[:1].upper() + words[1:]
 
 
-# ---------------------------------------------------------------- ONNX header
+# ---------------------------------------------------------------- ONNX metadata
 
 
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        byte = data[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
+def onnx_metadata(path: Path) -> dict[str, Any]:
+    """The opset and metadata_props the exporter recorded in an .onnx file, {} when unknown.
 
-
-def _fields(data: bytes) -> Iterator[tuple[int, int, Any]]:
-    """(field number, wire type, value) of one protobuf message; length-delimited values as bytes."""
-    pos = 0
-    while pos < len(data):
-        key, pos = _varint(data, pos)
-        number, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(data, pos)
-        elif wire == 1:
-            value, pos = data[pos:pos + 8], pos + 8
-        elif wire == 2:
-            length, pos = _varint(data, pos)
-            value, pos = data[pos:pos + length], pos + length
-        elif wire == 5:
-            value, pos = data[pos:pos + 4], pos + 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield number, wire, value
-
-
-def onnx_header(path: Path) -> dict[str, Any]:
-    """Default-domain opset and metadata_props of an .onnx file (ModelProto fields 8 and 14).
-
-    A few lines of protobuf decoding, so a card renders without the onnx package.
-    Returns {} for a file that does not parse.
+    Read through onnxruntime (any inference install has it; the onnx package is torch-side,
+    [train]). Returns {} when onnxruntime is not installed or the file does not load: the
+    card then lists the ONNX files without their opset, weights and parity.
     """
     try:
-        data = Path(path).read_bytes()
-        opset, meta = None, {}
-        for number, wire, value in _fields(data):
-            if number == 8 and wire == 2:  # OperatorSetIdProto: 1 domain, 2 version
-                sub = {n: v for n, _, v in _fields(value)}
-                if sub.get(1, b"") in (b"", b"ai.onnx"):
-                    opset = sub.get(2)
-            elif number == 14 and wire == 2:  # StringStringEntryProto: 1 key, 2 value
-                sub = {n: v for n, _, v in _fields(value)}
-                meta[sub.get(1, b"").decode()] = sub.get(2, b"").decode()
-        return {"opset": opset, "metadata": meta}
-    except (OSError, ValueError, IndexError, UnicodeDecodeError):
+        import onnxruntime
+    except ImportError:
         return {}
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL  # only the metadata is read
+    options.log_severity_level = 3  # errors only: `lgen card` prints one line
+    try:
+        session = onnxruntime.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        meta = dict(session.get_modelmeta().custom_metadata_map)
+    except Exception:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+        return {}
+    opset = meta.get(spec.META_OPSET, "")
+    return {"opset": int(opset) if opset.isdigit() else None, "metadata": meta}
 
 
 # ---------------------------------------------------------------- rendering
@@ -235,7 +205,7 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
         path = bundle / rel
         if not path.is_file():
             continue
-        header = onnx_header(path)
+        header = onnx_metadata(path)
         meta = header.get("metadata", {})
         opset = opset or header.get("opset")
         weights = meta.get(spec.META_WEIGHTS, "")

@@ -22,7 +22,8 @@ from hub_server import FakeHub
 from lifelong_gen import config, embedded, hub, model_card
 from lifelong_gen.bundle import CHECKSUMS_NAME, ENCODER_ONNX, GENERATOR_ONNX
 from lifelong_gen.errors import LgenError
-from tiny_onnx import copy_bundle
+from lifelong_gen.export import spec
+from tiny_onnx import copy_bundle, torch_free_env
 
 REPO_FILES = {"config.json", "generator.safetensors", "generator_ema.safetensors", "encoder.safetensors",
               "onnx/generator.onnx", "onnx/encoder.onnx", "README.md", "samples/domain-1.png"}
@@ -313,10 +314,22 @@ def test_hub_model_card_renders_metadata_and_parses_back(bundle, no_torch, tmp_p
     assert "`steps_per_domain` | `300`" in text and "`z_dim` | `8`" in text
     assert "lgen sample --model org/tiny" in text and 'load_networks("org/tiny"' in text
     assert "max \\|onnxruntime − PyTorch\\|" in text  # parity read from the ONNX metadata
+    assert f"(opset {spec.DEFAULT_OPSET})" in text  # the opset the exporter recorded there too
 
     (copy / "metrics.json").unlink()
     card = ModelCard(model_card.render_card(copy))
     assert "Not evaluated" in card.text and "--model BUNDLE" in card.text
+
+
+def test_hub_model_card_without_onnxruntime_lists_the_onnx_files_plainly(bundle, tmp_path_factory, tmp_path):
+    # A base install (no [cpu]/[gpu] extra) still renders cards: the ONNX metadata is left out.
+    copy = copy_bundle(bundle, tmp_path / "b")
+    env = {**torch_free_env(tmp_path_factory, block=("torch", "onnx", "onnxruntime")), "HF_HOME": str(tmp_path / "h")}
+    r = run(env, "card", copy)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    text = (copy / "README.md").read_text()
+    assert f"`{GENERATOR_ONNX}`: " in text and f"`{ENCODER_ONNX}`: " in text
+    assert "opset" not in text and "max \\|onnxruntime" not in text
 
 
 # ---------------------------------------------------------------- the embedded default model
