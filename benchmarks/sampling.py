@@ -1,6 +1,7 @@
-"""Sampling speed: onnxruntime (CPU) vs PyTorch eager for the same generator, and a cold `lgen sample`.
+"""Sampling speed: onnxruntime vs PyTorch eager for the same generator (CPU or CUDA), and a cold `lgen sample`.
 
-Usage: python benchmarks/sampling.py [--batches 1,64,1024] [--threads 1,N] [--seconds S] [--set key=value ...]
+Usage: python benchmarks/sampling.py [--device cpu|cuda] [--batches 1,64,1024] [--threads 1,N] [--seconds S]
+           [--set key=value ...] [--out FILE]
 
 Builds untrained networks from ModelConfig (default: the InfoGAN 28x28 size, g_width
 64, fc_width 1024; speed does not depend on the weights), saves them as a bundle in a
@@ -10,13 +11,21 @@ OnnxModel.sample (the runtime's public path, input checks included) at each batc
 and thread count, alternating the two for several rounds and keeping each one's best
 rate. On a shared machine the multi-threaded figures suffer most (a busy core stalls
 every parallel region), hence the sweep over thread counts, and the load average is
-recorded with the results. Batch 1 is also reported as per-call latency. A CUDA
-row (onnxruntime CUDA provider vs torch eager on the GPU) runs when both exist and is
-recorded as skipped, with the reason, otherwise. Finally times `lgen sample --n 1` cold
-in fresh interpreters where torch cannot be imported, and, as the torch-based
-equivalent, a cold script that imports torch, rebuilds G_ema from the bundle's
+recorded with the results. Batch 1 is also reported as per-call latency. Finally times
+`lgen sample --n 1` cold in fresh interpreters where torch cannot be imported, and, as the
+torch-based equivalent, a cold script that imports torch, rebuilds G_ema from the bundle's
 safetensors and writes a PNG. Prints a table and writes JSON with a machine description to
 benchmarks/sampling.json.
+
+--device cuda (needs a GPU that torch sees and onnxruntime-gpu in place of onnxruntime;
+otherwise one line and exit 2): on the GPU, fp32 with each library's default TF32 and cuDNN
+settings (recorded), images/s at each batch of
+  torch_eager             G on the GPU, inputs and output on the GPU, torch.cuda.synchronize() after each call;
+  onnxruntime_iobinding   CUDA provider with I/O binding: inputs as CUDA OrtValues, output left on the GPU
+                          (the like-for-like comparison with torch_eager);
+  onnxruntime_numpy       OnnxModel.sample, numpy in and out (what `lgen sample` does: host copies included);
+the max |onnxruntime - torch| on the GPU, and `lgen sample --n 1 --provider cuda` cold. Writes
+benchmarks/sampling-cuda.json with the GPU's name (torch.cuda.get_device_name).
 """
 
 from __future__ import annotations
@@ -54,9 +63,10 @@ SITECUSTOMIZE = "import sys\nfor _m in ('torch', 'torchvision', 'onnx', 'onnxscr
                 "    sys.modules[_m] = None\n"
 
 
-def images_per_second(fn, batch: int, seconds: float) -> float:
-    """Calls fn() repeatedly for about `seconds` (after one warm-up call); images per second."""
-    fn()
+def images_per_second(fn, batch: int, seconds: float, warmup: int = 1) -> float:
+    """Calls fn() repeatedly for about `seconds` (after `warmup` calls); images per second."""
+    for _ in range(warmup):
+        fn()
     calls, t0 = 0, time.perf_counter()
     while True:
         fn()
@@ -76,8 +86,113 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cuda_problem() -> str | None:
+    """Why --device cuda cannot run here (one line), or None."""
+    if not torch.cuda.is_available():
+        return (f"--device cuda: torch sees no CUDA device (torch {torch.__version__}, "
+                f"CUDA build {torch.version.cuda or 'none'})")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        return (f"--device cuda: onnxruntime {onnxruntime.__version__} offers no CUDAExecutionProvider: install "
+                f"onnxruntime-gpu in place of onnxruntime (pip install 'lifelong-gen[gpu]')")
+    return None
+
+
+def cold_lgen_sample(bundle: Path, tmp: str, runs: int, *extra: str) -> list[float]:
+    """Seconds of `lgen sample --n 1 EXTRA`, each in a fresh interpreter where torch cannot be imported."""
+    site = Path(tmp) / "site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)}
+    lgen = [sys.executable, "-m", "lifelong_gen.cli", "sample", "--model", str(bundle), "--n", "1",
+            "--out", str(Path(tmp) / "one.png"), *extra]
+    cold = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        r = subprocess.run(lgen, capture_output=True, text=True, env=env)
+        cold.append(time.perf_counter() - t0)
+        if r.returncode != 0:
+            raise SystemExit(f"lgen sample failed: {r.stderr.strip()}")
+    return cold
+
+
+def cuda_benchmark(G, bundle: Path, batches: list[int], args, tmp: str) -> dict:
+    """torch eager vs onnxruntime's CUDA provider on the GPU (see the module docstring)."""
+    import onnxruntime
+
+    from lifelong_gen.errors import LgenError
+    from lifelong_gen.export import runtime, spec
+
+    try:
+        model = runtime.OnnxModel(bundle, provider="cuda")
+        session = model.generator  # starts the CUDA provider: a one-line LgenError when it cannot
+    except LgenError as e:
+        print(f"sampling.py: {e}", file=sys.stderr)
+        raise SystemExit(2)
+    G_cuda = G.cuda().eval()
+    results = []
+    for batch in batches:
+        codes = runtime.random_codes(model, batch, np.random.default_rng(batch))
+        zt, ct, dt = (torch.from_numpy(a).cuda() for a in (codes.z, codes.c, codes.d))
+        values = [onnxruntime.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a, np.float32), "cuda", 0)
+                  for a in (codes.z, codes.c, codes.d)]
+        binding = session.io_binding()
+        for name, value in zip(spec.GENERATOR_INPUTS, values):
+            binding.bind_ortvalue_input(name, value)
+        binding.bind_output(spec.GENERATOR_OUTPUTS[0], "cuda", 0)  # onnxruntime allocates it on the GPU
+
+        def eager():
+            with torch.inference_mode():
+                G_cuda(zt, ct, dt)
+            torch.cuda.synchronize()
+
+        def bound():
+            session.run_with_iobinding(binding)
+            binding.synchronize_outputs()
+
+        def numpy_path():
+            model.sample(codes.z, codes.c, codes.d, batch_size=batch)
+
+        fns = {"torch_eager": eager, "onnxruntime_iobinding": bound, "onnxruntime_numpy": numpy_path}
+        rates = {k: [] for k in fns}
+        torch.cuda.synchronize()
+        for _ in range(args.rounds):  # alternate, as on the CPU
+            for k, fn in fns.items():
+                rates[k].append(images_per_second(fn, batch, args.seconds, warmup=3))
+        with torch.inference_mode():
+            expected = G_cuda(zt, ct, dt).cpu().numpy()
+        session.run_with_iobinding(binding)
+        got = binding.copy_outputs_to_cpu()[0]
+        best = {k: max(v) for k, v in rates.items()}
+        results.append({"batch": batch, "images_per_s": {k: round(v, 1) for k, v in best.items()},
+                        **({"latency_ms": {k: round(1000 / v, 3) for k, v in best.items()}} if batch == 1 else {}),
+                        "iobinding_over_eager": round(best["onnxruntime_iobinding"] / best["torch_eager"], 3),
+                        "numpy_over_eager": round(best["onnxruntime_numpy"] / best["torch_eager"], 3),
+                        "max_abs_diff_vs_torch": float(np.abs(got - expected).max()),
+                        "all_rounds": {k: [round(x, 1) for x in v] for k, v in rates.items()}})
+    cuda_options = session.get_provider_options().get("CUDAExecutionProvider", {})
+    cold = cold_lgen_sample(bundle, tmp, args.cold_runs, "--provider", "cuda")
+    return {
+        "device": "cuda",
+        "gpu": torch.cuda.get_device_name(0),
+        "results": results,
+        "settings": {"torch_cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+                     "torch_matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                     "torch_cudnn_benchmark": torch.backends.cudnn.benchmark,
+                     "onnxruntime_cuda_options": {k: cuda_options[k] for k in
+                                                  ("use_tf32", "cudnn_conv_algo_search", "cudnn_conv_use_max_workspace")
+                                                  if k in cuda_options}},
+        "cold_lgen_sample_n1_cuda_s": {"median": round(statistics.median(cold), 3), "runs": [round(c, 3) for c in cold],
+                                       "torch_importable": False},
+        "torch_cuda_version": torch.version.cuda,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                    help="cpu (default): thread sweep on the CPU; cuda: on the GPU (exit 2 without one)")
     ap.add_argument("--batches", default="1,64,1024")
     ap.add_argument("--threads", default=None, help="thread counts to sweep, same for torch and onnxruntime "
                                                     "(default: 1 and the usable cores)")
@@ -85,8 +200,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="alternating torch/onnx rounds; best rate kept")
     ap.add_argument("--cold-runs", type=int, default=3)
     ap.add_argument("--set", nargs="*", default=[], help="ModelConfig overrides key=value (ints)")
-    ap.add_argument("--out", type=Path, default=Path(__file__).with_name("sampling.json"))
+    ap.add_argument("--out", type=Path, default=None,
+                    help="JSON report (default: benchmarks/sampling.json; with --device cuda: sampling-cuda.json)")
     args = ap.parse_args()
+    if args.out is None:
+        args.out = Path(__file__).with_name("sampling.json" if args.device == "cpu" else "sampling-cuda.json")
+    if args.device == "cuda" and (problem := cuda_problem()) is not None:
+        print(f"sampling.py: {problem}", file=sys.stderr)
+        raise SystemExit(2)
 
     from lifelong_gen.train import checkpoint as ckpt
     from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig
@@ -96,7 +217,7 @@ def main() -> None:
 
     cores = runtime.usable_cores()
     thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, cores})
-    cfg = ModelConfig(g_width=64, fc_width=1024, **{k: int(v) for k, v in (s.split("=") for s in args.set)})
+    cfg = ModelConfig(**{"g_width": 64, "fc_width": 1024, **{k: int(v) for k, v in (s.split("=") for s in args.set)}})
     batches = [int(b) for b in args.batches.split(",")]
     load_before = os.getloadavg()
 
@@ -110,6 +231,23 @@ def main() -> None:
         exported = export_bundle(bundle)
         export_seconds = time.perf_counter() - t0
         G.eval()
+        if args.device == "cuda":
+            import onnxruntime
+
+            report = {"model": cfg.__dict__, **cuda_benchmark(G, bundle, batches, args, tmp),
+                      "export_seconds": round(export_seconds, 2), "parity_max_abs_diff_cpu": exported.max_abs_diff,
+                      "machine": {"cpu": cpu_model(), "os": platform.platform(), "python": platform.python_version(),
+                                  "torch": torch.__version__, "onnxruntime": onnxruntime.__version__},
+                      "command": " ".join([Path(sys.executable).name, *sys.argv])}
+            print(f"{report['gpu']}: images/s (torch eager | onnxruntime I/O binding | onnxruntime numpy in/out)")
+            for r in report["results"]:
+                rate = r["images_per_s"]
+                print(f"  batch {r['batch']:>5}: {rate['torch_eager']:>10.1f} | {rate['onnxruntime_iobinding']:>10.1f} | "
+                      f"{rate['onnxruntime_numpy']:>10.1f}   max |diff| {r['max_abs_diff_vs_torch']:.1e}")
+            print(f"cold `lgen sample --n 1 --provider cuda`: median {report['cold_lgen_sample_n1_cuda_s']['median']:.2f} s")
+            args.out.write_text(json.dumps(report, indent=2) + "\n")
+            print(f"wrote {args.out}")
+            return
         results = []
         for threads, batch in ((t, b) for t in thread_counts for b in batches):
             torch.set_num_threads(threads)
@@ -138,45 +276,8 @@ def main() -> None:
 
         import onnxruntime
 
-        # CUDA row: onnxruntime-gpu's CUDA provider against torch eager on the GPU, when both exist.
-        cuda = {"provider": "cuda"}
-        if "CUDAExecutionProvider" not in onnxruntime.get_available_providers() or not torch.cuda.is_available():
-            cuda["skipped"] = ("no GPU here" if not torch.cuda.is_available() else
-                               "onnxruntime offers no CUDAExecutionProvider (install onnxruntime-gpu in place of it)")
-        else:
-            G_cuda = G.cuda()
-            model = runtime.OnnxModel(bundle, provider="cuda")
-            cuda["results"] = []
-            for batch in batches:
-                codes = runtime.random_codes(model, batch, np.random.default_rng(batch))
-                zt, ct, dt = (torch.from_numpy(a).cuda() for a in (codes.z, codes.c, codes.d))
-
-                def eager_cuda():
-                    with torch.inference_mode():
-                        G_cuda(zt, ct, dt)
-                    torch.cuda.synchronize()
-
-                rate_t = images_per_second(eager_cuda, batch, args.seconds)
-                rate_o = images_per_second(lambda: model.sample(codes.z, codes.c, codes.d), batch, args.seconds)
-                cuda["results"].append({"batch": batch, "images_per_s": {"torch_eager": round(rate_t, 1),
-                                                                          "onnxruntime": round(rate_o, 1)},
-                                        "onnx_over_eager": round(rate_o / rate_t, 3)})
-            G_cuda.cpu()
-
         # Cold start: a fresh interpreter per run, torch unimportable (proves the path is torch-free).
-        site = Path(tmp) / "site"
-        site.mkdir()
-        (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p)}
-        lgen = [sys.executable, "-m", "lifelong_gen.cli", "sample", "--model", str(bundle), "--n", "1",
-                "--out", str(Path(tmp) / "one.png")]
-        cold = []
-        for _ in range(args.cold_runs):
-            t0 = time.perf_counter()
-            r = subprocess.run(lgen, capture_output=True, text=True, env=env)
-            cold.append(time.perf_counter() - t0)
-            if r.returncode != 0:
-                raise SystemExit(f"lgen sample failed: {r.stderr.strip()}")
+        cold = cold_lgen_sample(bundle, tmp, args.cold_runs)
         # The same job the torch way, also cold (torch importable, normal environment).
         script = Path(tmp) / "torch_sample.py"
         script.write_text(TORCH_SAMPLE)
@@ -199,7 +300,7 @@ def main() -> None:
                                    "runs": [round(c, 3) for c in cold_torch],
                                    "what": "python script: import torch, load_bundle(G_ema) from safetensors, one PNG"},
         "torch_script_over_lgen_cold": round(statistics.median(cold_torch) / statistics.median(cold), 2),
-        "cuda": cuda,
+        "cuda": {"skipped": "measured by `python benchmarks/sampling.py --device cuda` (sampling-cuda.json)"},
         "export_seconds": round(export_seconds, 2),
         "parity_max_abs_diff": exported.max_abs_diff,
         "machine": {"cpu": cpu_model(), "usable_cores": runtime.usable_cores(), "os": platform.platform(),
@@ -219,7 +320,6 @@ def main() -> None:
             lat = r["latency_ms"]
             print(f"batch-1 latency, {r['threads']} thread(s): torch eager {lat['torch_eager']:.2f} ms, "
                   f"onnxruntime {lat['onnxruntime']:.2f} ms")
-    print("cuda: " + (cuda["skipped"] if "skipped" in cuda else json.dumps(cuda["results"])))
     print(f"cold torch script (import torch + load safetensors + PNG): median "
           f"{report['cold_torch_script_n1_s']['median']:.2f} s ({report['torch_script_over_lgen_cold']:.1f}x lgen)")
     print(f"cold `lgen sample --n 1` (torch unimportable): median {report['cold_lgen_sample_n1_s']['median']:.2f} s "
