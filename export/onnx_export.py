@@ -19,7 +19,6 @@ import contextlib
 import io
 import json
 import logging
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -30,11 +29,12 @@ import numpy as np
 import torch
 
 from lifelong_gen import __version__
-from lifelong_gen.atomic import write_temp
+from lifelong_gen.atomic import publish, write_synced, write_temp
 from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, ONNX_DIR
 from lifelong_gen.config import ModelConfig
-from lifelong_gen.errors import LgenError
+from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
+from lifelong_gen.train.replay import sample_codes
 
 log = logging.getLogger("lifelong_gen")
 
@@ -80,11 +80,8 @@ class _ClampedGenerator(torch.nn.Module):
 
 def _generator_inputs(cfg: ModelConfig) -> Callable[[int, torch.Generator], tuple[torch.Tensor, ...]]:
     def make(n: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:
-        z = torch.randn(n, cfg.z_dim, generator=g)
-        c = torch.randn(n, cfg.c_dim, generator=g)
+        z, c, d, _ = sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, cfg.d_dim, g)
         # Half one-hot, half soft probability vectors: the runtime feeds both.
-        idx = torch.randint(0, cfg.d_dim, (n,), generator=g)
-        d = torch.nn.functional.one_hot(idx, cfg.d_dim).float()
         soft = torch.softmax(torch.randn(n, cfg.d_dim, generator=g), dim=1)
         d[n // 2:] = soft[n // 2:]
         return z, c, d  # [n, z_dim], [n, c_dim], [n, d_dim]
@@ -117,7 +114,7 @@ def _to_proto(graph: _Graph, opset: int):
             )
         except Exception as e:  # the exporter raises many types; the user needs one line
             raise LgenError(f"ONNX export of the {graph.name} failed: {type(e).__name__}: "
-                            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''}") from e
+                            f"{one_line(e, first_line=True)}") from e
     return program.model_proto
 
 
@@ -248,8 +245,7 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
             try:
                 onnx.checker.check_model(str(tmp), full_check=True)
             except Exception as e:  # ValidationError, InferenceError
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-                raise LgenError(f"exported {graph.name} fails onnx.checker: {first}") from e
+                raise LgenError(f"exported {graph.name} fails onnx.checker: {one_line(e, first_line=True)}") from e
             diffs[graph.name] = _parity(graph, tmp, atol, seed)
             sizes[graph.name] = len(data)
             log.info("%s: checker ok, max |onnxruntime - torch| %.2e at batches %s", graph.name,
@@ -258,7 +254,7 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
         for graph in graphs:
             _add_parity_metadata(temps[graph.name], diffs[graph.name])
         for graph in graphs:
-            os.replace(temps.pop(graph.name), graph.target)
+            publish(temps.pop(graph.name), graph.target)
     except OSError as e:  # a full disk or read-only directory: temps are removed below, older files kept
         raise LgenError(f"cannot write the ONNX export in {Path(bundle) / ONNX_DIR} ({e.strerror or e}); "
                         f"any earlier export is intact") from None
@@ -277,11 +273,7 @@ def _add_parity_metadata(path: Path, diff: float) -> None:
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = spec.META_PARITY, f"{diff:.3e}"
-    data = proto.SerializeToString()
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    write_synced(path, proto.SerializeToString())
 
 
 def describe(result: ExportResult) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from lifelong_gen.atomic import sha256_file
+from lifelong_gen.atomic import atomic_write_json, sha256_file
 from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME
 from lifelong_gen.errors import LgenError, one_line
 
@@ -28,9 +28,7 @@ def write_checksums(bundle: Path) -> Path:
     files = sorted(p.relative_to(bundle).as_posix() for p in bundle.rglob("*")
                    if p.is_file() and p.name != CHECKSUMS_NAME and not p.name.startswith("."))
     data = {"algorithm": "sha256", "files": {rel: sha256_file(bundle / rel) for rel in files}}
-    target = bundle / CHECKSUMS_NAME
-    target.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    return target
+    return atomic_write_json(bundle / CHECKSUMS_NAME, data)
 
 
 def verify_checksums(bundle: Path) -> None:

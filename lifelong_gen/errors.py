@@ -22,7 +22,15 @@ class TrainingInterrupted(Exception):
         self.exit_code = 128 + signum
 
 
-def one_line(error: BaseException, limit: int = 200) -> str:
-    """An exception's text on one line (whitespace collapsed, cut at `limit`), for LgenError messages."""
-    text = " ".join(str(error).split())
+def one_line(error: BaseException, limit: int = 200, *, first_line: bool = False) -> str:
+    """An exception's text on one line (whitespace collapsed, cut at `limit`), for LgenError messages.
+
+    Args:
+        first_line: keep only its first non-empty line (huggingface_hub, torch and the ONNX
+            exporter put a summary there and request ids, URLs or tracebacks below it).
+    """
+    text = str(error)
+    if first_line:
+        text = next((line for line in text.splitlines() if line.strip()), "")
+    text = " ".join(text.split())
     return text[:limit] if text else type(error).__name__

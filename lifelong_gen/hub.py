@@ -31,7 +31,7 @@ from lifelong_gen import __version__
 from lifelong_gen.bundle import (CARD_NAME, CHECKSUMS_NAME, CONFIG_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES,
                                  ONNX_DIR, ONNX_FILES, REPORT_NAME, RUNTIME_FILES, stale_onnx)
 from lifelong_gen.embedded import pretrained_path
-from lifelong_gen.errors import LgenError
+from lifelong_gen.errors import LgenError, one_line
 
 # What the ONNX runtime needs (sample, encode, interpolate), as download patterns.
 RUNTIME_PATTERNS = (CONFIG_NAME, f"{ONNX_DIR}/*.onnx")
@@ -95,11 +95,6 @@ def quiet_hub_output() -> None:
         disable_progress_bars()
 
 
-def _first_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[0][:200] if lines else type(error).__name__
-
-
 def _is_network_error(error: BaseException) -> bool:
     """A failed connection or timeout of the HTTP client under huggingface_hub (httpx, requests)."""
     if isinstance(error, (ConnectionError, TimeoutError)):
@@ -153,9 +148,9 @@ def hub_errors(ref: RepoRef, action: str, endpoint: Optional[str] = None, local_
                             f"downloading it: run `lgen pull {ref}` while online") from None
         cause = e.__cause__ or e
         raise LgenError(f"cannot reach the Hub at {_endpoint(endpoint)} and {ref} is {partly} in the cache "
-                        f"({cache}): {_first_line(cause)}") from None
+                        f"({cache}): {one_line(cause, first_line=True)}") from None
     except errors.EntryNotFoundError as e:
-        raise LgenError(f"Hub repo {ref} lacks a file: {_first_line(e)}") from None
+        raise LgenError(f"Hub repo {ref} lacks a file: {one_line(e, first_line=True)}") from None
     except errors.OfflineModeIsEnabled:
         raise LgenError(f"HF_HUB_OFFLINE=1 is set: cannot {action} {ref} (unset it to go online)") from None
     except errors.HfHubHTTPError as e:
@@ -163,15 +158,15 @@ def hub_errors(ref: RepoRef, action: str, endpoint: Optional[str] = None, local_
         if status in (401, 403):
             raise LgenError(f"not allowed to {action} {ref} (HTTP {status}): {login} with a token that has "
                             f"{'write' if action.startswith('push') else 'read'} access") from None
-        server = getattr(e, "server_message", None) or _first_line(e)
+        server = getattr(e, "server_message", None) or one_line(e, first_line=True)
         raise LgenError(f"the Hub answered HTTP {status} when trying to {action} {ref}: "
                         f"{' '.join(str(server).split())[:200]}") from None
     except errors.HFValidationError as e:
-        raise LgenError(f"{ref} is not a valid Hub repo id: {_first_line(e)}") from None
+        raise LgenError(f"{ref} is not a valid Hub repo id: {one_line(e, first_line=True)}") from None
     except Exception as e:
         if _is_network_error(e):
             raise LgenError(f"cannot reach the Hub at {_endpoint(endpoint)} to {action} {ref}: "
-                            f"{_first_line(e)}") from None
+                            f"{one_line(e, first_line=True)}") from None
         raise
 
 

@@ -21,6 +21,7 @@ from typing import Any, Iterator, Optional, Sequence
 from lifelong_gen.atomic import atomic_write_text
 from lifelong_gen.bundle import CARD_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES, ONNX_FILES
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
+from lifelong_gen.errors import one_line
 from lifelong_gen.export import spec
 
 TEMPLATE = "bundle_card.md.j2"
@@ -77,7 +78,7 @@ def read_metrics(bundle: Path) -> tuple[list[tuple[str, str]], str, str]:
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return [], f"Not evaluated: `metrics.json` is unreadable ({' '.join(str(e).split())}).", ""
+        return [], f"Not evaluated: `metrics.json` is unreadable ({one_line(e)}).", ""
     rows = list(flatten_metrics(data))
     if not rows:
         return [], "Not evaluated: `metrics.json` holds no numeric results.", ""

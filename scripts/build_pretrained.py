@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 
 from lifelong_gen import embedded
+from lifelong_gen.atomic import atomic_write_bytes
 from lifelong_gen.bundle import (CONFIG_NAME, FIGURES_DIR, METRICS_NAME, NETWORK_FILES, ONNX_FILES, SAMPLES_DIR,
                                  TRAINING_LOG_NAME, stale_onnx)
 from lifelong_gen.model_card import read_run_config, write_card
@@ -54,9 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     if (args.run / METRICS_NAME).is_file():
         files += [METRICS_NAME] + [p.relative_to(args.run).as_posix()
                                    for p in sorted((args.run / FIGURES_DIR).glob("*.png"))]
-    for rel in files:
-        (target / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(args.run / rel, target / rel)  # copyfile: the run's 0600 modes stay behind
+    for rel in files:  # new files with default modes: the run's 0600 checkpoint modes stay behind
+        atomic_write_bytes(target / rel, (args.run / rel).read_bytes())
 
     steps = run.train.steps_per_domain
     domains = " → ".join(run.train.domains)

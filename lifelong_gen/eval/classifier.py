@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lifelong_gen.train.checkpoint import atomic_save_tensors, atomic_write_json
+from lifelong_gen.atomic import atomic_write_json
+from lifelong_gen.train.checkpoint import atomic_save_tensors
 from lifelong_gen.train.domains import DomainData, data_home, to_float
 
 log = logging.getLogger("lifelong_gen")

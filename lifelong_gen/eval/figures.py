@@ -2,7 +2,7 @@
 traversals of each continuous code (fig. 4) and the forgetting matrix as a heatmap.
 
 Grids come from the EMA generator with fixed seeds, so reruns draw the same pictures.
-Every file is written atomically (checkpoint.atomic_write_bytes).
+Every file is written atomically (lifelong_gen.atomic).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from typing import Any, Optional
 
 import torch
 
-from lifelong_gen.train.checkpoint import atomic_write_bytes
+from lifelong_gen.atomic import atomic_write_bytes
+from lifelong_gen.train.domains import to_float
 
 
 def save_grid(images: torch.Tensor, path: Path, columns: int) -> Path:
@@ -21,7 +22,7 @@ def save_grid(images: torch.Tensor, path: Path, columns: int) -> Path:
     from torchvision.utils import save_image
 
     if images.dtype == torch.uint8:
-        images = images.float() / 127.5 - 1
+        images = to_float(images)
     buf = io.BytesIO()
     save_image(images, buf, nrow=columns, normalize=True, value_range=(-1, 1), format="png", pad_value=0.5)
     atomic_write_bytes(path, buf.getvalue())

@@ -37,7 +37,8 @@ from lifelong_gen.eval.clustering import clustering_scores
 from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
 from lifelong_gen.train.domains import DomainData, data_home, load_domain, to_float
-from lifelong_gen.errors import LgenError
+from lifelong_gen.train.replay import sample_codes
+from lifelong_gen.errors import LgenError, one_line
 
 log = logging.getLogger("lifelong_gen")
 
@@ -61,6 +62,11 @@ class _Images(torch.utils.data.Dataset):
         return x.expand(3, -1, -1).contiguous() if self.rgb and x.shape[0] == 1 else x
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """G's float images in [-1, 1] -> uint8 [N, C, H, W], rounded as the numpy images.to_uint8."""
+    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
 @dataclass
 class Evaluator:
     """Shared state of one evaluation: the domains' data, the classifier, the settings."""
@@ -81,13 +87,9 @@ class Evaluator:
         """n samples of G (eval mode) with codes from the priors; d uniform over `d_slots`."""
         cfg = G.cfg
         g = torch.Generator().manual_seed(self.seed * 1000 + seed_offset)
-        z = torch.randn(n, cfg.z_dim, generator=g)
-        c = torch.randn(n, cfg.c_dim, generator=g)
-        d_idx = torch.randint(0, d_slots, (n,), generator=g)
-        d = torch.nn.functional.one_hot(d_idx, cfg.d_dim).float()
+        z, c, d, d_idx = sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, d_slots, g)
         out = torch.cat([G(z[i:i + 500], c[i:i + 500], d[i:i + 500]) for i in range(0, n, 500)])
-        images = ((out + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)  # [n, C, H, W]
-        return images, d_idx
+        return to_uint8(out), d_idx  # uint8 [n, C, H, W]
 
     # ------------------------------------------------------------ quality and memory
 
@@ -165,7 +167,7 @@ class Evaluator:
             z = torch.randn(per_code, cfg.z_dim, generator=g)
             c = torch.randn(per_code, cfg.c_dim, generator=g)
             d = torch.nn.functional.one_hot(torch.full((per_code,), j), cfg.d_dim).float()
-            images = ((G(z, c, d) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+            images = to_uint8(G(z, c, d))
             cls = predict(self.classifier, images)[1].argmax(1)
             counts = torch.bincount(cls, minlength=self.space.num_classes)
             top = int(counts.argmax())
@@ -178,16 +180,14 @@ class Evaluator:
         output changes (total variation between the endpoints) and the mean pixel change."""
         cfg = G.cfg
         g = torch.Generator().manual_seed(self.seed * 1000 + 11)
-        z = torch.randn(n, cfg.z_dim, generator=g)
-        c0 = torch.randn(n, cfg.c_dim, generator=g)
-        d = torch.nn.functional.one_hot(torch.randint(0, d_slots, (n,), generator=g), cfg.d_dim).float()
+        z, c0, d, _ = sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, d_slots, g)
         out = {}
         for k in range(cfg.c_dim):
             probs, images = [], []
             for v in torch.linspace(-1, 1, steps):
                 c = c0.clone()
                 c[:, k] = v
-                x = ((G(z, c, d) + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+                x = to_uint8(G(z, c, d))
                 images.append(x)
                 probs.append(predict(self.classifier, x)[1])
             class_change = 0.5 * (probs[0] - probs[-1]).abs().sum(1).mean()
@@ -237,7 +237,7 @@ def _check_plain_weights(path: Path) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle payloads beyond tensors are refused here
         raise LgenError(f"{path} is not a plain tensor state dict (refusing to unpickle it): "
-                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                        f"{one_line(e, first_line=True)}") from None
     if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
         raise LgenError(f"{path} is not a tensor state dict of torch-fidelity's Inception network")
 

@@ -22,16 +22,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
-from safetensors.torch import load_file, save, save_file
+from safetensors.torch import load_file, save
 
-from lifelong_gen.atomic import atomic_write_bytes, atomic_write_json, sha256_file  # noqa: F401  (re-exported)
+from lifelong_gen.atomic import atomic_directory, atomic_write_bytes, sha256_file, write_synced
 from lifelong_gen.bundle import CONFIG_NAME, NETWORK_FILES
 from lifelong_gen.config import RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
@@ -45,18 +43,10 @@ MANIFEST_NAME = "manifest.json"
 
 
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        # clone: state_dict tensors may share storage (S on the critic's trunk).
-        save_file({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would make shared bundles unreadable to others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """One safetensors file (save_file's format), written atomically through lifelong_gen.atomic."""
+    # clone: state_dict tensors may share storage (S on the critic's trunk).
+    data = save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
 
 
 # ---------------------------------------------------------------- bundles
@@ -171,10 +161,7 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, prefix: str, tensors: dic
 
 def _write_synced(path: Path, data: bytes) -> dict[str, Any]:
     """Write `data` to `path` and fsync it; returns its manifest entry (hashed from memory, not re-read)."""
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    write_synced(path, data)
     return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
@@ -185,28 +172,15 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, tensors: dict[str, to
     as they were; the temp directory is removed (or, after a kill, by the next save).
     """
     ckpt_root = Path(run_dir) / "checkpoints"
-    ckpt_root.mkdir(parents=True, exist_ok=True)
     name = f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(dir=ckpt_root, prefix=f".{name}."))
-    try:
+    final = ckpt_root / name
+    with atomic_directory(final) as tmp:  # replaces a step-N re-written after a resume from an older one
         files = {
             "state.safetensors": _write_synced(tmp / "state.safetensors", save(
                 {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})),
             "state.json": _write_synced(tmp / "state.json", json.dumps(state, indent=2, sort_keys=True).encode()),
         }
         _write_synced(tmp / MANIFEST_NAME, json.dumps({"step": step, "files": files}, indent=2, sort_keys=True).encode())
-        fd = os.open(tmp, os.O_RDONLY)  # the directory entries too, before the rename publishes them
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    final = ckpt_root / name
-    if final.exists():  # re-written after a resume from an older checkpoint
-        shutil.rmtree(final)
-    os.replace(tmp, final)
     atomic_write_bytes(ckpt_root / "latest", (name + "\n").encode())
     existing = sorted(p for p in ckpt_root.iterdir() if p.is_dir() and p.name.startswith("step-"))
     for old in existing[:-keep]:

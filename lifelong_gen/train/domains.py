@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lifelong_gen.atomic import atomic_write_bytes
 from lifelong_gen.config import SYNTHETIC_KINDS, native_shape
 from lifelong_gen.errors import LgenError
 from lifelong_gen.images import IMAGE_SUFFIXES, PIXELS_VERSION, read_model_pixels
@@ -272,10 +273,8 @@ def _load_folder(spec: str, root: Path, channels: int, resolution: int) -> Domai
     else:
         # The same reader as `lgen encode` (lifelong_gen/images.py), so S sees at inference what it saw here.
         array = np.stack([read_model_pixels(p, channels, resolution)[0] for p in files])
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}.npy")
-        np.save(tmp, array, allow_pickle=False)
-        os.replace(tmp, cache)
+        # Streamed into the temp file: a large folder's array is not held twice in memory.
+        atomic_write_bytes(cache, lambda f: np.save(f, array, allow_pickle=False))
         source = f"image folder {root}"
     images = torch.from_numpy(array)
     test = torch.zeros(len(files), dtype=torch.bool)
