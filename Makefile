@@ -2,7 +2,7 @@
 BIN := .venv/bin
 STAMP := .venv/.setup-done
 
-.PHONY: setup demo test test-slow bench results clean
+.PHONY: setup demo test test-slow test-fast bench results clean
 
 setup: $(STAMP)
 $(STAMP): pyproject.toml scripts/setup.sh
@@ -17,6 +17,10 @@ test: setup
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
+
+# The default run without the heavy tests (subprocess trainings, torchrun, wheel, compile): about a minute.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow and not heavy"
 
 # The reference model's three runs, evaluation, table and figures (about 1.2 hours on 2 CPU cores).
 results: setup

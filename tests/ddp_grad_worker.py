@@ -65,7 +65,7 @@ def main() -> None:
         distributed.wrap_for_training = wrap if name == "ddp" else (
             lambda G, D, S, ctx: wrap(G, D, S, distributed.DistContext()))
         t = Trainer(resolve_run_config(settings), args.out / name, data=data, progress=False)
-        assert isinstance(t.G_train, torch.nn.parallel.DistributedDataParallel) == (name == "ddp")
+        assert isinstance(t.fw.G, torch.nn.parallel.DistributedDataParallel) == (name == "ddp")
         logs[name] = []
         for opt in (t.opt_d, t.opt_g):
             record_steps(opt, logs[name], spread if name == "by_hand" else None)

@@ -90,6 +90,11 @@ def fake_ort(cuda="dropped", preload=True, bad_file=False):
 def use(monkeypatch, tmp_path):
     """use(fake) -> an open_session(provider) that runs against it, with a fresh cache and CUDA state."""
     monkeypatch.setattr(sessions, "_SESSIONS", {})
+    # An in-process `lgen` run earlier in the session (cli/app.py: _setup_logging) gives the
+    # lifelong_gen logger its own stderr handler and stops propagation; caplog listens at the root.
+    lgen_log = logging.getLogger("lifelong_gen")
+    monkeypatch.setattr(lgen_log, "handlers", [])
+    monkeypatch.setattr(lgen_log, "propagate", True)
     monkeypatch.setattr(sessions, "_CUDA", {"unavailable": None, "preloaded": False})
     monkeypatch.setattr(sessions, "cuda_driver_missing", lambda: None)  # as on a machine with the driver
     for name in ("generator.onnx", "encoder.onnx"):

@@ -270,8 +270,11 @@ class Trainer:
         with torch.no_grad(), self._amp():
             fake = fw.G_fakes(z, c, d).float()
         with self._amp():
-            real_scores = fw.D(real).float()
-            fake_scores = fw.D(fake).float()
+            if fw.compiled:  # one compiled call (and CUDA graph) for both halves: D has no batch norm
+                real_scores, fake_scores = fw.D(torch.cat([real, fake])).float().split(B)
+            else:  # two calls, as runs made before --compile existed (bit-identical on CPU)
+                real_scores = fw.D(real).float()
+                fake_scores = fw.D(fake).float()
         eps = torch.rand(B, generator=self.rng, device=self.rng.device)
         gp = gradient_penalty(fw.D_penalty, real, fake, eps, tc.gp_lambda,
                               autocast_dtype=self.amp_dtype if self.gp_autocast else None)
