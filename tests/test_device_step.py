@@ -113,7 +113,8 @@ def test_compile_mode_is_validated():
 @pytest.mark.timeout(600)
 def test_compiled_step_matches_eager_on_cpu(tmp_path, synthetic28):
     # torch.compile (Inductor, C++ on the CPU) reorders float sums, so results agree to a
-    # tolerance, not bitwise: losses per step within 1e-4 (absolute, losses are O(1)) and
+    # tolerance, not bitwise: losses per step within 1e-4 x max(1, |loss|) (measured: up to
+    # 1.5e-5 relative by the 4th step, growing step by step as training amplifies it) and
     # the EMA generator's images and the critic's scores within 1e-3 after 4 steps.
     # (Raw weights are not compared: Adam turns float noise in a near-zero gradient, e.g.
     # of a conv bias before batch norm, into a full lr-sized step either way.)
@@ -126,7 +127,8 @@ def test_compiled_step_matches_eager_on_cpu(tmp_path, synthetic28):
     for _ in range(4):
         le, lc = eager.train_step(phase), compiled.train_step(compiled.phases[1])
         for key in le:
-            assert abs(float(le[key]) - float(lc[key])) < 1e-4, (key, float(le[key]), float(lc[key]))
+            assert abs(float(le[key]) - float(lc[key])) < 1e-4 * max(1.0, abs(float(le[key]))), \
+                (key, float(le[key]), float(lc[key]))
     g = torch.Generator().manual_seed(0)
     z, c, d, _ = sample_codes(16, eager.cfg.z_dim, eager.cfg.c_dim, eager.cfg.d_dim, 4, g)
     with torch.no_grad():
