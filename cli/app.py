@@ -18,6 +18,7 @@ from typing import Any, Optional
 
 import typer
 
+from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.errors import LgenError, TrainingInterrupted
 
 app = typer.Typer(
@@ -151,7 +152,7 @@ def train(
     require_torch_side("train")
     run_dir = out if out is not None else Path("runs") / ((preset or "run") + ("-quick" if quick else ""))
     with _process_group(device) as ctx:
-        if (run_dir / "config.json").exists():
+        if (run_dir / CONFIG_NAME).exists():
             raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
         ctx.barrier()  # every rank checked before rank 0 writes config.json
         from lifelong_gen.train.trainer import Trainer

@@ -44,6 +44,8 @@ COMPARE_NAME = "compare.md"  # `lgen evaluate --compare --out DIR`
 TRAINING_LOG_NAME = "metrics.jsonl"  # the trainer's averaged losses, one JSON line per log step
 CHECKSUMS_NAME = "checksums.json"
 SAMPLES_DIR = "samples"  # the trainer's grid after each domain
+SNAPSHOTS_DIR = "snapshots"  # a run's bundle of G_ema and S after each domain (snapshots/domain-K/)
+CHECKPOINTS_DIR = "checkpoints"  # a run's resumable training states (checkpoint.py)
 FIGURES_DIR = "figures"  # `lgen evaluate`'s figures
 # Where preview images may sit (what model cards show and `lgen push` uploads).
 IMAGE_PATTERNS = (f"{SAMPLES_DIR}/*.png", f"{FIGURES_DIR}/*.png", "*.png")

@@ -34,9 +34,9 @@ from lifelong_gen import __version__
 from lifelong_gen.train.checkpoint import load_bundle
 from lifelong_gen.eval.classifier import DomainClassifier, LabelSpace, load_or_train, predict, register_with_fidelity
 from lifelong_gen.eval.clustering import clustering_scores
-from lifelong_gen.bundle import CONFIG_NAME
+from lifelong_gen.bundle import CONFIG_NAME, SNAPSHOTS_DIR
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
-from lifelong_gen.train.domains import DomainData, data_home, load_domain, to_float
+from lifelong_gen.train.domains import DomainData, data_home, load_domain, to_float, to_uint8
 from lifelong_gen.train.replay import sample_codes
 from lifelong_gen.errors import LgenError, one_line
 
@@ -60,11 +60,6 @@ class _Images(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         x = self.images[i]
         return x.expand(3, -1, -1).contiguous() if self.rgb and x.shape[0] == 1 else x
-
-
-def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """G's float images in [-1, 1] -> uint8 [N, C, H, W], rounded as the numpy images.to_uint8."""
-    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 @dataclass
@@ -250,7 +245,7 @@ def _versions() -> dict[str, str]:
 
 
 def _snapshot_dirs(run_dir: Path) -> list[Path]:
-    root = run_dir / "snapshots"
+    root = run_dir / SNAPSHOTS_DIR
     if not root.is_dir():
         return []
     return sorted((p for p in root.iterdir() if (p / CONFIG_NAME).is_file()), key=lambda p: int(p.name.split("-")[-1]))

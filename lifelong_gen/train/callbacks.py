@@ -170,7 +170,7 @@ class DomainSnapshots(Callback):
         if trainer.dist.is_main:
             from lifelong_gen.train import checkpoint as ckpt
 
-            ckpt.save_bundle(trainer.run_dir / "snapshots" / f"domain-{phase.index + 1}", trainer.run,
+            ckpt.save_bundle(trainer.run_dir / bundle_files.SNAPSHOTS_DIR / f"domain-{phase.index + 1}", trainer.run,
                              {"G_ema": trainer.G_ema, "S": trainer.S})
 
 

@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from lifelong_gen.atomic import atomic_directory, atomic_write_bytes, sha256_file, write_synced
-from lifelong_gen.bundle import CONFIG_NAME, NETWORK_FILES
+from lifelong_gen.bundle import CHECKPOINTS_DIR, CONFIG_NAME, NETWORK_FILES
 from lifelong_gen.config import RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.hub import fetch_bundle
@@ -171,7 +171,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, tensors: dict[str, to
     A failure part-way (a full disk, a kill) leaves the previous checkpoints and `latest`
     as they were; the temp directory is removed (or, after a kill, by the next save).
     """
-    ckpt_root = Path(run_dir) / "checkpoints"
+    ckpt_root = Path(run_dir) / CHECKPOINTS_DIR
     name = f"step-{step:08d}"
     final = ckpt_root / name
     with atomic_directory(final) as tmp:  # replaces a step-N re-written after a resume from an older one
@@ -231,7 +231,7 @@ def load_checkpoint(run_dir: Path) -> tuple[dict, dict[str, torch.Tensor]] | Non
     back with one log line naming what was wrong; LgenError (one line) when checkpoints
     exist but none is intact.
     """
-    root = Path(run_dir) / "checkpoints"
+    root = Path(run_dir) / CHECKPOINTS_DIR
     dirs = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-")), reverse=True) \
         if root.is_dir() else []
     pointer = root / "latest"

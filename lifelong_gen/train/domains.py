@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 
 from lifelong_gen.atomic import atomic_write_bytes
-from lifelong_gen.config import SYNTHETIC_KINDS, native_shape
-from lifelong_gen.errors import LgenError
+from lifelong_gen.config import native_shape
+from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.images import IMAGE_SUFFIXES, PIXELS_VERSION, read_model_pixels
 
 log = logging.getLogger("lifelong_gen")
@@ -69,6 +69,11 @@ class DomainData:
 def to_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 [N, C, H, W] -> float32 in [-1, 1]."""
     return images.float().div_(127.5).sub_(1.0)
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """G's float images in [-1, 1] -> uint8 [N, C, H, W], rounded as the numpy images.to_uint8."""
+    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
 
 
 def load_domain(
@@ -190,7 +195,7 @@ def _try_download(dataset_dir: str, spec: str) -> Optional[DomainData]:
         cls(str(root), train=True, download=True)
         cls(str(root), train=False, download=True)
     except Exception as e:  # offline: URLError, socket errors, checksum errors
-        log.info("torchvision download of %s failed: %s", dataset_dir, str(e).splitlines()[0])
+        log.info("torchvision download of %s failed: %s", dataset_dir, one_line(e, first_line=True))
         return None
     return _torchvision_layout(root, dataset_dir, spec, "torchvision download")
 
