@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Issue 14's measurements on a lent GPU machine, in one call of the device tool (about 8
+# minutes of its 10; prepare with scripts/gpu_carry.sh). Writes into $OUT (or out/gpu):
+#   device_step-cuda.json  eager vs compiled vs graphed: ms/step, images/s, GPU-busy share, launches
+#   sampling-cuda.json     torch CUDA (and onnxruntime-gpu's CUDA provider when installed) images/s
+#   train.log, metrics.jsonl, train.json   the reference preset trained on the GPU, timed
+# GPU_CHECK_DEVICE=cpu runs the same steps on the CPU with tiny settings (a dry run of the script).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-out/gpu}
+DEVICE=${GPU_CHECK_DEVICE:-cuda}
+mkdir -p "$OUT"
+PY=python3
+if [ "$DEVICE" = cuda ]; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
+    # The project and the carried wheels go to target folders on PYTHONPATH (the image's own
+    # packages stay as they are).
+    $PY -m pip install -q --no-index --find-links .gpu_carry/wheels --target /tmp/deps \
+        "typer==0.29.*" click pydantic shellingham rich jinja2 mlxtend 2>&1 | tail -3
+    $PY -m pip install -q --no-deps --no-build-isolation --target /tmp/lg . 2>&1 | tail -3
+    export PYTHONPATH=/tmp/lg:/tmp/deps
+    STEPS=100; WARMUP=20; PRESET_ARGS=(--preset mnist-fashion)
+else
+    PY=${PYTHON:-.venv/bin/python}
+    STEPS=3; WARMUP=2; PRESET_ARGS=(--preset mnist-fashion --quick --steps-per-domain 20)
+fi
+$PY -c "import torch, lifelong_gen; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), lifelong_gen.__file__)"
+
+# 1. The step: eager, compiled, graphed (about 5 minutes with compilation on 16 cores).
+timeout 300 $PY benchmarks/device_step.py --device "$DEVICE" --steps $STEPS --warmup $WARMUP \
+    --out "$OUT/device_step-$DEVICE.json" 2>&1 | grep -v "^W1" | tail -8
+
+# 2. Sampling on the GPU (torch CUDA; onnxruntime-gpu only if the image has it).
+if [ "$DEVICE" = cuda ]; then SAMPLING_ARGS=(); else SAMPLING_ARGS=(--rounds 1 --seconds 0.2 --cold-runs 1 --batches 1,64); fi
+timeout 60 $PY benchmarks/sampling.py --device "$DEVICE" "${SAMPLING_ARGS[@]}" --out "$OUT/sampling-$DEVICE.json" 2>&1 | tail -4
+
+# 3. The reference preset end to end with the fastest variant of step 1, on real data when carried.
+BEST=$($PY -c "import json,sys; v=json.load(open(sys.argv[1]))['variants']; print(min(v.values(), key=lambda r: r['ms_per_generator_step'])['compile'])" "$OUT/device_step-$DEVICE.json" 2>/dev/null || echo off)
+DATA=()
+[ -d .gpu_carry/data ] && DATA=(--data-root .gpu_carry/data)
+start=$(date +%s.%N)
+timeout 150 $PY -m lifelong_gen.cli train "${PRESET_ARGS[@]}" --device "$DEVICE" --compile "$BEST" \
+    "${DATA[@]}" --no-download --no-progress --out /tmp/gpu-run > "$OUT/train.log" 2>&1
+rc=$?
+end=$(date +%s.%N)
+cp /tmp/gpu-run/metrics.jsonl "$OUT/" 2>/dev/null
+$PY -c "import json,sys; print(json.dumps({'exit_code': int(sys.argv[1]), 'wall_s': round(float(sys.argv[3]) - float(sys.argv[2]), 1), 'compile': sys.argv[4], 'args': sys.argv[5:]}))" \
+    $rc "$start" "$end" "$BEST" "${PRESET_ARGS[@]}" "${DATA[@]}" | tee "$OUT/train.json"
+tail -3 "$OUT/train.log"
