@@ -17,7 +17,9 @@ if [ "$DEVICE" = cuda ]; then
     # packages stay as they are).
     $PY -m pip install -q --no-index --find-links .gpu_carry/wheels --target /tmp/deps \
         "typer==0.29.*" click pydantic shellingham rich jinja2 mlxtend 2>&1 | tail -3
-    $PY -m pip install -q --no-deps --no-build-isolation --target /tmp/lg . 2>&1 | tail -3
+    # pyproject's SPDX license needs setuptools >= 77 to build; the image's may be older.
+    $PY -m pip install -q --no-index --find-links .gpu_carry/wheels --target /tmp/bt "setuptools>=77" 2>&1 | tail -3
+    PYTHONPATH=/tmp/bt $PY -m pip install -q --no-deps --no-build-isolation --target /tmp/lg . 2>&1 | tail -3
     export PYTHONPATH=/tmp/lg:/tmp/deps
     STEPS=100; WARMUP=20; PRESET_ARGS=(--preset mnist-fashion)
 else
