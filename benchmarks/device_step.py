@@ -9,7 +9,8 @@ the preset's shape (speed does not depend on the pixels). Variants:
 
 - eager:    `--compile off` (the default path);
 - compiled: `--compile default` (Inductor kernels; the gradient penalty's critic stays eager);
-- graphed:  `--compile reduce-overhead` (also CUDA graphs; on a CPU the same as compiled, so skipped).
+- graphed:  `--compile reduce-overhead` (also CUDA graphs; on a CPU the same as compiled, so skipped);
+- graphed-fastest: the same with `--cuda-fastest` (cuDNN's fastest, nondeterministic kernels; CUDA only).
 
 Reports per variant: ms per generator step, images/s (batch_size x generator steps/s),
 the warm-up's seconds (compilation), and on CUDA from torch.profiler over
@@ -31,7 +32,9 @@ from pathlib import Path
 
 import torch
 
-VARIANTS = {"eager": "off", "compiled": "default", "graphed": "reduce-overhead"}
+# name -> (--compile, cuda_deterministic)
+VARIANTS = {"eager": ("off", True), "compiled": ("default", True), "graphed": ("reduce-overhead", True),
+            "graphed-fastest": ("reduce-overhead", False)}
 LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch")
 
 
@@ -40,7 +43,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_trainer(preset: str, quick: bool, compile_mode: str, device: str, tmp: str):
+def make_trainer(preset: str, quick: bool, variant: tuple[str, bool], device: str, tmp: str):
     from lifelong_gen.config import preset_settings, resolve_run_config
     from lifelong_gen.train.domains import load_domain
     from lifelong_gen.train.trainer import Trainer
@@ -50,10 +53,10 @@ def make_trainer(preset: str, quick: bool, compile_mode: str, device: str, tmp: 
     kind = "synthetic" if shape.img_resolution == 28 else "synthetic64"
     # The preset's settings on as many synthetic domains of its shape (same d_dim, same nets).
     settings.update(domains=[f"{kind}:{k}" for k in ("bars", "rings")][:len(settings["domains"])],
-                    compile=compile_mode)
+                    compile=variant[0], cuda_deterministic=variant[1])
     run = resolve_run_config(settings)
     data = [load_domain(s, run.model.img_channels, run.model.img_resolution) for s in run.train.domains]
-    trainer = Trainer(run, Path(tmp) / compile_mode, data=data, progress=False, device=device)
+    trainer = Trainer(run, Path(tmp) / f"{variant[0]}-{variant[1]}", data=data, progress=False, device=device)
     trainer.end_domain(trainer.phases[0])  # replay on: time domain 2
     return trainer, preset_settings(preset, quick)
 
@@ -77,19 +80,39 @@ def profile(trainer, phase, steps: int) -> dict:
             "kernel_launches_per_step": round(launches / steps, 1)}
 
 
+def write_report(args, device: torch.device, results: dict, preset: dict) -> Path:
+    """The JSON report of the variants measured so far (rewritten after each: a cut-off run keeps them)."""
+    results = {name: dict(row) for name, row in results.items()}
+    if "eager" in results:
+        for name, row in results.items():
+            row["speedup_over_eager"] = round(results["eager"]["ms_per_generator_step"] / row["ms_per_generator_step"], 2)
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    report = {
+        "device": args.device, "device_name": name, "preset": args.preset + (" --quick" if args.quick else ""),
+        "batch_size": preset.get("batch_size", 64), "n_critic": preset.get("n_critic"),
+        "steps_timed": args.steps, "warmup_steps": args.warmup, "variants": results,
+        "machine": {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
+                    "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+    }
+    out = args.out or Path(__file__).with_name(f"device_step-{device.type}.json")
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--preset", default="mnist-fashion")
     ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--variants", default="eager,compiled,graphed")
+    ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--warmup", type=int, default=15)
     ap.add_argument("--profile-steps", type=int, default=20)
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     device = torch.device(args.device)
-    names = [v for v in args.variants.split(",") if not (v == "graphed" and device.type != "cuda")]
+    names = [v for v in args.variants.split(",") if not (v.startswith("graphed") and device.type != "cuda")]
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -106,7 +129,7 @@ def main() -> None:
                 trainer.train_step(phase)
             sync(device)
             ms = (time.perf_counter() - t0) / args.steps * 1e3
-            row = {"compile": VARIANTS[name], "ms_per_generator_step": round(ms, 2),
+            row = {"compile": VARIANTS[name][0], "cuda_deterministic": VARIANTS[name][1], "ms_per_generator_step": round(ms, 2),
                    "images_per_s": round(trainer.tc.batch_size * 1e3 / ms, 1), "warmup_s": round(warmup_s, 1)}
             total_steps = preset["steps_per_domain"] * len(preset["domains"])
             row["preset_minutes_est"] = round((total_steps * ms / 1e3 + warmup_s) / 60, 2)
@@ -114,22 +137,9 @@ def main() -> None:
                 row.update(profile(trainer, phase, args.profile_steps))
             results[name] = row
             print(name, json.dumps(row), flush=True)
+            write_report(args, device, results, preset)
             del trainer
-    if "eager" in results:
-        for name, row in results.items():
-            row["speedup_over_eager"] = round(results["eager"]["ms_per_generator_step"] / row["ms_per_generator_step"], 2)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
-    report = {
-        "device": args.device, "device_name": name, "preset": args.preset + (" --quick" if args.quick else ""),
-        "batch_size": preset.get("batch_size", 64), "n_critic": preset.get("n_critic"),
-        "steps_timed": args.steps, "warmup_steps": args.warmup, "variants": results,
-        "machine": {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
-                    "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-    }
-    out = args.out or Path(__file__).with_name(f"device_step-{device.type}.json")
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_report(args, device, results, preset)}")
 
 
 if __name__ == "__main__":

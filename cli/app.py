@@ -125,6 +125,7 @@ def train(
     data_root: Optional[str] = typer.Option(None, help="Root with torchvision's MNIST/ FashionMNIST/ layout"),
     download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Allow torchvision downloads"),
     precision: Optional[str] = typer.Option(None, help="fp32 (default, bit-reproducible) or bf16 (CPU autocast, fp32 master weights)"),
+    cuda_deterministic: Optional[bool] = typer.Option(None, "--cuda-deterministic/--cuda-fastest", help="CUDA: deterministic kernels where they exist (default) or the fastest cuDNN picks; the CPU is always deterministic"),
     compile: Optional[str] = typer.Option(None, "--compile", help="torch.compile the step's forwards: off (default), default, reduce-overhead (+ CUDA graphs on a GPU) or max-autotune"),
     device: str = typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda; under torchrun each rank uses GPU LOCAL_RANK"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr"),

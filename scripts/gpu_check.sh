@@ -29,7 +29,7 @@ fi
 $PY -c "import torch, lifelong_gen; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), lifelong_gen.__file__)"
 
 # 1. The step: eager, compiled, graphed (about 5 minutes with compilation on 16 cores).
-timeout 300 $PY benchmarks/device_step.py --device "$DEVICE" --steps $STEPS --warmup $WARMUP \
+timeout 330 $PY benchmarks/device_step.py --device "$DEVICE" --steps $STEPS --warmup $WARMUP \
     --out "$OUT/device_step-$DEVICE.json" 2>&1 | grep -v "^W1" | tail -8
 
 # 2. Sampling on the GPU (torch CUDA; onnxruntime-gpu only if the image has it).
@@ -37,15 +37,15 @@ if [ "$DEVICE" = cuda ]; then SAMPLING_ARGS=(); else SAMPLING_ARGS=(--rounds 1 -
 timeout 60 $PY benchmarks/sampling.py --device "$DEVICE" "${SAMPLING_ARGS[@]}" --out "$OUT/sampling-$DEVICE.json" 2>&1 | tail -4
 
 # 3. The reference preset end to end with the fastest variant of step 1, on real data when carried.
-BEST=$($PY -c "import json,sys; v=json.load(open(sys.argv[1]))['variants']; print(min(v.values(), key=lambda r: r['ms_per_generator_step'])['compile'])" "$OUT/device_step-$DEVICE.json" 2>/dev/null || echo off)
+BEST=($($PY -c "import json,sys; v=json.load(open(sys.argv[1]))['variants']; b=min(v.values(), key=lambda r: r['ms_per_generator_step']); print('--compile', b['compile'], '' if b['cuda_deterministic'] else '--cuda-fastest')" "$OUT/device_step-$DEVICE.json" 2>/dev/null || echo --compile off))
 DATA=()
 [ -d .gpu_carry/data ] && DATA=(--data-root .gpu_carry/data)
 start=$(date +%s.%N)
-timeout 150 $PY -m lifelong_gen.cli train "${PRESET_ARGS[@]}" --device "$DEVICE" --compile "$BEST" \
+timeout 120 $PY -m lifelong_gen.cli train "${PRESET_ARGS[@]}" --device "$DEVICE" "${BEST[@]}" \
     "${DATA[@]}" --no-download --no-progress --out /tmp/gpu-run > "$OUT/train.log" 2>&1
 rc=$?
 end=$(date +%s.%N)
 cp /tmp/gpu-run/metrics.jsonl "$OUT/" 2>/dev/null
-$PY -c "import json,sys; print(json.dumps({'exit_code': int(sys.argv[1]), 'wall_s': round(float(sys.argv[3]) - float(sys.argv[2]), 1), 'compile': sys.argv[4], 'args': sys.argv[5:]}))" \
-    $rc "$start" "$end" "$BEST" "${PRESET_ARGS[@]}" "${DATA[@]}" | tee "$OUT/train.json"
+$PY -c "import json,sys; print(json.dumps({'exit_code': int(sys.argv[1]), 'wall_s': round(float(sys.argv[3]) - float(sys.argv[2]), 1), 'args': sys.argv[4:]}))" \
+    $rc "$start" "$end" "${PRESET_ARGS[@]}" "${BEST[@]}" "${DATA[@]}" | tee "$OUT/train.json"
 tail -3 "$OUT/train.log"

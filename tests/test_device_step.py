@@ -136,3 +136,10 @@ def test_compiled_step_matches_eager_on_cpu(tmp_path, synthetic28):
         assert (images_e - images_c).abs().max() < 1e-3
         eager.D.eval(), compiled.D.eval()
         assert (eager.D(images_e) - compiled.D(images_e)).abs().max() < 1e-3
+
+
+def test_cuda_fastest_leaves_cpu_training_deterministic(tmp_path, synthetic28):
+    # --cuda-fastest only changes CUDA kernels: on the CPU deterministic algorithms stay on.
+    trainer = make_trainer(tmp_path, synthetic28, cuda_deterministic=False)
+    assert trainer.tc.cuda_deterministic is False
+    assert torch.are_deterministic_algorithms_enabled() and not torch.backends.cudnn.benchmark

@@ -163,8 +163,7 @@ class Trainer:
         # idle 2-core AVX-512-BF16 CPU, 28x28 InfoGAN nets: step 1.66x fp32 with it, 1.34x with the
         # penalty left in fp32 (benchmarks/training.py); False gives the latter.
         self.gp_autocast = True
-        # CUDA has ops without a deterministic kernel: there it warns instead of failing.
-        torch.use_deterministic_algorithms(True, warn_only=self.device.type == "cuda")
+        _choose_kernels(self.device, self.tc.cuda_deterministic)
 
         self.data = data if data is not None else [
             load_domain(spec, self.cfg.img_channels, self.cfg.img_resolution, self.tc.data_root, self.tc.download)
@@ -533,6 +532,21 @@ class Trainer:
                     cb.after_domain(self, phase)
                 self.checkpoint()
         self._write_bundle()
+
+
+def _choose_kernels(device: torch.device, cuda_deterministic: bool) -> None:
+    """Deterministic algorithms on the CPU always; on CUDA unless the run asks for the fastest.
+
+    CUDA has ops without a deterministic kernel (e.g. grid_sample's backward): there it
+    warns instead of failing. Without determinism cuDNN benchmarks its algorithms per shape
+    (the step's shapes are static, so that is paid once).
+    """
+    if device.type != "cuda" or cuda_deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.use_deterministic_algorithms(False)
+        torch.backends.cudnn.benchmark = True
 
 
 class _StopFlag:
