@@ -304,6 +304,7 @@ def test_kill9_at_random_moments_then_resume(tmp_path, reference):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(900)
 def test_kill9_at_many_random_moments_then_resume(tmp_path, reference):
     _kill9_at_random_moments(tmp_path, reference, n=12, seed=1)
 

@@ -34,6 +34,7 @@ def test_make_targets_resolve():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # the demo trains the quick preset: minutes, not the default 120 s
 def test_demo_job_runs():
     # What `make demo` runs after setup, end to end on real data (about 5 minutes).
     makefile = (ROOT / "Makefile").read_text()
