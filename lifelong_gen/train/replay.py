@@ -29,8 +29,9 @@ def sample_codes(
     z = torch.randn(n, z_dim, generator=generator, device=on)
     c = torch.randn(n, c_dim, generator=generator, device=on)
     d_idx = torch.randint(0, d_slots, (n,), generator=generator, device=on)
-    # scatter, not F.one_hot: one_hot checks the indices' range with a device-to-host read.
-    d = torch.zeros(n, d_dim, device=on).scatter_(1, d_idx[:, None], 1.0)
+    # A comparison, not F.one_hot (it reads the indices' range back to the host) nor scatter_
+    # (flagged by CUDA's deterministic-algorithms check): elementwise, no sync, same 0/1 values.
+    d = (d_idx[:, None] == torch.arange(d_dim, device=on)).float()
     return z.to(device), c.to(device), d.to(device), d_idx.to(device)
 
 
