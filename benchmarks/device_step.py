@@ -58,7 +58,7 @@ def make_trainer(preset: str, quick: bool, variant: tuple[str, bool], device: st
     data = [load_domain(s, run.model.img_channels, run.model.img_resolution) for s in run.train.domains]
     trainer = Trainer(run, Path(tmp) / f"{variant[0]}-{variant[1]}", data=data, progress=False, device=device)
     trainer.end_domain(trainer.phases[0])  # replay on: time domain 2
-    return trainer, preset_settings(preset, quick)
+    return trainer
 
 
 def profile(trainer, phase, steps: int) -> dict:
@@ -80,7 +80,7 @@ def profile(trainer, phase, steps: int) -> dict:
             "kernel_launches_per_step": round(launches / steps, 1)}
 
 
-def write_report(args, device: torch.device, results: dict, preset: dict) -> Path:
+def write_report(args, device: torch.device, results: dict, tc) -> Path:
     """The JSON report of the variants measured so far (rewritten after each: a cut-off run keeps them)."""
     results = {name: dict(row) for name, row in results.items()}
     if "eager" in results:
@@ -89,7 +89,7 @@ def write_report(args, device: torch.device, results: dict, preset: dict) -> Pat
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     report = {
         "device": args.device, "device_name": name, "preset": args.preset + (" --quick" if args.quick else ""),
-        "batch_size": preset.get("batch_size", 64), "n_critic": preset.get("n_critic"),
+        "batch_size": tc.batch_size, "n_critic": tc.n_critic,
         "steps_timed": args.steps, "warmup_steps": args.warmup, "variants": results,
         "machine": {"torch": torch.__version__, "python": platform.python_version(), "threads": torch.get_num_threads(),
                     "cpus": os.cpu_count(), "load_average": [round(x, 2) for x in os.getloadavg()]},
@@ -117,7 +117,8 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in names:
-            trainer, preset = make_trainer(args.preset, args.quick, VARIANTS[name], args.device, tmp)
+            trainer = make_trainer(args.preset, args.quick, VARIANTS[name], args.device, tmp)
+            tc = trainer.tc
             phase = trainer.phases[1]
             t0 = time.perf_counter()
             for _ in range(args.warmup):
@@ -131,15 +132,15 @@ def main() -> None:
             ms = (time.perf_counter() - t0) / args.steps * 1e3
             row = {"compile": VARIANTS[name][0], "cuda_deterministic": VARIANTS[name][1], "ms_per_generator_step": round(ms, 2),
                    "images_per_s": round(trainer.tc.batch_size * 1e3 / ms, 1), "warmup_s": round(warmup_s, 1)}
-            total_steps = preset["steps_per_domain"] * len(preset["domains"])
+            total_steps = tc.steps_per_domain * len(tc.domains)
             row["preset_minutes_est"] = round((total_steps * ms / 1e3 + warmup_s) / 60, 2)
             if device.type == "cuda":
                 row.update(profile(trainer, phase, args.profile_steps))
             results[name] = row
             print(name, json.dumps(row), flush=True)
-            write_report(args, device, results, preset)
+            write_report(args, device, results, tc)
             del trainer
-    print(f"wrote {write_report(args, device, results, preset)}")
+    print(f"wrote {write_report(args, device, results, tc)}")
 
 
 if __name__ == "__main__":

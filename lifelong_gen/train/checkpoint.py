@@ -42,11 +42,15 @@ MANIFEST_NAME = "manifest.json"
 # ---------------------------------------------------------------- atomic primitives
 
 
+def tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """Tensors in safetensors' format, in memory (copied to the CPU first)."""
+    # clone: state_dict tensors may share storage (S on the critic's trunk).
+    return save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, metadata=metadata)
+
+
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
     """One safetensors file (save_file's format), written atomically through lifelong_gen.atomic."""
-    # clone: state_dict tensors may share storage (S on the critic's trunk).
-    data = save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, metadata=metadata)
-    atomic_write_bytes(path, data)
+    atomic_write_bytes(path, tensor_bytes(tensors, metadata))
 
 
 # ---------------------------------------------------------------- bundles
@@ -176,8 +180,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, tensors: dict[str, to
     final = ckpt_root / name
     with atomic_directory(final) as tmp:  # replaces a step-N re-written after a resume from an older one
         files = {
-            "state.safetensors": _write_synced(tmp / "state.safetensors", save(
-                {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()})),
+            "state.safetensors": _write_synced(tmp / "state.safetensors", tensor_bytes(tensors)),
             "state.json": _write_synced(tmp / "state.json", json.dumps(state, indent=2, sort_keys=True).encode()),
         }
         _write_synced(tmp / MANIFEST_NAME, json.dumps({"step": step, "files": files}, indent=2, sort_keys=True).encode())

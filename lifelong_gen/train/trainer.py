@@ -183,13 +183,12 @@ class Trainer:
     # ------------------------------------------------------------ setup
 
     def _make_phases(self, data: list[DomainData]) -> list[Phase]:
-        on_device = self.device
         if self.tc.joint:
             images = torch.cat([d.train_images for d in data])
             weights = torch.cat([torch.full((d.train_images.shape[0],), 1.0 / d.train_images.shape[0]) for d in data])
-            return [Phase(0, "joint:" + "+".join(d.spec for d in data), images.to(on_device),
-                          self.tc.steps_per_domain * len(data), self.cfg.d_dim, 0.0, weights.to(on_device))]
-        return [Phase(k, d.spec, d.train_images.to(on_device), self.tc.steps_per_domain,
+            return [Phase(0, "joint:" + "+".join(d.spec for d in data), images.to(self.device),
+                          self.tc.steps_per_domain * len(data), self.cfg.d_dim, 0.0, weights.to(self.device))]
+        return [Phase(k, d.spec, d.train_images.to(self.device), self.tc.steps_per_domain,
                       domain_slots(self.tc, self.cfg, k), self.tc.replay_ratio_for(k))
                 for k, d in enumerate(data)]
 
@@ -216,15 +215,17 @@ class Trainer:
         self.opt_g = torch.optim.Adam(g_params, lr=self.tc.lr_g, betas=self.tc.betas, fused=fused)
         self.fw = training_forwards(self.G, self.D, self.S, self.dist, self.tc.compile)
 
-    def _make_rng(self) -> torch.Generator:
+    def _make_rng(self, restart_at: int = 0) -> torch.Generator:
         """The run's one random stream, on the training device.
 
         Rank 0 keeps the single-process seed; other ranks draw different data and codes.
+        `restart_at` > 0: a fresh stream for a resume that cannot restore the saved one.
         (Mixed through SeedSequence: torch's CPU generator keeps only a seed's low 32 bits.)
         """
         seed = self.tc.seed + 1
-        if self.dist.rank:
-            seed = int(np.random.SeedSequence([self.tc.seed, self.dist.rank]).generate_state(1)[0])
+        if self.dist.rank or restart_at:
+            entropy = [self.tc.seed, self.dist.rank] + ([restart_at] if restart_at else [])
+            seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
         return torch.Generator(device=self.device).manual_seed(seed)
 
     # ------------------------------------------------------------ one generator step
@@ -449,6 +450,7 @@ class Trainer:
             self.snapshot = ReplaySnapshot(G_old, state["snapshot_d_slots"])
         for key, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             ckpt.optimizer_from_tensors(opt, key, tensors, state["optimizers"][key])
+        self.phase_index, self.step, self.global_step = state["phase_index"], state["step"], state["global_step"]
         suffix = "" if self.dist.rank == 0 else f".rank{self.dist.rank}"
         saved_device = state.get("rng_device", "cpu")
         if saved_device == self.rng.device.type:
@@ -456,9 +458,8 @@ class Trainer:
         else:  # a CPU generator's state means nothing to a CUDA one (and back)
             log.warning("the checkpoint's random stream was on %s, this run trains on %s: continuing with a fresh "
                         "stream (not bit-identical to an uninterrupted run)", saved_device, self.rng.device.type)
-            self.rng.manual_seed(self.tc.seed + 1 + self.global_step + 1_000_003 * self.dist.rank)
+            self.rng = self._make_rng(restart_at=self.global_step)
         torch.set_rng_state(tensors["rng.torch" + suffix])
-        self.phase_index, self.step, self.global_step = state["phase_index"], state["step"], state["global_step"]
         self.metrics_offset = state["metrics_offset"]
         self._window = LossWindow(state.get("window", []))
         # Metrics logged after this checkpoint belong to steps that will be re-run.
