@@ -86,6 +86,9 @@ def train(
     quick: bool = typer.Option(False, "--quick", help="The preset's small demo-sized variant"),
     out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/<preset or 'run'>)"),
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory with its stored config"),
+    from_model: Optional[str] = typer.Option(None, "--from", help="Continue a trained model onto the new --domains, without its old data: a run or bundle directory, an embedded model (mnist-fashion) or a Hub repo ORG/NAME[@REV]"),
+    critic: str = typer.Option("auto", "--critic", help="With --from: auto (the parent's critic when it has one), parent, or fresh"),
+    critic_warmup: Optional[int] = typer.Option(None, help="With --from: critic-only updates before G moves (default 0 with the parent's critic, 200 with a fresh one)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit"),
     steps_per_domain: Optional[int] = typer.Option(None, help="Generator steps per domain"),
     batch_size: Optional[int] = typer.Option(None),
@@ -133,10 +136,16 @@ def train(
     """Lifelong training over a list of domains; writes a model bundle into the run directory."""
     _setup_logging()
     explicit = {k: v for k, v in locals().items()
-                if v is not None and k not in ("preset", "quick", "out", "resume", "dry_run", "progress", "device", "beta1", "beta2")}
+                if v is not None and k not in ("preset", "quick", "out", "resume", "dry_run", "progress", "device", "beta1", "beta2",
+                                               "from_model", "critic")}
     if beta1 is not None or beta2 is not None:
         explicit["betas"] = (0.5 if beta1 is None else beta1, 0.9 if beta2 is None else beta2)
 
+    if from_model is not None:
+        _continue(from_model, explicit, preset, quick, resume, critic, out, dry_run, progress, device)
+        return
+    if critic != "auto" or critic_warmup is not None:
+        raise LgenError("--critic and --critic-warmup apply to a continued run: add --from MODEL")
     if resume is not None:
         if explicit or preset or quick:
             given = sorted(explicit) + (["preset"] if preset else []) + (["quick"] if quick else [])
@@ -178,13 +187,60 @@ def _process_group(device: str):
         distributed.shutdown()
 
 
+def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick: bool, resume: Optional[Path],
+              critic: str, out: Optional[Path], dry_run: bool, progress: bool, device: str) -> None:
+    """`lgen train --from MODEL --domains NEW`: a new run that starts from a trained model (lineage.py)."""
+    if resume is not None:
+        raise LgenError("--from starts a new run from a model; --resume continues an existing run: give one of them")
+    if preset or quick:
+        raise LgenError("--from takes the parent model's settings; drop --preset/--quick")
+    domains = explicit.pop("domains", None)
+    if not domains:
+        raise LgenError("--from needs the new domains to learn: --domains NEW[,NEW2...]")
+    from lifelong_gen.lineage import continue_config, resolve_parent
+
+    # The settings first (torch-free, no download of weights), so a bad flag costs nothing.
+    parent = resolve_parent(value, weights=not dry_run)
+    run = continue_config(parent, domains, explicit, critic=critic)
+    if dry_run:
+        typer.echo(run.to_json(), nl=False)
+        return
+    require_torch_side("train")
+    new = run.train.domains[run.train.inherited_domains:]
+    run_dir = out if out is not None else Path("runs") / f"{Path(value).name}+{'+'.join(s.replace(':', '-').replace('/', '-') for s in new)}"
+    with _process_group(device) as ctx:
+        if (run_dir / CONFIG_NAME).exists():
+            raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
+        ctx.barrier()
+        from lifelong_gen.train.trainer import Trainer
+
+        trainer = Trainer(run, run_dir, progress=progress, device=device, parent=parent.path)
+        log.info("continuing %s (%s) onto %s: d_dim %d -> %d, critic %s", value, ", ".join(parent.run.train.domains),
+                 ", ".join(new), parent.run.model.d_dim, run.model.d_dim, run.parent["critic"])
+        trainer.train()
+        if ctx.is_main:
+            typer.echo(str(run_dir))
+
+
 def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str) -> None:
+    from lifelong_gen.bundle import CHECKPOINTS_DIR, NETWORK_FILES
     from lifelong_gen.config import read_run_config
 
     run = read_run_config(run_dir)
     if dry_run:
         typer.echo(run.to_json(), nl=False)
         return
+    has_checkpoint = (run_dir / CHECKPOINTS_DIR).is_dir() and any((run_dir / CHECKPOINTS_DIR).iterdir())
+    if not has_checkpoint:
+        # Without a checkpoint a resume starts from random weights and would overwrite these ones
+        # within its first checkpoint: a pulled or copied bundle is not a run to resume.
+        weights = [name for name in NETWORK_FILES.values() if (run_dir / name).is_file()]
+        if weights:
+            raise LgenError(f"{run_dir} holds trained weights ({', '.join(weights)}) but no checkpoint to resume: "
+                            f"to teach it a new domain, `lgen train --from {run_dir} --domains NEW`")
+        if run.train.inherited_domains:
+            raise LgenError(f"{run_dir} continued {run.parent.get('model') if run.parent else 'a parent'} and stopped "
+                            f"before its first checkpoint: remove {run_dir} and run the --from command again")
     require_torch_side("train")
     from lifelong_gen.train.trainer import Trainer
 

@@ -21,7 +21,8 @@ from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.errors import LgenError
 
 # Bumped when config.json changes incompatibly; readers refuse newer versions.
-FORMAT_VERSION = 1
+# 2: TrainConfig's inherited_domains / critic_warmup and RunConfig's parent (lineage.py).
+FORMAT_VERSION = 2
 
 SUPPORTED_RESOLUTIONS = (28, 64)
 PRECISIONS = ("fp32", "bf16")
@@ -115,6 +116,13 @@ class TrainConfig:
     # None: one Cat(d_dim) shared by all domains (the paper). N: each domain adds N categories.
     d_per_domain: Optional[int] = None
     joint: bool = False  # train on the union of all domains at once (upper-bound baseline)
+    # A continued run (`lgen train --from PARENT`, lineage.py): `domains` is the whole lineage,
+    # the parent's domains first; the first `inherited_domains` of them were learned by the
+    # parent and are only replayed, never loaded. 0: a run from scratch.
+    inherited_domains: int = 0
+    # Critic-only updates before the first generator step of a continued run, so a fresh
+    # critic has learned the replay + new-data mix before its gradients move G.
+    critic_warmup: int = 0
     ema_decay: float = 0.999  # EMA copy of G used for sampling and export
     seed: int = 0
     checkpoint_every: int = 500  # generator steps
@@ -154,6 +162,10 @@ class TrainConfig:
             raise LgenError(f"replay_ratio must be in [0, 1), got {self.replay_ratio}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise LgenError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+        if not 0 <= self.inherited_domains < len(self.domains):
+            raise LgenError(f"inherited_domains must be in [0, {len(self.domains)}), got {self.inherited_domains}")
+        if self.critic_warmup < 0:
+            raise LgenError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
         if self.d_per_domain is not None and self.d_per_domain < 1:
             raise LgenError(f"d_per_domain must be >= 1, got {self.d_per_domain}")
         if self.precision not in PRECISIONS:
@@ -174,6 +186,9 @@ class RunConfig:
     data_sources: list[dict[str, Any]] = field(default_factory=list)
     format_version: int = FORMAT_VERSION
     package_version: str = ""
+    # The model this run continued (lineage.py: name or path, revision, weight checksums, its
+    # domains, and its own parent); None for a run from scratch.
+    parent: Optional[dict[str, Any]] = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -202,6 +217,7 @@ class RunConfig:
             data_sources=list(raw.get("data_sources", [])),
             format_version=version,
             package_version=raw.get("package_version", ""),
+            parent=raw.get("parent"),
         )
 
 
@@ -277,7 +293,7 @@ def parse_domains(text: str) -> list[str]:
 
 def native_shape(spec: str) -> Optional[tuple[int, int]]:
     """(channels, resolution) a domain comes in, or None for folders (they adapt)."""
-    if spec in ("mnist", "fashion-mnist"):
+    if spec in ("mnist", "fashion-mnist", "animal-mnist"):
         return (1, 28)
     kind, _, arg = spec.partition(":")
     if kind == "folder":
@@ -289,17 +305,31 @@ def native_shape(spec: str) -> Optional[tuple[int, int]]:
             raise LgenError(f"unknown synthetic domain {spec!r}: use {kind}:bars or {kind}:rings")
         return (1, 28) if kind == "synthetic" else (3, 64)
     raise LgenError(
-        f"unknown domain {spec!r}: use mnist, fashion-mnist, folder:PATH, synthetic:bars|rings or synthetic64:bars|rings"
+        f"unknown domain {spec!r}: use mnist, fashion-mnist, animal-mnist, folder:PATH, synthetic:bars|rings "
+        "or synthetic64:bars|rings"
     )
 
 
 def model_shape(specs: list[str]) -> tuple[int, int]:
-    """The model's (channels, resolution): the first native shape, else 64x64 RGB (folders only)."""
+    """The model's (channels, resolution): the first native shape; for folders only, what their images suggest.
+
+    Folders are judged from a sample of their image headers (images.folder_image_shape):
+    RGB if any folder is colour, 64 if any has images larger than 32 px, so no domain is
+    shrunk or greyed more than the others need. 64x64 RGB when no folder can be read yet
+    (missing or empty: the loader then gives its one-line error).
+    """
     for spec in specs:
         shape = native_shape(spec)
         if shape is not None:
             return shape
-    return (3, 64)
+    # Imported here: Pillow and numpy are needed only for folder-only domain lists.
+    from lifelong_gen.images import folder_image_shape
+
+    folders = [Path(spec.split(":", 1)[1]).expanduser() for spec in specs if spec.startswith("folder:")]
+    shapes = [s for s in map(folder_image_shape, folders) if s is not None]
+    if not shapes:
+        return (3, 64)
+    return max(c for c, _ in shapes), max(r for _, r in shapes)
 
 
 def preset_settings(preset: Optional[str], quick: bool = False) -> dict[str, Any]:

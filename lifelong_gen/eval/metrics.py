@@ -244,11 +244,18 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
+def _snapshot_number(path: Path) -> int:
+    """K of snapshots/domain-K (0 for a name that is not of that form)."""
+    tail = path.name.rpartition("-")[2]
+    return int(tail) if tail.isdigit() else 0
+
+
 def _snapshot_dirs(run_dir: Path) -> list[Path]:
     root = run_dir / SNAPSHOTS_DIR
     if not root.is_dir():
         return []
-    return sorted((p for p in root.iterdir() if (p / CONFIG_NAME).is_file()), key=lambda p: int(p.name.split("-")[-1]))
+    return sorted((p for p in root.iterdir() if (p / CONFIG_NAME).is_file() and _snapshot_number(p)),
+                  key=_snapshot_number)
 
 
 def forgetting(ev: Evaluator, run: RunConfig, snapshots: list[Path], progress=None) -> dict[str, Any]:
@@ -261,8 +268,11 @@ def forgetting(ev: Evaluator, run: RunConfig, snapshots: list[Path], progress=No
     T = len(run.train.domains)
     names = ("fid", "relative_share", "cluster_accuracy")
     mats = {k: [[None] * T for _ in range(T)] for k in names}
-    task = progress.add_task("forgetting matrix", total=len(snapshots)) if progress else None
-    for i, snap in enumerate(snapshots[:T]):
+    # snapshots/domain-K is row K-1. A continued run of an exported parent lacks the rows of the
+    # parent's earlier domains (lineage.py): those rows stay null.
+    rows = {_snapshot_number(p) - 1: p for p in snapshots if 1 <= _snapshot_number(p) <= T}
+    task = progress.add_task("forgetting matrix", total=len(rows)) if progress else None
+    for i, snap in sorted(rows.items()):
         _, nets = load_bundle(snap, which=("G_ema", "S"))
         slots = domain_slots(run.train, run.model, i)
         res = ev.evaluate_generator(nets["G_ema"], slots, list(range(i + 1)))
@@ -275,13 +285,14 @@ def forgetting(ev: Evaluator, run: RunConfig, snapshots: list[Path], progress=No
             mats["cluster_accuracy"][i][j] = clus.get(spec, {}).get("accuracy")
         if progress:
             progress.advance(task)
-    last = len(snapshots[:T]) - 1
+    last = max(rows, default=-1)
     bwt = {}
     for k in names:
         diffs = [mats[k][last][j] - mats[k][j][j] for j in range(last)
                  if mats[k][last][j] is not None and mats[k][j][j] is not None]
         bwt[k] = float(np.mean(diffs)) if diffs else None
-    return {"domains": list(run.train.domains), "rows": [p.name for p in snapshots[:T]], **mats, "bwt": bwt}
+    return {"domains": list(run.train.domains), "rows": [rows[i].name if i in rows else None for i in range(last + 1)],
+            **mats, "bwt": bwt}
 
 
 def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_weights: Optional[Path] = None,

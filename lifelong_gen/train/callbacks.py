@@ -92,7 +92,7 @@ class PlainProgress(Callback):
         self.last = now
         per_step = (now - self.start) / max(1, step - self.start_step)
         eta = int(per_step * (phase.steps - step))
-        self.emit(f"domain {phase.index + 1}/{len(trainer.phases)} {phase.name}: step {step}/{phase.steps} "
+        self.emit(f"domain {phase.index + 1}/{trainer.lineage_length} {phase.name}: step {step}/{phase.steps} "
                   f"({100 * step // phase.steps}%), {per_step:.3f} s/step, ETA {eta // 3600}:{eta // 60 % 60:02d}:"
                   f"{eta % 60:02d}, {loss_text(losses)}")
 
@@ -111,7 +111,7 @@ class RichProgress(Callback):
         self.task, self.last = None, 0.0
 
     def before_domain(self, trainer, phase):
-        self.task = self.progress.add_task(f"{phase.index + 1}/{len(trainer.phases)} {phase.name}",
+        self.task = self.progress.add_task(f"{phase.index + 1}/{trainer.lineage_length} {phase.name}",
                                            total=phase.steps, completed=trainer.step, losses="")
 
     def after_step(self, trainer, phase, losses):

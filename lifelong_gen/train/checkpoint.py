@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file, save
 
 from lifelong_gen.atomic import atomic_directory, atomic_write_bytes, sha256_file, write_synced
-from lifelong_gen.bundle import CHECKPOINTS_DIR, CONFIG_NAME, NETWORK_FILES
+from lifelong_gen.bundle import CHECKPOINTS_DIR, CONFIG_NAME, NETWORK_FILES, SNAPSHOTS_DIR
 from lifelong_gen.config import RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.hub import fetch_bundle
@@ -67,6 +67,25 @@ def save_bundle(bundle: Path, run: RunConfig, networks: dict[str, torch.nn.Modul
     for key, module in networks.items():
         atomic_save_tensors(bundle / NETWORK_FILES[key], module.state_dict(),
                             metadata={"format": "pt", "network": key})
+
+
+def copy_parent_snapshots(parent: Path, run_dir: Path, inherited: int) -> None:
+    """A continued run's snapshots/domain-K/ for the parent's domains (the forgetting matrix's rows).
+
+    domain-`inherited` is the parent itself (its config and the EMA G and S it was continued
+    from); earlier ones are the parent's own snapshots when it is a run directory that has them
+    (an exported bundle has none: those rows stay empty). Byte copies, each directory atomic.
+    """
+    parent, root = Path(parent), Path(run_dir) / SNAPSHOTS_DIR
+    sources = {k: parent / SNAPSHOTS_DIR / f"domain-{k}" for k in range(1, inherited)}
+    sources[inherited] = parent
+    for k, src in sources.items():
+        files = [CONFIG_NAME, NETWORK_FILES["G_ema"], NETWORK_FILES["S"]]
+        if not all((src / rel).is_file() for rel in files):
+            continue
+        with atomic_directory(root / f"domain-{k}") as tmp:
+            for rel in files:
+                shutil.copyfile(src / rel, tmp / rel)
 
 
 def load_state_strict(module: torch.nn.Module, path: Path) -> None:

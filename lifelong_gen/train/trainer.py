@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import json
 import logging
 import signal
@@ -51,6 +52,7 @@ from lifelong_gen.train.callbacks import (
 )
 from lifelong_gen.train.domains import DomainData, load_domain, to_float
 from lifelong_gen.train.forwards import training_forwards
+from lifelong_gen.train.growth import grow_into
 from lifelong_gen.train.losses import (
     alignment_loss, augmented_info_loss, clustering_loss, critic_loss, generator_loss, gradient_penalty, info_loss,
     random_affine,
@@ -138,7 +140,7 @@ class Trainer:
 
     def __init__(self, run: RunConfig, run_dir: Path, *, data: Optional[list[DomainData]] = None,
                  on_step: Optional[Callable[["Trainer", dict[str, float]], None]] = None, progress: bool = True,
-                 device: str = "cpu", callbacks: Sequence[Callback] = ()):
+                 device: str = "cpu", callbacks: Sequence[Callback] = (), parent: Optional[Path] = None):
         """
         Args:
             run: the resolved configuration (config.resolve_run_config or read from config.json).
@@ -150,6 +152,10 @@ class Trainer:
             device: "cpu", "cuda" or "auto" (CUDA when available); under torchrun each
                 rank takes its LOCAL_RANK's GPU (distributed.pick_device).
             callbacks: extra `Callback`s, called after the built-in ones.
+            parent: for a continued run (`run.train.inherited_domains` > 0, lineage.py) starting
+                fresh, the parent's bundle directory: its EMA G (grown) starts G and becomes the
+                replay snapshot, its S (grown) starts S, its critic starts D when `run.parent`
+                says so. None when resuming: the checkpoint holds all of it.
         """
         self.run, self.cfg, self.tc, self.run_dir = run, run.model, run.train, Path(run_dir)
         self.on_step, self.callbacks = on_step, list(callbacks)
@@ -165,20 +171,34 @@ class Trainer:
         self.gp_autocast = True
         _choose_kernels(self.device, self.tc.cuda_deterministic)
 
+        self.parent = Path(parent) if parent is not None else None
+        inherited = self.tc.inherited_domains
+        if self.parent is not None and not inherited:
+            raise LgenError("a parent model was given, but the config continues none (use lineage.continue_config)")
+        # The parent first: a damaged or mismatched parent ends in one line before any data work.
+        parent_nets = self._load_parent() if self.parent is not None else None
+        # Only the domains this run learns are loaded: the inherited ones live on in the replay snapshot.
         self.data = data if data is not None else [
             load_domain(spec, self.cfg.img_channels, self.cfg.img_resolution, self.tc.data_root, self.tc.download)
-            for spec in self.tc.domains]
-        run.data_sources = [d.describe() for d in self.data]
+            for spec in self.tc.domains[inherited:]]
+        run.data_sources = list(run.data_sources)[:inherited] + [d.describe() for d in self.data]
         self.phases = self._make_phases(self.data)
         self._build_networks()
         self.rng = self._make_rng()
 
-        self.phase_index = 0
+        self.phase_index = 0  # position in self.phases (a phase's `index` is its domain's place in the lineage)
         self.step = 0  # generator steps done in the current phase
         self.global_step = 0
         self.snapshot: Optional[ReplaySnapshot] = None
+        if parent_nets is not None:
+            self._start_from_parent(parent_nets)
         self.metrics_offset = 0
         self._window = LossWindow()
+
+    @property
+    def lineage_length(self) -> int:
+        """Domains of the lineage: the inherited ones and this run's (a joint run's union counts once)."""
+        return self.tc.inherited_domains + len(self.phases)
 
     # ------------------------------------------------------------ setup
 
@@ -190,7 +210,30 @@ class Trainer:
                           self.tc.steps_per_domain * len(data), self.cfg.d_dim, 0.0, weights.to(self.device))]
         return [Phase(k, d.spec, d.train_images.to(self.device), self.tc.steps_per_domain,
                       domain_slots(self.tc, self.cfg, k), self.tc.replay_ratio_for(k))
-                for k, d in enumerate(data)]
+                for k, d in enumerate(data, start=self.tc.inherited_domains)]
+
+    def _load_parent(self) -> dict[str, torch.nn.Module]:
+        """The parent's networks at its own size (strict key and shape checks, one-line errors)."""
+        which = ("G_ema", "S") + (("D",) if (self.run.parent or {}).get("critic") == "parent" else ())
+        parent_run, nets = ckpt.load_bundle(self.parent, which=which)
+        grown = self.cfg.d_dim - parent_run.model.d_dim
+        expected = dataclasses.replace(parent_run.model, d_dim=self.cfg.d_dim)
+        if expected != self.cfg or grown < 0:
+            raise LgenError(f"{self.parent} is not the parent this config continues (its model config differs)")
+        return nets
+
+    def _start_from_parent(self, nets: dict[str, torch.nn.Module]) -> None:
+        """G, G_ema and S from the parent's EMA G and S (grown along d); D from its critic or fresh;
+        the parent's EMA G as the replay snapshot of the domains it learned."""
+        growth = self.cfg.d_dim - nets["G_ema"].cfg.d_dim
+        grow_into(self.G, nets["G_ema"].state_dict(), growth, "generator")
+        self.G_ema.load_state_dict(self.G.state_dict())
+        grow_into(self.S, nets["S"].state_dict(), growth, "encoder")
+        if "D" in nets:
+            self.D.load_state_dict(nets["D"].state_dict(), strict=True)
+        if self.tc.replay:
+            parent_slots = domain_slots(self.tc, self.cfg, self.tc.inherited_domains - 1)
+            self.snapshot = ReplaySnapshot(self.G_ema, parent_slots)
 
     def _build_networks(self) -> None:
         """G, D, S and the EMA copy of G on the device; their optimizers; the step's forwards."""
@@ -362,8 +405,17 @@ class Trainer:
     # ------------------------------------------------------------ domain hooks
 
     def begin_domain(self, phase: Phase) -> None:
-        log.info("domain %d/%d %s: %d steps, d slots %d, replay ratio %.3f", phase.index + 1, len(self.phases),
+        log.info("domain %d/%d %s: %d steps, d slots %d, replay ratio %.3f", phase.index + 1, self.lineage_length,
                  phase.name, phase.steps, phase.d_slots, phase.replay_ratio if self.snapshot else 0.0)
+
+    def warm_up_critic(self, phase: Phase) -> None:
+        """`critic_warmup` critic-only updates before a continued run's first generator step: a fresh
+        critic first learns to score the replay + new-data mix against G, so its first gradients
+        to G point somewhere (lineage.FRESH_CRITIC_WARMUP; experiments/continuation.md)."""
+        log.info("critic warm-up: %d critic updates before G moves", self.tc.critic_warmup)
+        self.G.train()
+        for _ in range(self.tc.critic_warmup):
+            self.critic_step(phase)
 
     def end_domain(self, phase: Phase) -> None:
         """Freeze the EMA generator as the replay snapshot G_{k} for the next domain."""
@@ -501,12 +553,21 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.write_config(self.run_dir, self.run)
+        if self.parent is not None and self.global_step == 0:
+            # A continued run holds what it needs from its parent from its first moment: the parent's
+            # snapshots (the forgetting matrix's first rows) and a checkpoint of the grown start,
+            # so a resume never needs the parent again.
+            if self.dist.is_main:
+                ckpt.copy_parent_snapshots(self.parent, self.run_dir, self.tc.inherited_domains)
+            self.checkpoint()
         with closing_all(self._all_callbacks()) as callbacks, \
                 _stop_on_signals(self.dist.world_size == 1) as stop:
             while self.phase_index < len(self.phases):
                 phase = self.phases[self.phase_index]
                 if self.step == 0:
                     self.begin_domain(phase)
+                    if phase.index == self.tc.inherited_domains > 0 and self.tc.critic_warmup:
+                        self.warm_up_critic(phase)
                 for cb in callbacks:
                     cb.before_domain(self, phase)
                 t0 = time.perf_counter()

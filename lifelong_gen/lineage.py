@@ -1,0 +1,185 @@
+"""Continuing a trained model onto new domains: which parent, which settings, the lineage record.
+
+`lgen train --from MODEL --domains NEW` is the paper's setting across runs (Definition 2):
+while a new domain is learned, only its data and the previous generator are available.
+This module owns the torch-free half of it:
+
+- `resolve_parent`: MODEL as `--model` takes it (a run or bundle directory, the name of an
+  embedded model such as `mnist-fashion`, or `ORG/NAME[@REV]` through the HF cache) -> a
+  local directory with config.json, the EMA generator, S and, when present, the critic;
+  the weight files are checked against the bundle's checksums.json when it has one.
+- `continue_config`: the child's RunConfig. Method settings (the networks, d_per_domain,
+  the loss weights and levers) are the parent's and cannot be changed; training settings
+  (steps, batch, learning rates, replay, seed, cadence, device-side options) may be.
+  `domains` becomes the whole lineage (the parent's first) with `inherited_domains` set,
+  and d_dim grows by d_per_domain per new domain (train/growth.py grows the weights).
+- the lineage record in config.json's `parent`: the model as given, where it was found,
+  its revision, the sha256 of the weights used, its domains and its own parent (nested,
+  so a chain of continuations is recorded whole).
+
+The weights themselves are loaded and grown on the torch side (train/trainer.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from lifelong_gen import __version__
+from lifelong_gen.atomic import sha256_file
+from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME, NETWORK_FILES
+from lifelong_gen.config import MODEL_KEYS, RunConfig, native_shape, parse_domains, read_run_config
+from lifelong_gen.errors import LgenError, one_line
+
+# A continued run keeps these training settings of its parent: they define the objective
+# the parent's codes were learned under (the model's shape is fixed by its weights anyway).
+METHOD_SETTINGS = ("d_per_domain", "gp_lambda", "info_weight_discrete", "info_weight_continuous",
+                   "info_augment_weight", "s_real_weight", "s_balance_weight")
+# What `--from` may change; anything else given is refused in one line.
+TRAINING_SETTINGS = ("steps_per_domain", "batch_size", "n_critic", "lr_g", "lr_d", "betas", "replay",
+                     "replay_ratio", "replay_alignment", "ema_decay", "seed", "checkpoint_every", "log_every",
+                     "data_root", "download", "precision", "compile", "cuda_deterministic", "critic_warmup")
+REQUIRED_WEIGHTS = ("G_ema", "S")
+# Critic-only updates before G moves when the critic starts fresh (the parent has none, or
+# --fresh-critic): measured in experiments/continuation.md.
+FRESH_CRITIC_WARMUP = 200
+CRITIC_CHOICES = ("auto", "parent", "fresh")
+
+
+@dataclass
+class Parent:
+    """A model to continue: where its files are, its config, and how it was found."""
+
+    path: Path  # a local directory with config.json and the weight files
+    run: RunConfig
+    record: dict[str, Any]  # the lineage entry (without the critic choice, made later)
+    has_critic: bool
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _verify_listed(root: Path, files: list[str]) -> None:
+    """Check `files` against ROOT/checksums.json when the bundle has one (embedded, pulled)."""
+    path = root / CHECKSUMS_NAME
+    if not path.is_file():
+        return
+    try:
+        listed = json.loads(path.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise LgenError(f"{path} is unreadable ({one_line(e)})") from None
+    for rel in files:
+        if rel in listed and sha256_file(root / rel) != listed[rel]:
+            raise LgenError(f"{root / rel} does not match its sha256 in {CHECKSUMS_NAME}: the parent model is damaged")
+
+
+def _locate(value: str, endpoint: Optional[str], weights: bool) -> tuple[Path, dict[str, Any]]:
+    """(local directory, where-found fields of the record) for a --from value."""
+    from lifelong_gen import embedded, hub
+
+    local = Path(value).expanduser()
+    if local.is_dir():  # a directory of that name wins over an embedded model or a Hub id
+        return local, {"source": "local", "path": str(local.resolve())}
+    if (embedded.PRETRAINED_ROOT / value / CONFIG_NAME).is_file():
+        return embedded.PRETRAINED_ROOT / value, {"source": "embedded", "name": value,
+                                                  "package_version": __version__}
+    ref = hub.as_hub_ref(value)
+    if ref is None:
+        raise LgenError(f"--from {value}: no such directory, embedded model or Hub repo id (ORG/NAME[@REV])")
+    hub.quiet_hub_output()
+    files = [CONFIG_NAME, CHECKSUMS_NAME]
+    if weights:
+        files += [NETWORK_FILES[k] for k in (*REQUIRED_WEIGHTS, "D")]
+    path = hub.download(ref, files, endpoint=endpoint, local_hint=True)
+    # The cache's snapshot folder is named after the commit: the exact revision used.
+    return path, {"source": "hub", "repo_id": ref.repo_id, "revision": ref.revision, "commit": path.name}
+
+
+def resolve_parent(value: str, *, endpoint: Optional[str] = None, weights: bool = True) -> Parent:
+    """The parent model named by `--from VALUE`, checked before any training work.
+
+    Args:
+        value: a run or bundle directory, an embedded model's name, or ORG/NAME[@REV].
+        endpoint: the Hub URL (default HF_ENDPOINT).
+        weights: False for `--dry-run`: only config.json is needed (and fetched).
+
+    One-line LgenError when it is missing, is not a bundle, or lacks the EMA generator or S.
+    """
+    path, record = _locate(value, endpoint, weights)
+    run = read_run_config(path)
+    record = {"model": value, **record, "domains": list(run.train.domains), "d_dim": run.model.d_dim,
+              "parent": run.parent}
+    has_critic = (path / NETWORK_FILES["D"]).is_file()
+    if weights:
+        missing = [NETWORK_FILES[k] for k in REQUIRED_WEIGHTS if not (path / NETWORK_FILES[k]).is_file()]
+        if missing:
+            raise LgenError(f"--from {value}: the model has no {', '.join(missing)} (a continuation needs the EMA "
+                            f"generator and S; an ONNX-only pull lacks them: `lgen pull` without --onnx-only)")
+        used = [NETWORK_FILES[k] for k in REQUIRED_WEIGHTS] + ([NETWORK_FILES["D"]] if has_critic else [])
+        _verify_listed(path, used)
+        record["weights"] = {rel: sha256_file(path / rel) for rel in used}
+    return Parent(path=path, run=run, record=record, has_critic=has_critic)
+
+
+def continue_config(parent: Parent, domains: str | list[str], overrides: dict[str, Any], *,
+                    critic: str = "auto") -> RunConfig:
+    """The RunConfig of a run that continues `parent` onto `domains` (validated; one-line errors).
+
+    Args:
+        parent: from resolve_parent.
+        domains: the new domains (the CLI's comma-separated text or a list).
+        overrides: flag settings given; only TRAINING_SETTINGS may differ from the parent's.
+        critic: "auto" (the parent's critic when it has one), "parent" (required) or "fresh".
+    """
+    new = parse_domains(domains) if isinstance(domains, str) else list(domains)
+    pm, pt = parent.run.model, parent.run.train
+    for spec in new:
+        if spec in pt.domains:
+            raise LgenError(f"domain {spec} is already in the parent's lineage ({', '.join(pt.domains)})")
+        shape = native_shape(spec)
+        if shape is not None and shape != (pm.img_channels, pm.img_resolution):
+            raise LgenError(f"domain {spec} comes as {shape[0]}x{shape[1]}x{shape[1]}, the parent model is "
+                            f"{pm.img_channels}x{pm.img_resolution}x{pm.img_resolution}: a continuation keeps the "
+                            f"parent's shape (a folder: domain is converted to it)")
+    for key, value in overrides.items():
+        if key == "joint":
+            if value:
+                raise LgenError("--joint cannot be combined with --from: a continuation has only the new data")
+            continue
+        current = getattr(pm, key) if key in MODEL_KEYS else getattr(pt, key, None)
+        if key in MODEL_KEYS or key in METHOD_SETTINGS:
+            if value != current:
+                raise LgenError(f"{_flag(key)} is fixed by the parent model ({json.dumps(current)}): "
+                                f"a continuation keeps the parent's method settings")
+        elif key not in TRAINING_SETTINGS:
+            raise LgenError(f"{_flag(key)} cannot be combined with --from")
+    if critic not in CRITIC_CHOICES:
+        raise LgenError(f"critic {critic!r} is not one of {', '.join(CRITIC_CHOICES)}")
+    if critic == "parent" and not parent.has_critic:
+        raise LgenError(f"--parent-critic: {parent.record['model']} has no {NETWORK_FILES['D']} "
+                        f"(a run directory has one; on the Hub, `lgen push --with-critic`)")
+    use_parent_critic = parent.has_critic and critic != "fresh"
+    settings = {k: v for k, v in overrides.items() if k in TRAINING_SETTINGS}
+    settings.setdefault("critic_warmup", 0 if use_parent_critic else FRESH_CRITIC_WARMUP)
+    train = dataclasses.replace(pt, domains=list(pt.domains) + new, inherited_domains=len(pt.domains),
+                                joint=False, **settings)
+    train.validate()
+    growth = pt.d_per_domain * len(new) if pt.d_per_domain is not None else 0
+    model = dataclasses.replace(pm, d_dim=pm.d_dim + growth)
+    model.validate()
+    record = {**parent.record, "critic": "parent" if use_parent_critic else "fresh"}
+    sources = list(parent.run.data_sources)[:len(pt.domains)]
+    return RunConfig(model=model, train=train, data_sources=sources, package_version=__version__, parent=record)
+
+
+def lineage_chain(run: RunConfig) -> list[dict[str, Any]]:
+    """The run's ancestors, nearest first (each a lineage record, without its nested parent)."""
+    chain, node = [], run.parent
+    while node:
+        chain.append({k: v for k, v in node.items() if k != "parent"})
+        node = node.get("parent")
+    return chain
