@@ -4,7 +4,8 @@ Owns `read_model_pixels`, the one way an image file becomes model input, for tra
 folder domains (train/domains.py) and for `lgen encode | interpolate --from/--to` alike:
 `open_image` (pixel limit, EXIF orientation, first frame, one-line errors), then
 `to_model_pixels` (any mode and size -> the model's channels and resolution). Also float
-images in [-1, 1] <-> uint8, PNG grids and atomic PNG writes. numpy and Pillow only.
+images in [-1, 1] <-> uint8, PNG grids and atomic PNG writes; a folder's image files and
+the model shape its images suggest (`folder_image_shape`, from headers only). numpy and Pillow only.
 """
 
 from __future__ import annotations
@@ -189,3 +190,64 @@ def load_images(paths: Sequence[Path], channels: int, resolution: int) -> tuple[
     """Read image files for the encoder -> (float32 [N, C, H, W] in [-1, 1], conversion note per file)."""
     read = [read_model_pixels(path, channels, resolution) for path in paths]
     return to_float(np.stack([pixels for pixels, _ in read])), [note for _, note in read]
+
+
+def image_files(root: Path) -> list[Path]:
+    """Every image file under `root` (recursively, by IMAGE_SUFFIXES), sorted: what a folder domain reads."""
+    return sorted(p for p in Path(root).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+# Modes whose pixels are one grey value (with or without alpha); "P" counts when its palette is grey.
+GREY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
+def _palette_is_grey(palette) -> bool:
+    """Whether every entry of a Pillow palette has r == g == b; a palette not yet read counts as colour."""
+    if palette is None or palette.mode not in ("L", "LA", "RGB", "RGBA"):
+        return False
+    if palette.mode in ("L", "LA"):
+        return True
+    step = len(palette.mode)
+    raw = bytes(palette.palette)
+    entries = np.frombuffer(raw[: len(raw) // step * step], np.uint8).reshape(-1, step)  # [K, 3|4]
+    return len(entries) > 0 and bool((entries[:, :3] == entries[:, :1]).all())
+
+
+def folder_image_shape(root: Path, sample: int = 32) -> Optional[tuple[int, int]]:
+    """The model shape a folder's own images suggest: (channels, resolution), or None.
+
+    Reads only the headers (Image.open does not decode) of up to `sample` files spread
+    evenly over the sorted list, so the answer is deterministic and cheap for any folder
+    size. Channels: 1 when every sampled image is grey (GREY_MODES, or a palette image
+    whose whole palette is grey, known from a PNG's header), else 3. Resolution: 28 when
+    no sampled side exceeds 32 (the nearest supported size for MNIST-like images), else 64.
+    None when the folder is missing or no sampled file has a readable header: the folder
+    loader reports that.
+    """
+    import warnings
+
+    from PIL import Image
+
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    files = image_files(root)
+    picks = sorted({len(files) * i // sample for i in range(sample)}) if len(files) > sample else range(len(files))
+    grey, largest, read = True, 0, 0
+    for i in picks:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. DecompressionBombWarning: nothing is decoded here
+                with Image.open(files[i]) as im:
+                    mode, size, palette = im.mode, im.size, im.palette
+        except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+            continue  # unreadable or not an image: skipped here, the folder loader names the file
+        read += 1
+        largest = max(largest, *size)
+        if mode in ("P", "PA"):
+            grey = grey and _palette_is_grey(palette)
+        elif mode not in GREY_MODES:
+            grey = False
+    if read == 0:
+        return None
+    return (1 if grey else 3), (28 if largest <= 32 else 64)

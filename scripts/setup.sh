@@ -26,4 +26,7 @@ else
   .venv/bin/pip install -q torch==2.14.1 torchvision==0.29.1
 fi
 .venv/bin/pip install -q -e '.[train,cpu,eval,dev]'
+# The animal-mnist domain's data (10,000 silhouettes). --no-deps: the package declares TensorFlow,
+# which only its own loader needs; lifelong-gen reads the data file itself (safe_pickle.py).
+.venv/bin/pip install -q --no-deps animal-mnist==0.4
 echo "setup: done (.venv)"

