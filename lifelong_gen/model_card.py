@@ -22,6 +22,7 @@ from lifelong_gen.atomic import atomic_write_text
 from lifelong_gen.bundle import CARD_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES, ONNX_FILES
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
 from lifelong_gen.errors import one_line
+from lifelong_gen.lineage import lineage_chain
 from lifelong_gen.export import spec
 
 TEMPLATE = "bundle_card.md.j2"
@@ -189,7 +190,7 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
             d_range = f"0–{model.d_dim - 1} (shared)"
         counts = (f"{src['train_images']:,} / {src['test_images']:,}"
                   if isinstance(src.get("train_images"), int) and isinstance(src.get("test_images"), int) else "—")
-        domains.append({"index": k + 1, "spec": name, "d_range": d_range,
+        domains.append({"index": k + 1, "spec": name, "d_range": d_range, "learned_by": _learned_by(run, k),
                         "source": str(src.get("source", "—")).replace("|", "\\|"), "images": counts})
 
     datasets = []
@@ -234,7 +235,42 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
         weights=[w for key, w in NETWORK_FILES.items() if (bundle / w).is_file() and (with_critic or key != "D")],
         repo_id=repo_id, model_flag=model_flag, python_ref=python_ref, python_comment=python_comment,
         sections=[{"title": t, "body": b.strip()} for t, b in sections],
+        lineage=_lineage_rows(run),
     )
+
+
+def _ancestor_name(record: dict[str, Any]) -> str:
+    """How a card names an ancestor: the Hub id and commit, the embedded name, or the path given."""
+    if record.get("source") == "hub":
+        commit = record.get("commit") or record.get("revision") or ""
+        return f"{record.get('repo_id')}@{commit[:12]}" if commit else str(record.get("repo_id"))
+    if record.get("source") == "embedded":
+        return f"{record.get('name')} (embedded in lifelong-gen {record.get('package_version', '?')})"
+    return str(record.get("model"))
+
+
+def _learned_by(run: RunConfig, k: int) -> str:
+    """Which model of the lineage learned domain k: this run, or the ancestor whose run added it."""
+    chain = lineage_chain(run)  # nearest first
+    if k >= run.train.inherited_domains:
+        return "this model"
+    owner = chain[0]
+    for record in chain:  # the oldest ancestor that already had domain k learned it
+        if len(record.get("domains", [])) > k:
+            owner = record
+    return "`" + _ancestor_name(owner) + "`"
+
+
+def _lineage_rows(run: RunConfig) -> list[dict[str, str]]:
+    """One row per ancestor, nearest first: its name, domains, d size, critic use and weight sha256s."""
+    rows = []
+    for i, record in enumerate(lineage_chain(run)):
+        weights = record.get("weights") or {}
+        rows.append({"name": _ancestor_name(record), "domains": " → ".join(record.get("domains", [])),
+                     "d_dim": str(record.get("d_dim", "—")),
+                     "critic": str(record.get("critic", "—")) if i == 0 else "—",
+                     "weights": ", ".join(f"`{rel}` {sha[:12]}" for rel, sha in sorted(weights.items())) or "—"})
+    return rows
 
 
 def write_card(bundle: Path, **kwargs: Any) -> Path:

@@ -263,3 +263,19 @@ def test_embedded_model_name_is_a_parent():
 def test_resolve_run_config_is_unchanged_for_runs_from_scratch():
     run = resolve_run_config({**TINY, "domains": "synthetic:bars"})
     assert run.train.inherited_domains == 0 and run.parent is None and run.train.critic_warmup == 0
+
+
+def test_model_card_shows_the_lineage(parent, tmp_path):
+    from lifelong_gen.model_card import render_card
+
+    child = tmp_path / "c"
+    r = lgen("train", "--from", str(parent), "--domains", "synthetic:rings", "--steps-per-domain", "2",
+             "--out", str(child), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    card = render_card(child)
+    assert "## Lineage" in card
+    sha = __import__("hashlib").sha256((parent / "encoder.safetensors").read_bytes()).hexdigest()
+    assert f"`encoder.safetensors` {sha[:12]}" in card
+    assert f"| 1 | `synthetic:bars` | 0–2 | `{parent}` |" in card
+    assert "| 2 | `synthetic:rings` | 3–5 | this model |" in card
+    assert "## Lineage" not in render_card(parent)  # a model trained from scratch has none

@@ -43,6 +43,7 @@ def summary_rows(m: dict) -> list[tuple[str, Optional[float]]]:
              ("d purity (mean)", m["interpretability"]["d_purity"]["mean"])]
     for name, t in m["interpretability"]["traversal"].items():
         rows.append((f"{name} traversal: class change", t["class_change"]))
+    out += _continuation_section(m)
     f = m.get("forgetting")
     if f:
         rows += [("BWT FID (+ = forgetting)", f["bwt"]["fid"]), ("BWT relative share (− = forgetting)", f["bwt"]["relative_share"]),
@@ -64,6 +65,7 @@ def run_report(m: dict, figures: list[str]) -> str:
     purity = m["interpretability"]["d_purity"]["per_d"]
     out += ["## Discrete code d on generated samples", "",
             table(["d", "most common class", "purity"], [[r["d"], r["class"], r["purity"]] for r in purity]), ""]
+    out += _continuation_section(m)
     f = m.get("forgetting")
     if f:
         out += ["## Forgetting matrix", "", "Rows: snapshot after each domain; columns: domain evaluated.", ""]
@@ -74,6 +76,32 @@ def run_report(m: dict, figures: list[str]) -> str:
     if figures:
         out += ["## Figures", ""] + [f"![{p}]({p})" for p in figures] + [""]
     return "\n".join(out)
+
+
+def _continuation_section(m: dict) -> list[str]:
+    """For a continued run (`lgen train --from`): each domain's share, and each old domain's FID
+    before (the parent, the forgetting matrix's row of its last domain) and after; the grid."""
+    t = m["training"]
+    inherited = t.get("inherited_domains") or 0
+    if not inherited:
+        return []
+    f = m.get("forgetting") or {}
+    fid = f.get("fid") or []
+    before = fid[inherited - 1] if len(fid) >= inherited else None
+    after = fid[-1] if fid else None
+    rows = []
+    for k, spec in enumerate(t["domains"]):
+        entry = m["per_domain"].get(spec, {})
+        rows.append([spec, "parent" if k < inherited else "this run", entry.get("sample_share"),
+                     before[k] if before and k < inherited else None, after[k] if after else None,
+                     (entry.get("clustering") or {}).get("accuracy")])
+    grid = f"samples/domain-{len(t['domains'])}.png"
+    return ["## Continuation", "",
+            f"Continued from `{t.get('parent')}` (critic: {t.get('critic')}); it learned "
+            f"{', '.join(t['domains'][inherited:])} without the data of {', '.join(t['domains'][:inherited])}.", "",
+            table(["domain", "learned by", "sample share", "FID before (parent)", "FID after", "S clustering accuracy"],
+                  rows), "",
+            f"One row per d, shared (z, c) per column (the run's `{grid}`):", "", f"![grid]({grid})", ""]
 
 
 def compare_table(named: list[tuple[str, dict]]) -> str:
