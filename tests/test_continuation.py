@@ -279,3 +279,42 @@ def test_model_card_shows_the_lineage(parent, tmp_path):
     assert f"| 1 | `synthetic:bars` | 0–2 | `{parent}` |" in card
     assert "| 2 | `synthetic:rings` | 3–5 | this model |" in card
     assert "## Lineage" not in render_card(parent)  # a model trained from scratch has none
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(600)
+def test_grown_embedded_model_exports_and_samples_all_30_d_torch_free(tmp_path, no_torch):
+    """The embedded 20-d model continued onto a third domain keeps the ONNX contract with d_dim 30."""
+    child = tmp_path / "c"
+    r = lgen("train", "--from", "mnist-fashion", "--domains", "synthetic:bars", "--steps-per-domain", "1",
+             "--critic-warmup", "0", "--batch-size", "8", "--out", str(child), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r = lgen("export", str(child))
+    assert r.returncode == 0, r.stderr
+    script = f"""
+import json, numpy as np
+from lifelong_gen.export.runtime import load_model
+m = load_model({str(child)!r})
+cfg = json.load(open({str(child / "config.json")!r}))["model"]
+assert cfg["d_dim"] == 30
+rng = np.random.default_rng(0)
+z = rng.standard_normal((30, cfg["z_dim"])).astype(np.float32)
+c = rng.standard_normal((30, cfg["c_dim"])).astype(np.float32)
+images = m.sample(z, c, np.eye(30, dtype=np.float32))
+assert images.shape == (30, 1, 28, 28) and np.isfinite(images).all()
+logits, _ = m.encode(images)
+assert logits.shape == (30, 30)
+print("ok", len({{im.tobytes() for im in images}}))
+"""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env={**__import__("os").environ,
+                                                                                          **no_torch})
+    assert r.returncode == 0 and r.stdout.strip() == "ok 30", r.stderr
+    r = lgen("sample", "--model", str(child), "--d", "29", "--n", "2", "--out", str(tmp_path / "d29.png"),
+             env=no_torch)
+    assert r.returncode == 0, r.stderr
+    r = lgen("sample", "--model", str(child), "--d", "30", "--n", "2", "--out", str(tmp_path / "d30.png"),
+             env=no_torch)
+    assert r.returncode == 2 and not (tmp_path / "d30.png").exists()

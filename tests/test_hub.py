@@ -9,6 +9,7 @@ sampling from the Hub are proved torch-free.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import socket
@@ -417,3 +418,31 @@ def test_hub_default_model_sample_with_no_arguments_torch_free(no_torch, tmp_pat
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["images"][0]["d_probs"]) == 20  # 10 + 10 categories
     assert not (tmp_path / "home").exists()  # the embedded model never touches the HF cache
+
+
+# ---------------------------------------------------------------- lgen train --from ORG/NAME
+
+
+@pytest.mark.heavy
+@pytest.mark.timeout(300)
+def test_train_from_a_hub_repo_continues_it_and_records_the_commit(bundle, no_torch, fake_hub, tmp_path):
+    """A pushed model (critic included) is continued through the HF cache; the lineage names repo and commit."""
+    r = run(hub_env(no_torch, fake_hub, tmp_path / "pusher"), "push", bundle, "org/parent", "--with-critic")
+    assert r.returncode == 0, r.stderr
+    env = {"HF_ENDPOINT": fake_hub.url, "HF_HOME": str(tmp_path / "trainer_home")}  # torch available: it trains
+    child = tmp_path / "child"
+    r = run(env, "train", "--from", "org/parent@main", "--domains", "synthetic:rings", "--steps-per-domain", 2,
+            "--out", child, "--no-progress")
+    assert r.returncode == 0, r.stderr
+    record = config.read_run_config(child).parent
+    assert record["source"] == "hub" and record["repo_id"] == "org/parent" and record["revision"] == "main"
+    assert len(record["commit"]) == 40 and record["critic"] == "parent"
+    for rel in ("generator_ema.safetensors", "encoder.safetensors", "critic.safetensors"):
+        assert record["weights"][rel] == hashlib.sha256((bundle / rel).read_bytes()).hexdigest()
+    assert (child / "snapshots" / "domain-1" / "generator_ema.safetensors").read_bytes() == \
+        (bundle / "generator_ema.safetensors").read_bytes()
+    # A repo that does not exist: one line, nothing written.
+    r = run(env, "train", "--from", "org/missing", "--domains", "synthetic:rings", "--out", tmp_path / "x",
+            "--no-progress")
+    one_line_error(r, "org/missing")
+    assert not (tmp_path / "x").exists()
