@@ -20,6 +20,7 @@ import typer
 
 from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.errors import LgenError, TrainingInterrupted
+from lifelong_gen.runlock import run_lock
 
 app = typer.Typer(
     name="lgen",
@@ -161,7 +162,7 @@ def train(
         return
     require_torch_side("train")
     run_dir = out if out is not None else Path("runs") / ((preset or "run") + ("-quick" if quick else ""))
-    with _process_group(device) as ctx:
+    with _process_group(device) as ctx, run_lock(run_dir, ctx.is_main):
         if (run_dir / CONFIG_NAME).exists():
             raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
         ctx.barrier()  # every rank checked before rank 0 writes config.json
@@ -208,7 +209,7 @@ def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick
     require_torch_side("train")
     new = run.train.domains[run.train.inherited_domains:]
     run_dir = out if out is not None else Path("runs") / f"{Path(value).name}+{'+'.join(s.replace(':', '-').replace('/', '-') for s in new)}"
-    with _process_group(device) as ctx:
+    with _process_group(device) as ctx, run_lock(run_dir, ctx.is_main):
         if (run_dir / CONFIG_NAME).exists():
             raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
         ctx.barrier()
@@ -244,7 +245,7 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str) -> None:
     require_torch_side("train")
     from lifelong_gen.train.trainer import Trainer
 
-    with _process_group(device) as ctx:
+    with _process_group(device) as ctx, run_lock(run_dir, ctx.is_main):
         trainer = Trainer(run, run_dir, progress=progress, device=device)
         if not trainer.restore():
             log.info("no checkpoint in %s yet: starting from the beginning", run_dir)
