@@ -1,24 +1,77 @@
 """`lgen evaluate`: metrics, report and figures for a run or bundle, or a comparison of runs.
 
 Registers its command on the app of cli/app.py; the torch-side evaluation is imported in
-the command body, so importing this module stays torch-free.
+the command body, so importing this module stays torch-free. Owns `output_dir`, the rule
+for where an evaluation is written: into the run itself (other code reads RUN/metrics.json),
+except for an installed or cached bundle (embedded.installed_location), which is never
+written into: its evaluation goes to --out or ./lgen-evaluate/<bundle name>.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from lifelong_gen import embedded
 from lifelong_gen.atomic import atomic_write_json, atomic_write_text
-from lifelong_gen.bundle import COMPARE_NAME, FIGURES_DIR, METRICS_NAME, REPORT_NAME
+from lifelong_gen.bundle import (COMPARE_NAME, CONFIG_NAME, FIGURES_DIR, METRICS_NAME, NETWORK_FILES,
+                                 REPORT_NAME)
 from lifelong_gen.cli.app import _setup_logging, app
 from lifelong_gen.errors import LgenError
 
+log = logging.getLogger("lifelong_gen")
 
-def _evaluate_one(run: Path, out: Optional[Path], num_samples: int, seed: int, inception: Optional[Path],
+# Where the evaluation of an installed or cached bundle goes without --out (relative to the cwd).
+DEFAULT_OUT_ROOT = Path("lgen-evaluate")
+# What the evaluation reads of a bundle: the embedded model checks these against its checksums.
+EVALUATED_FILES = (CONFIG_NAME, NETWORK_FILES["G_ema"], NETWORK_FILES["S"])
+
+
+def bundle_label(run: Path) -> str:
+    """A bundle's short name: its folder's, or `org--name` for an HF snapshot (models--org--name/snapshots/REV)."""
+    resolved = Path(run).resolve()
+    for part in reversed(resolved.parts):
+        if part.startswith("models--") and len(part) > len("models--"):
+            return part[len("models--"):]
+    return resolved.name or "bundle"
+
+
+def check_out(out: Path) -> None:
+    """--out must not lie inside an installed or cached location (one-line LgenError)."""
+    where = embedded.installed_location(out)
+    if where is not None:
+        raise LgenError(f"--out {out} is in {where}, which lgen evaluate never writes into: "
+                        f"choose a directory outside it")
+
+
+def output_dir(run: Path, out: Optional[Path]) -> tuple[Path, Optional[str]]:
+    """Where the evaluation of `run` writes metrics.json, report.md and figures/, and a note to log.
+
+    Args:
+        run: the run directory or bundle evaluated.
+        out: --out, or None: the run itself, unless it is an installed or cached bundle (the
+            package's embedded models, site-packages, the HF cache): then
+            ./lgen-evaluate/<bundle name>, with a note saying so.
+
+    Raises:
+        LgenError: `out` lies inside an installed or cached location.
+    """
+    if out is not None:
+        check_out(out)
+        return Path(out), None
+    where = embedded.installed_location(run)
+    if where is None:
+        return Path(run), None
+    target = DEFAULT_OUT_ROOT / bundle_label(run)
+    return target, (f"{run} is in {where}, which lgen evaluate never writes into: writing {METRICS_NAME}, "
+                    f"{REPORT_NAME} and {FIGURES_DIR}/ to {target} (--out DIR to choose)")
+
+
+def _evaluate_one(run: Path, out: Path, num_samples: int, seed: int, inception: Optional[Path],
                   progress: bool) -> dict:
     from lifelong_gen.cli.app import require_torch_side
 
@@ -26,7 +79,8 @@ def _evaluate_one(run: Path, out: Optional[Path], num_samples: int, seed: int, i
     from lifelong_gen.eval.metrics import evaluate
     from lifelong_gen.eval.report import run_report
 
-    out = out or run
+    if embedded.is_embedded(run):  # the shipped weights, checked before any data or classifier work
+        embedded.verify_checksums(run, EVALUATED_FILES)
     figures_dir = out / FIGURES_DIR
     metrics = evaluate(run, num_samples=num_samples, seed=seed, inception_weights=inception,
                        figures_dir=figures_dir, progress=progress)
@@ -37,10 +91,20 @@ def _evaluate_one(run: Path, out: Optional[Path], num_samples: int, seed: int, i
     return metrics
 
 
+def _resolve(value: Path) -> Path:
+    """A run directory, or the name of an embedded model (`mnist-fashion`; a local directory of that name wins)."""
+    path = embedded.embedded_name(value) or value
+    if not path.is_dir():
+        raise LgenError(f"run directory not found: {value}")
+    return path
+
+
 @app.command(short_help="FID/KID, memory, interpretability and forgetting, offline.")
 def evaluate(
-    runs: Optional[list[Path]] = typer.Argument(None, help="Run directory or bundle (several with --compare)"),
-    out: Optional[Path] = typer.Option(None, help="Where metrics.json, report.md, figures/ go (default: the run)"),
+    runs: Optional[list[Path]] = typer.Argument(None, help="Run directory or bundle, or an embedded model's name "
+                                                           "(several with --compare)"),
+    out: Optional[Path] = typer.Option(None, help="Where metrics.json, report.md, figures/ go (default: the run; "
+                                                  "./lgen-evaluate/NAME for an installed or cached bundle)"),
     compare: bool = typer.Option(False, "--compare", help="Tabulate the runs side by side (evaluating those without metrics.json)"),
     num_samples: int = typer.Option(5000, help="Generated samples for quality and memory metrics"),
     seed: int = typer.Option(0),
@@ -52,31 +116,37 @@ def evaluate(
     _setup_logging()
     from lifelong_gen.eval.report import compare_table
 
-    runs = list(runs or [])
-    for r in runs:
-        if not r.is_dir():
-            raise LgenError(f"run directory not found: {r}")
+    named_runs = [(str(r), _resolve(r)) for r in runs or []]
     if compare:
-        if len(runs) < 2:
+        if len(named_runs) < 2:
             raise LgenError("--compare needs at least two runs")
+        if out is not None:
+            check_out(out)  # before any work
         named = []
-        for r in runs:
-            cached = r / METRICS_NAME
-            if reuse and cached.is_file():
+        for label, r in named_runs:
+            dest, note = output_dir(r, None)
+            # An installed bundle's own metrics.json is the shipped one; a re-measure of it sits in dest.
+            cached = next((p for p in (dest / METRICS_NAME, r / METRICS_NAME) if p.is_file()), None)
+            if reuse and cached is not None:
                 metrics = json.loads(cached.read_text())
             else:
-                metrics = _evaluate_one(r, None, num_samples, seed, inception_weights, progress)
-            named.append((str(r), metrics))
+                if note:
+                    log.info(note)
+                metrics = _evaluate_one(r, dest, num_samples, seed, inception_weights, progress)
+            named.append((label, metrics))
         text = compare_table(named)
         if out:
             atomic_write_text(out / COMPARE_NAME, text + "\n")
         typer.echo(text)
         return
-    if len(runs) != 1:
+    if len(named_runs) != 1:
         raise LgenError("name one run directory or bundle to evaluate (several only with --compare)")
-    run = runs[0]
-    metrics = _evaluate_one(run, out, num_samples, seed, inception_weights, progress)
+    run = named_runs[0][1]
+    dest, note = output_dir(run, out)
+    if note:
+        log.info(note)
+    metrics = _evaluate_one(run, dest, num_samples, seed, inception_weights, progress)
     from lifelong_gen.eval.report import summary_rows, table
 
     typer.echo(table(["metric", "value"], [list(r) for r in summary_rows(metrics)]))
-    typer.echo(f"wrote {(out or run) / METRICS_NAME} and {REPORT_NAME}")
+    typer.echo(f"wrote {dest / METRICS_NAME} and {REPORT_NAME}")

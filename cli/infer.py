@@ -5,9 +5,13 @@ module). `export` is torch-side and imports the exporter inside its body; the ot
 three use only export/runtime.py (numpy, onnxruntime, Pillow), lifelong_gen/hub.py
 (huggingface_hub) and lifelong_gen/embedded.py, so importing this module must never import torch.
 
-`--model` takes an exported directory, a Hub repo `ORG/NAME[@REV]` (lifelong_gen/hub.py
-fetches config.json and onnx/*.onnx only, through the HF cache, offline from it with
-HF_HUB_OFFLINE=1) or nothing: the default model embedded in the package.
+`--model` takes an exported directory, the name of a model embedded in the package
+(`mnist-fashion`; a local directory of that name wins), a Hub repo `ORG/NAME[@REV]`
+(lifelong_gen/hub.py fetches config.json and onnx/*.onnx only, through the HF cache, offline
+from it with HF_HUB_OFFLINE=1) or nothing: the default embedded model.
+
+`encode` cuts a PNG grid that lgen wrote (its layout is in a text chunk) into its images and
+warns about an image far from the model's shape; `interpolate --from/--to` refuse a grid.
 
 Every command validates all of its input (flags, model directory, ONNX files,
 images) before it writes anything: bad input ends as one line `lgen: error: ...`
@@ -41,12 +45,13 @@ def _check_png_path(path: Path, flag: str) -> None:
         raise LgenError(f"{flag} {path} is a directory")
 
 
-MODEL_HELP = ("Exported run or bundle directory, or a Hub repo ORG/NAME[@REV] (fetches config.json + onnx/ "
-              "into the HF cache); default: the embedded MNIST -> Fashion-MNIST reference model")
+MODEL_HELP = ("Exported run or bundle directory, an embedded model's name (mnist-fashion), or a Hub repo "
+              "ORG/NAME[@REV] (fetches config.json + onnx/ into the HF cache); default: the embedded "
+              "MNIST -> Fashion-MNIST reference model")
 
 
 def _open(model_ref: Optional[str], provider: Optional[str]):
-    """Resolve --model (local directory, Hub repo, or the embedded default) and open it."""
+    """Resolve --model (local directory, embedded model name, Hub repo, or the embedded default) and open it."""
     from lifelong_gen import embedded, hub
     from lifelong_gen.export.runtime import load_model
 
@@ -173,32 +178,49 @@ def encode(
     provider: Optional[str] = typer.Option(None, "--provider", help="cpu or cuda (default: cuda when available)"),
     verbose: bool = typer.Option(False, "--verbose", help="Say which onnxruntime provider ran"),
 ) -> None:
-    """Infer u = (d, c) of images with S: the most likely d, p(d), the d distribution and c."""
-    from lifelong_gen.export.runtime import load_images, softmax
+    """Infer u = (d, c) of images with S: the most likely d, p(d), the d distribution and c.
+
+    A PNG grid written by `lgen sample` or `interpolate` (it records its layout) is cut into
+    its images, reported as FILE[row,column] (--json: "cell": [row, column]).
+    """
+    from lifelong_gen.export.runtime import read_encoder_inputs, softmax
 
     model = _open(model_ref, provider)
     C, R, _ = model.image_shape
-    batch, notes = load_images(images, C, R)  # [N, C, R, R]
+    batch, inputs, warnings = read_encoder_inputs(images, C, R)  # [N, C, R, R]
+    for warning in warnings:
+        _note(f"warning: {warning}")
+    grids: dict[str, int] = {}
+    for item in inputs:
+        if item.cell is not None:
+            grids[item.file] = grids.get(item.file, 0) + 1
+    for file, count in grids.items():
+        _note(f"{file} is a grid written by lgen: encoding each of its {count} images as {file}[row,column]")
     d_logits, c_mean = model.encode(batch)
     used = _report_provider(model, verbose, ("encoder",))
     probs = softmax(d_logits.astype("float64"))
     rows: list[dict[str, Any]] = []
-    for path, p, c, note in zip(images, probs, c_mean, notes):
+    labels: list[str] = []
+    for item, p, c in zip(inputs, probs, c_mean):
         k = int(p.argmax())
-        rows.append({"file": str(path), "d": k, "p": round(float(p[k]), 6),
-                     "d_probs": [round(float(v), 6) for v in p], "c": [round(float(v), 6) for v in c],
-                     "converted": note})
+        row = {"file": item.file, "d": k, "p": round(float(p[k]), 6),
+               "d_probs": [round(float(v), 6) for v in p], "c": [round(float(v), 6) for v in c],
+               "converted": item.converted}
+        if item.cell is not None:
+            row["cell"] = list(item.cell)
+        rows.append(row)
+        labels.append(item.label)
     if as_json:
         typer.echo(json.dumps({"model": _model_label(model_ref, model), "provider": used["encoder"], "images": rows}))
         return
-    width = max(len("file"), *(len(r["file"]) for r in rows))
+    width = max(len("file"), *(len(label) for label in labels))
     c_head = "  ".join(f"{'c' + str(i + 1):>7}" for i in range(model.c_dim))
     typer.echo(f"{'file':<{width}}  {'d':>3}  {'p(d)':>6}  {c_head}  {'top-3 of p(d)':<26}  converted")
-    for r in rows:
+    for label, r in zip(labels, rows):
         top = sorted(range(len(r["d_probs"])), key=lambda i: -r["d_probs"][i])[:3]
         dist = " ".join(f"{i}:{r['d_probs'][i]:.2f}" for i in top)
         cs = "  ".join(f"{v:>7.3f}" for v in r["c"])
-        typer.echo(f"{r['file']:<{width}}  {r['d']:>3}  {r['p']:>6.3f}  {cs}  {dist:<26}  {r['converted'] or '-'}")
+        typer.echo(f"{label:<{width}}  {r['d']:>3}  {r['p']:>6.3f}  {cs}  {dist:<26}  {r['converted'] or '-'}")
 
 
 # ---------------------------------------------------------------- interpolate
@@ -246,7 +268,15 @@ def interpolate(
         if d is not None or rows is not None:
             raise LgenError("--d and --rows apply to --vary, not to --from/--to")
         C, R, _ = model.image_shape
-        batch, notes = rt.load_images([from_image, to_image], C, R)  # [2, C, R, R]
+        pieces, notes, warnings = [], [], []
+        for flag, path in (("--from", from_image), ("--to", to_image)):  # one image each: a grid is refused
+            pixels, (end,), warned = rt.read_encoder_inputs([path], C, R, split_grids=False, flag=flag)
+            pieces.append(pixels)
+            notes.append(end.converted)
+            warnings += warned
+        for warning in warnings:
+            _note(f"warning: {warning}")
+        batch = np.concatenate(pieces)  # [2, C, R, R]
         d_logits, c_mean = model.encode(batch)
         probs = rt.softmax(d_logits.astype(np.float64)).astype(np.float32)
         codes = rt.lerp_codes(model, probs, c_mean, steps, rng)

@@ -10,7 +10,9 @@ Before a file is renamed into place it must pass `onnx.checker.check_model(full_
 and match PyTorch within spec.PARITY_ATOL on random inputs at every spec.PARITY_BATCHES
 size under onnxruntime (CPU). Both files are checked before either replaces an older
 export, so a failed export leaves the bundle as it was and a generator/encoder pair
-always comes from the same export. Torch side: needs the [train] extra and onnxruntime.
+always comes from the same export; nor is an onnx/ directory it created left behind.
+`check_requirements` checks the modules, arguments and bundle files first, before any work.
+Torch side: needs the [train] extra and onnxruntime.
 """
 
 from __future__ import annotations
@@ -30,8 +32,9 @@ import torch
 
 from lifelong_gen import __version__
 from lifelong_gen.atomic import publish, write_synced, write_temp
-from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, ONNX_DIR
-from lifelong_gen.config import ModelConfig
+from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, NETWORK_FILES, ONNX_DIR
+from lifelong_gen.config import ModelConfig, read_run_config
+from lifelong_gen.embedded import installed_location
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
 from lifelong_gen.train.replay import sample_codes
@@ -194,6 +197,45 @@ def _torch_outputs(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...]) ->
     return [t.detach().cpu().numpy() for t in out]
 
 
+def check_requirements(bundle: Path, *, generator: str = "ema", opset: int = spec.DEFAULT_OPSET) -> None:
+    """Everything `export_bundle` needs, checked before any work (one-line LgenError otherwise).
+
+    The modules (onnx, onnxscript for the torch.export-based exporter, onnxruntime for the
+    parity check), the arguments, and the bundle: a directory with a readable config.json and
+    the weight files exported. Without this, a missing onnxruntime surfaced ~10 s in, after
+    both graphs were exported.
+    """
+    import importlib
+
+    for name, install in (("onnx", "pip install 'lifelong-gen[train]'"),
+                          ("onnxscript", "pip install 'lifelong-gen[train]'"),
+                          ("onnxruntime", f"{spec.INSTALL_CPU} (or {spec.INSTALL_GPU} for CUDA; not both)")):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            why = " for its parity check" if name == "onnxruntime" else ""
+            raise LgenError(f"lgen export needs {name}{why}, which is not installed: {install}") from None
+    import onnx
+
+    if generator not in spec.GENERATOR_WEIGHTS:
+        raise LgenError(f"--generator must be one of {', '.join(spec.GENERATOR_WEIGHTS)}, got {generator!r}")
+    max_opset = onnx.defs.onnx_opset_version()
+    if not spec.MIN_OPSET <= opset <= max_opset:
+        raise LgenError(f"--opset must be in [{spec.MIN_OPSET}, {max_opset}] (this onnx package), got {opset}")
+    bundle = Path(bundle)
+    if not bundle.is_dir():
+        raise LgenError(f"{bundle} is not a directory (expected a run or bundle directory)")
+    where = installed_location(bundle)
+    if where is not None:  # rewriting onnx/ there breaks the install's checksums or the cache's blobs
+        raise LgenError(f"{bundle} is in {where}, which lgen export never writes into: copy the bundle "
+                        f"elsewhere and export the copy")
+    read_run_config(bundle)  # a missing, damaged or newer-format config.json ends here
+    weights = (NETWORK_FILES["G_ema" if generator == "ema" else "G"], NETWORK_FILES["S"])
+    missing = [rel for rel in weights if not (bundle / rel).is_file()]
+    if missing:
+        raise LgenError(f"bundle is missing {', '.join(missing)} ({bundle})")
+
+
 def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEFAULT_OPSET,
                   atol: float = spec.PARITY_ATOL, seed: int = 0) -> ExportResult:
     """Export a bundle's G and S to `BUNDLE/onnx/{generator,encoder}.onnx`, checked and atomic.
@@ -209,17 +251,10 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
         LgenError: bad arguments, an unreadable bundle, or an export that fails the checker
             or the parity check (then no file of the bundle is changed).
     """
-    import onnx
-
     t0 = time.perf_counter()
     bundle = Path(bundle)
-    if generator not in spec.GENERATOR_WEIGHTS:
-        raise LgenError(f"--generator must be one of {', '.join(spec.GENERATOR_WEIGHTS)}, got {generator!r}")
-    max_opset = onnx.defs.onnx_opset_version()
-    if not spec.MIN_OPSET <= opset <= max_opset:
-        raise LgenError(f"--opset must be in [{spec.MIN_OPSET}, {max_opset}] (this onnx package), got {opset}")
-    if not bundle.is_dir():
-        raise LgenError(f"{bundle} is not a directory (expected a run or bundle directory)")
+    check_requirements(bundle, generator=generator, opset=opset)
+    import onnx
 
     from lifelong_gen.train.checkpoint import load_bundle
 
@@ -236,6 +271,9 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
     temps: dict[str, Path] = {}
     diffs: dict[str, float] = {}
     sizes: dict[str, int] = {}
+    # write_temp creates onnx/ for the first temp file; a failed first export must not leave it behind empty.
+    onnx_dir = bundle / ONNX_DIR
+    made_onnx_dir, published = not onnx_dir.exists(), False
     try:
         for graph in graphs:
             proto = _to_proto(graph, opset)
@@ -255,12 +293,16 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
             _add_parity_metadata(temps[graph.name], diffs[graph.name])
         for graph in graphs:
             publish(temps.pop(graph.name), graph.target)
+        published = True
     except OSError as e:  # a full disk or read-only directory: temps are removed below, older files kept
         raise LgenError(f"cannot write the ONNX export in {Path(bundle) / ONNX_DIR} ({e.strerror or e}); "
                         f"any earlier export is intact") from None
     finally:
         for tmp in temps.values():  # a failed check: the bad file never reaches its name
             tmp.unlink(missing_ok=True)
+        if made_onnx_dir and not published:  # remove the onnx/ this call made (rmdir: only when empty)
+            with contextlib.suppress(OSError):
+                onnx_dir.rmdir()
     return ExportResult(bundle=bundle, files={g.name: g.target for g in graphs}, max_abs_diff=diffs,
                         opset=opset, generator_weights=generator, seconds=time.perf_counter() - t0, atol=atol,
                         sizes=sizes)

@@ -1,7 +1,9 @@
 """Torch-free inference on an exported bundle: the public API of sample, encode, interpolate.
 
 Owns `OnnxModel` (a bundle's onnx/generator.onnx and onnx/encoder.onnx under onnxruntime:
-G(z, c, d) -> images, S(o) -> (d_logits, c_mean)) and `load_model`; re-exports what a caller
+G(z, c, d) -> images, S(o) -> (d_logits, c_mean)), `load_model` and `read_encoder_inputs`
+(image files as the encoder's batch: lgen's PNG grids cut into their cells, a warning for an
+image far from the model's shape); re-exports what a caller
 of `lgen sample | encode | interpolate`'s library side needs from the modules that own it:
 sessions.py (onnxruntime, providers, cached and checked sessions), codes.py (the generator's
 inputs in numpy) and lifelong_gen/images.py (image files in, PNG grids out). Imports only
@@ -11,8 +13,9 @@ the onnx package) is not installed. The graph contract is documented in spec.py.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -23,8 +26,9 @@ from lifelong_gen.export import spec
 from lifelong_gen.export.codes import (Codes, category_grid_codes, check_category, lerp_codes, parse_code_flags,
                                        random_codes, softmax, traversal_codes)
 from lifelong_gen.export.sessions import checked_session, choose_providers, import_onnxruntime, usable_cores
-from lifelong_gen.images import (MAX_IMAGE_PIXELS, load_images, make_grid, open_image, preprocess, save_grid,
-                                 save_png, to_pil, to_uint8)
+from lifelong_gen.images import (GRID_KEY, MAX_IMAGE_PIXELS, grid_cells, grid_layout, load_images, make_grid,
+                                 open_image, preprocess, save_grid, save_png, to_float, to_model_pixels, to_pil,
+                                 to_uint8)
 
 # The public inference API: defined here, or re-exported from the module that owns it.
 __all__ = [
@@ -33,8 +37,15 @@ __all__ = [
     "parse_code_flags", "check_category",
     "choose_providers", "import_onnxruntime", "usable_cores",
     "MAX_IMAGE_PIXELS", "open_image", "preprocess", "load_images", "to_uint8", "make_grid", "to_pil", "save_png",
-    "save_grid",
+    "save_grid", "GRID_KEY", "grid_layout", "grid_cells",
+    "EncoderInput", "read_encoder_inputs", "shape_warning",
 ]
+
+# Beyond these an image is far from what the model was trained on (a square of its resolution):
+# the centre crop drops much of a wide or tall image, and shrinking a large one by more than 8x
+# turns a page, a photo of several objects or a collage into one smudge. A warning, not an error.
+MAX_ASPECT = 1.5
+MAX_SCALE = 8
 
 
 # ---------------------------------------------------------------- the model
@@ -44,7 +55,12 @@ def read_model_config(bundle: Path) -> RunConfig:
     """config.json of a run or bundle directory, with one-line errors for the CLI."""
     bundle = Path(bundle)
     if not bundle.exists():
-        raise LgenError(f"model directory {bundle} does not exist")
+        hint = ""
+        if len(bundle.parts) == 1:  # a bare name: maybe meant as an embedded model's
+            from lifelong_gen.embedded import embedded_names
+
+            hint = f" (nor is it an embedded model: {', '.join(embedded_names()) or 'none'})"
+        raise LgenError(f"model directory {bundle} does not exist{hint}")
     if not bundle.is_dir():
         raise LgenError(f"{bundle} is not a directory (expected a run or bundle directory)")
     return read_run_config(bundle)
@@ -156,6 +172,78 @@ class OnnxModel:
         if not logits:
             return np.zeros((0, self.d_dim), np.float32), np.zeros((0, self.c_dim), np.float32)
         return np.concatenate(logits), np.concatenate(means)
+
+
+# ---------------------------------------------------------------- images in
+
+
+@dataclass(frozen=True)
+class EncoderInput:
+    """What one row of the encoder's batch is: a file, or one cell of a grid that lgen wrote."""
+
+    file: str  # the path as the user gave it
+    cell: Optional[tuple[int, int]]  # (row, column), 0-based, in a grid with a GRID_KEY chunk; else None
+    converted: Optional[str]  # what to_model_pixels changed (None: nothing)
+
+    @property
+    def label(self) -> str:
+        """FILE, or FILE[row,column] for a grid cell."""
+        return self.file if self.cell is None else f"{self.file}[{self.cell[0]},{self.cell[1]}]"
+
+
+def shape_warning(label: str, size: tuple[int, int], resolution: int) -> Optional[str]:
+    """A one-line warning when an image of `size` = (width, height) is far from the model's square; else None."""
+    w, h = size
+    aspect = w / h
+    if aspect > MAX_ASPECT or aspect < 1 / MAX_ASPECT:
+        side = min(w, h)
+        return (f"{label} is {w}x{h} (aspect {aspect:.2f}), far from the model's square {resolution}x{resolution}: "
+                f"only its centre {side}x{side} is encoded")
+    if max(w, h) > MAX_SCALE * resolution:
+        return (f"{label} is {w}x{h}, over {MAX_SCALE}x the model's {resolution}x{resolution}: it is shrunk whole, "
+                f"so several objects in it (a grid, a page) read as one image")
+    return None
+
+
+def read_encoder_inputs(paths: Sequence[Path], channels: int, resolution: int, *, split_grids: bool = True,
+                        flag: str = "") -> tuple[np.ndarray, list[EncoderInput], list[str]]:
+    """Image files as the encoder's batch: float32 [N, C, R, R] in [-1, 1], what each row is, and warnings.
+
+    A PNG grid written by lgen (`sample`, `interpolate`, evaluation figures: a GRID_KEY chunk)
+    is cut into its cells, one row each; with `split_grids=False` (one image per file
+    expected, as for `interpolate --from/--to`) it is a one-line LgenError instead. Other
+    files are one row each, with a warning (shape_warning) when far from the model's shape.
+
+    Args:
+        flag: the option that named the files, for messages (e.g. "--from").
+    """
+    rows: list[np.ndarray] = []
+    inputs: list[EncoderInput] = []
+    warnings: list[str] = []
+    for path in paths:
+        image = open_image(path)
+        try:
+            layout = grid_layout(image)
+        except ValueError as e:  # a chunk that no longer fits the image: read it as one image
+            warnings.append(f"{path} is not read as a grid: {e}")
+            layout = None
+        if layout is not None:
+            if not split_grids:
+                raise LgenError(f"{flag + ' ' if flag else ''}{path} is a grid of {layout['n']} images written by "
+                                f"lgen ({layout['rows']}x{layout['cols']}): give one image (e.g. one of "
+                                f"`lgen sample --out-dir`'s)")
+            for cell, tile in grid_cells(image, layout):
+                pixels, note = to_model_pixels(tile, channels, resolution)
+                rows.append(pixels)
+                inputs.append(EncoderInput(str(path), cell, note))
+            continue
+        warning = shape_warning(str(path), image.size, resolution)
+        if warning:
+            warnings.append(warning)
+        pixels, note = to_model_pixels(image, channels, resolution)
+        rows.append(pixels)
+        inputs.append(EncoderInput(str(path), None, note))
+    return to_float(np.stack(rows)), inputs, warnings
 
 
 def _as_batch(a: Any, name: str, width: int) -> np.ndarray:

@@ -11,7 +11,8 @@ Owns everything that talks to the Hub (through huggingface_hub, never hand-writt
 - `fetch_bundle`: a local bundle, or the config and chosen weight files of a Hub repo, for the
   torch side's `lifelong_gen.train.checkpoint.load_networks`.
 
-With no --model, `resolve_model` answers with the model shipped in the package (embedded.py).
+With no --model, or the name of an embedded model (`--model mnist-fashion`), `resolve_model`
+answers with the model shipped in the package (embedded.py).
 Every failure becomes a one-line LgenError (repo or revision not found, offline with nothing
 cached, a bundle missing a required file, a config from a newer format). Torch-free, even
 inside functions; huggingface_hub itself is imported where used, so `lgen sample --model DIR`
@@ -30,7 +31,7 @@ from typing import Any, Iterator, Optional, Sequence
 from lifelong_gen import __version__
 from lifelong_gen.bundle import (CARD_NAME, CHECKSUMS_NAME, CONFIG_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES,
                                  ONNX_DIR, ONNX_FILES, REPORT_NAME, RUNTIME_FILES, stale_onnx)
-from lifelong_gen.embedded import pretrained_path
+from lifelong_gen.embedded import embedded_name, pretrained_path
 from lifelong_gen.errors import LgenError, one_line
 
 # What the ONNX runtime needs (sample, encode, interpolate), as download patterns.
@@ -209,16 +210,31 @@ def download(ref: RepoRef, patterns: Sequence[str], *, local_dir: Optional[Path]
     return Path(path)
 
 
+def hf_hub_cache() -> Optional[Path]:
+    """The Hugging Face hub cache directory (HF_HUB_CACHE, HF_HOME/hub), or None without huggingface_hub."""
+    try:
+        import huggingface_hub.constants as constants
+    except ImportError:
+        return None
+    return Path(constants.HF_HUB_CACHE).expanduser()
+
+
 def resolve_model(value: Optional[str] = None, *, endpoint: Optional[str] = None) -> Path:
     """The directory to run a --model value from (what `lgen sample | encode | interpolate` use).
 
     Args:
-        value: None: the embedded default model; an existing path: itself; `org/name[@rev]`:
-            that Hub repo's config.json and onnx/*.onnx (nothing else), through the HF cache.
-            Anything else is returned as a path for the runtime to report.
+        value: None: the embedded default model; an existing path: itself; the name of an
+            embedded model (`mnist-fashion`, embedded.embedded_name: a local directory of that
+            name wins); `org/name[@rev]`: that Hub repo's config.json and onnx/*.onnx (nothing
+            else), through the HF cache. Anything else is returned as a path for the runtime
+            to report. An embedded model is checked against its checksums.json, for the files
+            the runtime reads only (a damaged preview PNG does not stop sampling).
     """
     if value is None:
         return pretrained_path()
+    named = embedded_name(value)
+    if named is not None:
+        return pretrained_path(named.name)
     ref = as_hub_ref(value)
     if ref is None:
         return Path(value)

@@ -4,13 +4,16 @@ Owns `read_model_pixels`, the one way an image file becomes model input, for tra
 folder domains (train/domains.py) and for `lgen encode | interpolate --from/--to` alike:
 `open_image` (pixel limit, EXIF orientation, first frame, one-line errors), then
 `to_model_pixels` (any mode and size -> the model's channels and resolution). Also float
-images in [-1, 1] <-> uint8, PNG grids and atomic PNG writes; a folder's image files and
-the model shape its images suggest (`folder_image_shape`, from headers only). numpy and Pillow only.
+images in [-1, 1] <-> uint8, atomic PNG writes and PNG grids that record their layout in a
+text chunk (GRID_KEY), so that `lgen encode` can cut them back into their images; a folder's
+image files and the model shape its images suggest (`folder_image_shape`, from headers only).
+numpy and Pillow only.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import math
 from pathlib import Path
 from typing import Optional, Sequence
@@ -60,18 +63,90 @@ def to_pil(array: np.ndarray):
     return Image.fromarray(np.ascontiguousarray(array))  # uint8 [H, W, 3] -> "RGB"
 
 
-def save_png(image, path: Path) -> Path:
-    """Write a Pillow image as PNG atomically (temp file in the same folder, then rename)."""
+def save_png(image, path: Path, text: Optional[dict[str, str]] = None) -> Path:
+    """Write a Pillow image as PNG atomically (temp file in the same folder, then rename).
+
+    Args:
+        text: PNG text chunks (tEXt) to store, e.g. the layout of a grid (GRID_KEY).
+
+    Raises:
+        LgenError: the file cannot be written; the message names `path`, not the temp file.
+    """
+    from PIL import PngImagePlugin
+
     path = Path(path)
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
     buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    image.save(buf, format="PNG", pnginfo=info)
+    try:
+        atomic_write_bytes(path, buf.getvalue())
+    except OSError as e:  # its filename is the random temp name beside `path`: name what the user gave
+        raise LgenError(f"cannot write {path}: {e.strerror or one_line(e)}") from None
     return path
 
 
-def save_grid(images: np.ndarray, path: Path, columns: int) -> Path:
-    """float images [N, C, H, W] in [-1, 1] -> PNG grid at `path` (atomic)."""
-    return save_png(to_pil(make_grid(images, columns)), path)
+# The PNG text chunk in which save_grid records a grid's layout, so that `lgen encode` can
+# cut the grid back into its images: shrunk whole to the model's size, 64 samples would be
+# encoded as one confident but meaningless image. JSON: {"rows", "cols", "n" (images; the
+# last row may be short), "cell": [height, width], "padding"} (make_grid's black borders).
+GRID_KEY = "lgen-grid"
+
+
+def grid_text(n: int, columns: int, cell: tuple[int, int], padding: int = 2) -> dict[str, str]:
+    """The GRID_KEY text chunk of a make_grid grid of `n` images of `cell` = (height, width)."""
+    columns = max(1, min(columns, n))
+    layout = {"rows": math.ceil(n / columns), "cols": columns, "n": n, "cell": [int(cell[0]), int(cell[1])],
+              "padding": padding}
+    return {GRID_KEY: json.dumps(layout, sort_keys=True)}
+
+
+def save_grid(images: np.ndarray, path: Path, columns: int, padding: int = 2) -> Path:
+    """float images [N, C, H, W] in [-1, 1] -> PNG grid at `path` (atomic), its layout in a GRID_KEY chunk."""
+    text = grid_text(images.shape[0], columns, images.shape[2:4], padding)
+    return save_png(to_pil(make_grid(images, columns, padding)), path, text=text)
+
+
+def grid_layout(image) -> Optional[dict]:
+    """The layout save_grid recorded in a Pillow image's GRID_KEY chunk; None when it has none.
+
+    Raises:
+        ValueError: the chunk is there but unreadable or does not match the image's size
+            (e.g. the image was resized by a tool that kept the chunk).
+    """
+    raw = image.info.get(GRID_KEY)
+    if raw is None:
+        return None
+    try:
+        layout = json.loads(raw)
+        rows, cols, n, padding = (layout[k] for k in ("rows", "cols", "n", "padding"))
+        height, width = layout["cell"]
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"unreadable {GRID_KEY} chunk ({one_line(e)})") from None
+    values = (rows, cols, n, padding, height, width)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in values) or min(rows, cols, height, width) < 1 \
+            or padding < 0 or not (rows - 1) * cols < n <= rows * cols:
+        raise ValueError(f"inconsistent {GRID_KEY} chunk {' '.join(str(raw).split())[:120]}")
+    expected = (cols * (width + padding) + padding, rows * (height + padding) + padding)
+    if tuple(image.size) != expected:
+        raise ValueError(f"its {GRID_KEY} chunk describes a {expected[0]}x{expected[1]} grid, "
+                         f"not {image.size[0]}x{image.size[1]}")
+    return {"rows": rows, "cols": cols, "n": n, "cell": (height, width), "padding": padding}
+
+
+def grid_cells(image, layout: dict) -> list[tuple[tuple[int, int], object]]:
+    """Cut a grid into its images: [((row, column), Pillow image of one cell)], row-major, `n` of them."""
+    height, width = layout["cell"]
+    padding, cols = layout["padding"], layout["cols"]
+    cells = []
+    for i in range(layout["n"]):
+        r, c = divmod(i, cols)
+        y, x = padding + r * (height + padding), padding + c * (width + padding)  # as make_grid places it
+        cells.append(((r, c), image.crop((x, y, x + width, y + height))))
+    return cells
 
 
 # The largest image `lgen encode` and `interpolate --from/--to` accept: 50 megapixels (e.g.

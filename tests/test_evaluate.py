@@ -135,3 +135,35 @@ def test_inception_weights_are_checked_before_torch_fidelity_unpickles_them(tmp_
     good = tmp_path / "pt_inception.pth"
     torch.save({"conv.weight": torch.zeros(2, 2)}, good)
     _check_plain_weights(good)  # a plain state dict passes
+
+
+def test_cli_never_writes_into_an_installed_bundle(tmp_path):
+    """A bundle under site-packages (as the embedded model is after a pip install) stays byte-identical;
+    the evaluation goes to ./lgen-evaluate/<name>, and one log line says so."""
+    from lifelong_gen.train.checkpoint import save_bundle
+    from lifelong_gen.train.networks import build_networks
+
+    run = resolve_run_config({**TINY, "domains": ["synthetic:bars"]})
+    installed = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "somepkg" / "tiny-bundle"
+    G, _, S = build_networks(run.model)
+    save_bundle(installed, run, {"G": G, "G_ema": G, "S": S})  # untrained: the metrics' values do not matter
+    (installed / "metrics.json").write_text("{}\n")  # what a shipped bundle carries, and evaluate would rewrite
+    (installed / "figures").mkdir()
+    (installed / "figures" / "dc_grid.png").write_bytes(b"shipped figure")
+
+    def tree():
+        return {p.relative_to(installed).as_posix(): p.read_bytes() for p in installed.rglob("*") if p.is_file()}
+
+    before = tree()
+    work = tmp_path / "work"
+    work.mkdir()
+    r = lgen("evaluate", str(installed), "--num-samples", "100", "--no-progress", cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert tree() == before  # not one file written, changed or added
+    out = work / "lgen-evaluate" / "tiny-bundle"
+    assert (out / "metrics.json").is_file() and (out / "report.md").is_file()
+    assert (out / "figures" / "dc_grid.png").is_file()
+    assert (f"lgen: {installed} is in an installed package (site-packages), which lgen evaluate never writes "
+            f"into: writing metrics.json, report.md and figures/ to lgen-evaluate/tiny-bundle (--out DIR to "
+            f"choose)") in r.stderr.splitlines()
+    assert r.stdout.strip().endswith("wrote lgen-evaluate/tiny-bundle/metrics.json and report.md")

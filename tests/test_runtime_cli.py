@@ -227,3 +227,94 @@ def test_preprocess_and_grid():
     grid = runtime.make_grid(images, columns=2, padding=1)
     assert grid.shape == (2 * 5 + 1, 2 * 5 + 1, 3)
     assert grid[1, 1, 0] == 0 and grid[1, 6, 0] == 128 and grid[6, 1, 0] == 255 and grid[0, 0, 0] == 0
+
+
+# ---------------------------------------------------------------- grids, odd shapes, write errors
+
+
+def test_sample_grid_records_its_layout_and_encode_cuts_it_into_its_images(bundle, no_torch, tmp_path):
+    grid, singles = tmp_path / "grid.png", tmp_path / "singles"
+    r = run(no_torch, "sample", "--model", bundle, "--n", 10, "--seed", 2, "--out", grid, "--out-dir", singles)
+    assert r.returncode == 0, r.stderr
+    with Image.open(grid) as im:
+        layout = json.loads(im.info["lgen-grid"])
+    assert layout == {"rows": 3, "cols": 4, "n": 10, "cell": [28, 28], "padding": 2}
+    r = run(no_torch, "encode", grid, "--model", bundle, "--json")
+    assert r.returncode == 0, r.stderr
+    cells = json.loads(r.stdout)["images"]
+    assert [c["cell"] for c in cells] == [[i // 4, i % 4] for i in range(10)]  # the 2 empty cells are skipped
+    assert all(c["file"] == str(grid) and c["converted"] is None for c in cells)
+    assert f"lgen: {grid} is a grid written by lgen: encoding each of its 10 images as {grid}[row,column]" \
+        in r.stderr.splitlines()
+    # Each cell holds exactly the pixels of the matching single image: the same codes come out.
+    files = [singles / f"sample-{i:04d}.png" for i in range(10)]
+    alone = json.loads(run(no_torch, "encode", *files, "--model", bundle, "--json").stdout)["images"]
+    assert [(c["d"], c["c"]) for c in cells] == [(a["d"], a["c"]) for a in alone]
+    table = run(no_torch, "encode", grid, "--model", bundle).stdout.splitlines()
+    assert len(table) == 11 and table[1].startswith(f"{grid}[0,0] ") and table[10].startswith(f"{grid}[2,1] ")
+    # --from/--to want one image each: a grid is refused in one line naming the file.
+    r = run(no_torch, "interpolate", "--model", bundle, "--from", grid, "--to", files[0], "--out", tmp_path / "i.png")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        f"lgen: error: --from {grid} is a grid of 10 images written by lgen (3x4): give one image "
+        f"(e.g. one of `lgen sample --out-dir`'s)")
+    assert not (tmp_path / "i.png").exists()
+
+
+def test_encode_reads_a_grid_whose_layout_no_longer_fits_as_one_image(bundle, no_torch, tmp_path):
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("lgen-grid", json.dumps({"rows": 3, "cols": 4, "n": 10, "cell": [28, 28], "padding": 2}))
+    edited = tmp_path / "edited.png"
+    Image.new("L", (60, 60)).save(edited, pnginfo=info)  # resized by a tool that kept the chunk
+    r = run(no_torch, "encode", edited, "--model", bundle, "--json")
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)["images"]
+    assert "cell" not in row and row["file"] == str(edited)
+    assert (f"lgen: warning: {edited} is not read as a grid: its lgen-grid chunk describes a 122x92 grid, "
+            f"not 60x60") in r.stderr.splitlines()
+
+
+def test_images_far_from_the_model_shape_are_warned_about(bundle, no_torch, tmp_path):
+    wide, tall, big, fine = (tmp_path / n for n in ("wide.png", "tall.png", "big.png", "fine.png"))
+    Image.new("L", (90, 28)).save(wide)
+    Image.new("L", (28, 60)).save(tall)
+    Image.new("L", (8 * 28 + 1, 8 * 28 + 1)).save(big)
+    Image.new("L", (40, 28)).save(fine)  # aspect 1.43 and under 8x: no warning
+    r = run(no_torch, "encode", wide, tall, big, fine, "--model", bundle, "--json")
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["images"]) == 4
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("lgen: warning:")]
+    assert warnings == [
+        f"lgen: warning: {wide} is 90x28 (aspect 3.21), far from the model's square 28x28: only its centre 28x28 "
+        f"is encoded",
+        f"lgen: warning: {tall} is 28x60 (aspect 0.47), far from the model's square 28x28: only its centre 28x28 "
+        f"is encoded",
+        f"lgen: warning: {big} is 225x225, over 8x the model's 28x28: it is shrunk whole, so several objects in it "
+        f"(a grid, a page) read as one image",
+    ], r.stderr
+    r = run(no_torch, "interpolate", "--model", bundle, "--from", wide, "--to", fine, "--out", tmp_path / "i.png")
+    assert r.returncode == 0 and f"lgen: warning: {wide} is 90x28" in r.stderr, r.stderr
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc, where no file can be created")
+def test_a_failed_write_names_the_file_given_not_its_temp_file(bundle, no_torch):
+    r = run(no_torch, "sample", "--model", bundle, "--n", 2, "--out", "/proc/lgen-test.png")
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "lgen: error: cannot write /proc/lgen-test.png: No such file or directory"), r.stderr
+
+
+def test_export_without_onnxruntime_stops_before_any_work(bundle, tmp_path_factory, tmp_path):
+    from tiny_onnx import copy_bundle
+
+    target = copy_bundle(bundle, tmp_path / "b", with_onnx=False)
+    before = sorted((p.relative_to(target).as_posix(), p.read_bytes()) for p in target.rglob("*") if p.is_file())
+    env = torch_free_env(tmp_path_factory, block=("onnxruntime",))  # torch and onnx stay importable
+    r = run(env, "export", target)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip() == ("lgen: error: lgen export needs onnxruntime for its parity check, which is not "
+                                "installed: pip install 'lifelong-gen[cpu]' (or pip install 'lifelong-gen[gpu]' "
+                                "for CUDA; not both)"), r.stderr
+    assert not (target / "onnx").exists()
+    assert sorted((p.relative_to(target).as_posix(), p.read_bytes()) for p in target.rglob("*") if p.is_file()) \
+        == before

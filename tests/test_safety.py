@@ -1,0 +1,202 @@
+"""Installed and cached bundles are read, never written: the embedded model by name, its
+checksums checked for the files a command reads, where `lgen evaluate` writes, and an
+`lgen export` that checks what it needs before working and leaves nothing behind.
+
+In-process and fast (the embedded model samples in well under a second); the one real
+evaluation run is in test_evaluate.py, the export without onnxruntime in test_runtime_cli.py.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import lgen
+from lifelong_gen import embedded, hub
+from lifelong_gen.bundle import CONFIG_NAME, GENERATOR_ONNX, RUNTIME_FILES
+from lifelong_gen.cli import main
+from lifelong_gen.cli.evaluate import DEFAULT_OUT_ROOT, bundle_label, output_dir
+from lifelong_gen.errors import LgenError
+
+
+@pytest.fixture
+def shipped(tmp_path, monkeypatch):
+    """A copy of the embedded model, installed in place of the real one (PRETRAINED_ROOT patched)."""
+    copy = tmp_path / "pretrained" / embedded.DEFAULT_MODEL
+    shutil.copytree(embedded.PRETRAINED_ROOT / embedded.DEFAULT_MODEL, copy)
+    monkeypatch.setattr(embedded, "PRETRAINED_ROOT", copy.parent)
+    return copy
+
+
+def flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+
+
+def cli(capsys, *argv) -> tuple[int, str, str]:
+    """`lgen ARGV` in this process (so that monkeypatches apply): (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
+
+
+# ---------------------------------------------------------------- checksums: only what is read
+
+
+def test_verify_checksums_checks_the_files_asked_for(shipped):
+    flip_last_byte(shipped / "figures" / "dc_grid.png")
+    embedded.verify_checksums(shipped, RUNTIME_FILES)  # sampling's files are intact
+    with pytest.raises(LgenError, match=r"figures/dc_grid.png does not match its sha256"):
+        embedded.verify_checksums(shipped)  # default: every file (the build's check)
+    with pytest.raises(LgenError, match=r"figures/dc_grid.png does not match its sha256"):
+        embedded.verify_checksums(shipped, ["figures/dc_grid.png"])
+    with pytest.raises(LgenError, match="is not listed in"):
+        embedded.verify_checksums(shipped, ["critic.safetensors"])  # never shipped: not silently "verified"
+
+
+@pytest.mark.parametrize("damaged", ["figures/dc_grid.png", "samples/domain-1.png", "metrics.json", "README.md"])
+def test_a_damaged_file_sampling_never_reads_does_not_stop_sampling(shipped, tmp_path, capsys, damaged):
+    flip_last_byte(shipped / damaged)
+    out = tmp_path / "s.png"
+    code, stdout, err = cli(capsys, "sample", "--n", 4, "--out", out)
+    assert code == 0, err
+    assert out.is_file() and stdout.strip() == str(out)
+    code, _, err = cli(capsys, "sample", "--model", embedded.DEFAULT_MODEL, "--n", 4, "--out", tmp_path / "t.png")
+    assert code == 0, err
+
+
+@pytest.mark.parametrize("damaged", [GENERATOR_ONNX, CONFIG_NAME])
+def test_a_damaged_file_sampling_reads_is_one_line_exit_2(shipped, tmp_path, capsys, damaged):
+    flip_last_byte(shipped / damaged)
+    out = tmp_path / "s.png"
+    code, stdout, err = cli(capsys, "sample", "--n", 4, "--out", out)
+    errors = [line for line in err.splitlines() if line.startswith("lgen: error:")]
+    assert code == 2 and stdout == "" and not out.exists()
+    assert errors == [f"lgen: error: {shipped / damaged} does not match its sha256 in checksums.json: "
+                      f"reinstall lifelong-gen"], err
+
+
+# ---------------------------------------------------------------- the embedded model by name
+
+
+def test_embedded_name_resolves_a_bare_name_unless_a_local_path_exists(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    name = embedded.DEFAULT_MODEL
+    assert embedded.embedded_name(name) == embedded.PRETRAINED_ROOT / name
+    assert hub.resolve_model(name) == embedded.PRETRAINED_ROOT / name  # verified and returned
+    for other in ("nope", "./" + name, f"org/{name}", "", ".", "..", None):
+        assert embedded.embedded_name(other) is None, other
+    (tmp_path / name).mkdir()  # a local directory of the same name wins
+    assert embedded.embedded_name(name) is None
+    assert hub.resolve_model(name) == Path(name)
+
+
+def test_sample_model_by_embedded_name(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, stdout, err = cli(capsys, "sample", "--model", embedded.DEFAULT_MODEL, "--n", 4, "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["model"] == embedded.DEFAULT_MODEL and (tmp_path / "samples.png").is_file()
+    assert "no --model given" not in err
+    code, _, err = cli(capsys, "sample", "--model", "no-such-model", "--n", 4)
+    assert code == 2 and err.strip() == ("lgen: error: model directory no-such-model does not exist (nor is it an "
+                                         f"embedded model: {embedded.DEFAULT_MODEL})")
+
+
+def test_evaluate_takes_the_embedded_name_and_refuses_out_inside_it(tmp_path, capsys, monkeypatch):
+    # Both checks come before any torch-side work, so this runs in a blink.
+    monkeypatch.chdir(tmp_path)
+    inside = embedded.PRETRAINED_ROOT / embedded.DEFAULT_MODEL / "eval"
+    code, stdout, err = cli(capsys, "evaluate", embedded.DEFAULT_MODEL, "--out", inside)
+    assert code == 2 and stdout == ""
+    assert err.strip() == (f"lgen: error: --out {inside} is in lifelong-gen's embedded models "
+                           f"({embedded.PRETRAINED_ROOT}), which lgen evaluate never writes into: "
+                           f"choose a directory outside it")
+    assert not inside.exists()
+    code, _, err = cli(capsys, "evaluate", "no-such-model")
+    assert code == 2 and err.strip() == "lgen: error: run directory not found: no-such-model"
+
+
+# ---------------------------------------------------------------- where evaluate writes
+
+
+def test_output_dir_of_installed_and_cached_bundles(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    shipped = embedded.PRETRAINED_ROOT / embedded.DEFAULT_MODEL
+    site = tmp_path / "venv" / "lib" / "python3.12" / "site-packages" / "pkg" / "bundle"
+    dist = tmp_path / "usr" / "lib" / "python3" / "dist-packages" / "pkg" / "bundle"
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    snapshot = cache / "models--org--tiny" / "snapshots" / ("0" * 40)
+    link = tmp_path / "my-link"
+    link.symlink_to(shipped, target_is_directory=True)  # a user's link to the installed copy still counts
+    cases = {shipped: embedded.DEFAULT_MODEL, site: "bundle", dist: "bundle", snapshot: "org--tiny",
+             link: embedded.DEFAULT_MODEL}
+    for path, name in cases.items():
+        out, note = output_dir(path, None)
+        assert out == DEFAULT_OUT_ROOT / name == Path("lgen-evaluate") / name, path
+        assert note and note.startswith(f"{path} is in ") and f"to lgen-evaluate/{name} (--out DIR" in note
+        assert bundle_label(path) == name
+        assert output_dir(path, tmp_path / "elsewhere") == (tmp_path / "elsewhere", None)  # --out outside: used
+        with pytest.raises(LgenError, match="never writes into") as e:
+            output_dir(tmp_path / "run", path / "eval")  # --out inside one of them: refused
+        assert "\n" not in str(e.value)
+    assert "Hugging Face cache" in output_dir(snapshot, None)[1] and "site-packages" in output_dir(site, None)[1]
+    # A user's own run directory: written in place (other code reads RUN/metrics.json).
+    run = tmp_path / "runs" / "mf"
+    assert output_dir(run, None) == (run, None)
+    assert embedded.installed_location(run) is None
+
+
+# ---------------------------------------------------------------- export: checks first, leaves nothing
+
+
+def test_export_refuses_an_installed_bundle_before_any_work(shipped):
+    from lifelong_gen.export import onnx_export
+
+    before = {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()}
+    with pytest.raises(LgenError, match="lgen export never writes into: copy the bundle elsewhere"):
+        onnx_export.export_bundle(shipped)
+    assert {p: p.read_bytes() for p in shipped.rglob("*") if p.is_file()} == before
+
+
+def test_a_failed_first_export_leaves_no_onnx_directory(tmp_path, monkeypatch):
+    from lifelong_gen.config import resolve_run_config
+    from lifelong_gen.export import onnx_export
+    from lifelong_gen.train.checkpoint import save_bundle
+    from lifelong_gen.train.networks import build_networks
+    from conftest import TINY
+
+    run = resolve_run_config({**TINY, "domains": ["synthetic:bars"]})
+    G, _, S = build_networks(run.model)
+    save_bundle(tmp_path / "b", run, {"G_ema": G, "S": S})
+    # Skip the slow real export: a junk "graph" reaches write_temp (which makes onnx/) and fails the checker.
+    monkeypatch.setattr(onnx_export, "_to_proto", lambda graph, opset: None)
+    monkeypatch.setattr(onnx_export, "_check_outputs_named", lambda proto, graph: None)
+    monkeypatch.setattr(onnx_export, "_serialize", lambda proto, graph, cfg, opset: b"not an onnx graph")
+    with pytest.raises(LgenError, match="fails onnx.checker"):
+        onnx_export.export_bundle(tmp_path / "b")
+    assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["config.json", "encoder.safetensors",
+                                                                  "generator_ema.safetensors"]
+
+
+def test_export_without_onnxruntime_fails_before_loading_anything(tmp_path, monkeypatch):
+    import sys
+
+    from lifelong_gen.export import onnx_export
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` raises ImportError
+    with pytest.raises(LgenError) as e:
+        onnx_export.check_requirements(tmp_path / "missing")  # the modules come first, the bundle after
+    assert str(e.value) == ("lgen export needs onnxruntime for its parity check, which is not installed: "
+                            "pip install 'lifelong-gen[cpu]' (or pip install 'lifelong-gen[gpu]' for CUDA; not both)")
+
+
+def test_lgen_evaluate_help_names_the_default_out():
+    r = lgen("evaluate", "--help")
+    assert r.returncode == 0 and "lgen-evaluate" in " ".join(r.stdout.split())
