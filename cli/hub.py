@@ -80,9 +80,14 @@ def card(
     with_critic: bool = typer.Option(False, "--with-critic", help="List critic.safetensors (as push --with-critic)"),
 ) -> None:
     """Render the model card into BUNDLE/README.md (atomically; replaces an existing one)."""
-    from lifelong_gen import hub
+    from lifelong_gen import embedded, hub
     from lifelong_gen.model_card import write_card
 
+    bundle = embedded.embedded_name(bundle) or bundle
+    where = embedded.installed_location(bundle) if bundle.is_dir() else None
+    if where is not None:  # a shipped or cached model's files are checksummed: never rewritten
+        raise LgenError(f"{bundle} is in {where}, which lgen card never writes into: its README.md is its card "
+                        f"already (copy the bundle elsewhere to render a new one)")
     if not bundle.is_dir():
         raise LgenError(f"{bundle} is not a directory (expected a run or bundle directory)")
     if repo_id is not None:

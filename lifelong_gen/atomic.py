@@ -38,17 +38,27 @@ def _write_and_sync(f: BinaryIO, data: Data) -> None:
     os.fsync(f.fileno())  # on disk before any rename makes the file visible under its name
 
 
+def _named(e: OSError, path: Path) -> OSError:
+    """The same error about `path`: the temp file's random name means nothing to the user."""
+    return OSError(e.errno, e.strerror, str(path)) if e.errno is not None else e
+
+
 def write_temp(path: Path, data: Data) -> Path:
     """Write `data` to a new temp file beside `path` (same filesystem, so rename is atomic)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise _named(e, path) from e
     try:
         with os.fdopen(fd, "wb") as f:
             _write_and_sync(f, data)
         os.chmod(tmp, 0o666 & ~_umask())
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _named(e, path) from e
         raise
     return Path(tmp)
 
@@ -57,8 +67,10 @@ def publish(tmp: Path, path: Path) -> Path:
     """Rename a write_temp file to `path` (atomic); the temp file is removed if that fails."""
     try:
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise _named(e, path) from e
         raise
     return Path(path)
 

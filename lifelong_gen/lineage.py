@@ -64,7 +64,9 @@ def _flag(name: str) -> str:
 
 
 def _verify_listed(root: Path, files: list[str]) -> None:
-    """Check `files` against ROOT/checksums.json when the bundle has one (embedded, pulled)."""
+    """Check `files` against ROOT/checksums.json when the bundle has one (embedded, pulled) and lists them."""
+    from lifelong_gen import embedded
+
     path = root / CHECKSUMS_NAME
     if not path.is_file():
         return
@@ -72,9 +74,7 @@ def _verify_listed(root: Path, files: list[str]) -> None:
         listed = json.loads(path.read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise LgenError(f"{path} is unreadable ({one_line(e)})") from None
-    for rel in files:
-        if rel in listed and sha256_file(root / rel) != listed[rel]:
-            raise LgenError(f"{root / rel} does not match its sha256 in {CHECKSUMS_NAME}: the parent model is damaged")
+    embedded.verify_checksums(root, [rel for rel in files if rel in listed])
 
 
 def _locate(value: str, endpoint: Optional[str], weights: bool) -> tuple[Path, dict[str, Any]]:
@@ -84,9 +84,9 @@ def _locate(value: str, endpoint: Optional[str], weights: bool) -> tuple[Path, d
     local = Path(value).expanduser()
     if local.is_dir():  # a directory of that name wins over an embedded model or a Hub id
         return local, {"source": "local", "path": str(local.resolve())}
-    if (embedded.PRETRAINED_ROOT / value / CONFIG_NAME).is_file():
-        return embedded.PRETRAINED_ROOT / value, {"source": "embedded", "name": value,
-                                                  "package_version": __version__}
+    shipped = embedded.embedded_name(value)
+    if shipped is not None:
+        return shipped, {"source": "embedded", "name": value, "package_version": __version__}
     ref = hub.as_hub_ref(value)
     if ref is None:
         raise LgenError(f"--from {value}: no such directory, embedded model or Hub repo id (ORG/NAME[@REV])")

@@ -115,7 +115,7 @@ def test_push_then_sample_from_hub_matches_local_bundle_torch_free(bundle, no_to
     assert r.returncode == 0, r.stderr
     assert again.read_bytes() == local.read_bytes()
     r = run(offline, "encode", local, "--model", "org/tiny", "--json")
-    assert r.returncode == 0 and len(json.loads(r.stdout)["images"]) == 1, r.stderr
+    assert r.returncode == 0 and len(json.loads(r.stdout)["images"]) == 12, r.stderr  # the grid, cut into its 12 images
     r = run(offline, "interpolate", "--model", "org/tiny", "--vary", "c1", "--steps", 3, "--out", tmp_path / "i.png")
     assert r.returncode == 0, r.stderr
     # The weights were never fetched: a full pull offline says the cache holds only part of it.

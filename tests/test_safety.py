@@ -200,3 +200,30 @@ def test_export_without_onnxruntime_fails_before_loading_anything(tmp_path, monk
 def test_lgen_evaluate_help_names_the_default_out():
     r = lgen("evaluate", "--help")
     assert r.returncode == 0 and "lgen-evaluate" in " ".join(r.stdout.split())
+
+
+def test_card_takes_the_embedded_name_and_never_rewrites_it(capsys):
+    before = (embedded.PRETRAINED_ROOT / "mnist-fashion" / "README.md").read_bytes()
+    with pytest.raises(SystemExit) as e:
+        main(["card", "mnist-fashion"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "never writes into" in err[0]
+    assert (embedded.PRETRAINED_ROOT / "mnist-fashion" / "README.md").read_bytes() == before
+
+
+def test_a_failed_atomic_write_names_the_target_not_the_temp_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from lifelong_gen import atomic
+
+    def full_disk(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device", str(src))  # what os.replace reports: the temp
+
+    monkeypatch.setattr(atomic.os, "replace", full_disk)
+    target = tmp_path / "metrics.json"
+    with pytest.raises(OSError) as e:
+        atomic.atomic_write_text(target, "{}")
+    assert e.value.filename == str(target) and e.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path) == []  # the temp file is gone too

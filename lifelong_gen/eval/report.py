@@ -43,7 +43,6 @@ def summary_rows(m: dict) -> list[tuple[str, Optional[float]]]:
              ("d purity (mean)", m["interpretability"]["d_purity"]["mean"])]
     for name, t in m["interpretability"]["traversal"].items():
         rows.append((f"{name} traversal: class change", t["class_change"]))
-    out += _continuation_section(m)
     f = m.get("forgetting")
     if f:
         rows += [("BWT FID (+ = forgetting)", f["bwt"]["fid"]), ("BWT relative share (− = forgetting)", f["bwt"]["relative_share"]),
