@@ -148,10 +148,15 @@ def train(
     if critic != "auto" or critic_warmup is not None:
         raise LgenError("--critic and --critic-warmup apply to a continued run: add --from MODEL")
     if resume is not None:
-        if explicit or preset or quick:
-            given = sorted(explicit) + (["preset"] if preset else []) + (["quick"] if quick else [])
-            raise LgenError(f"--resume continues with the run's stored config; drop {', '.join('--' + g.replace('_', '-') for g in given)}")
-        _resume(resume, dry_run, progress, device)
+        from lifelong_gen.config import EXECUTION_SETTINGS
+
+        method = sorted(k for k in explicit if k not in EXECUTION_SETTINGS)
+        given = method + (["preset"] if preset else []) + (["quick"] if quick else [])
+        if given:
+            allowed = ", ".join(_flag(k) for k in EXECUTION_SETTINGS)
+            raise LgenError(f"--resume keeps the run's method settings: drop {', '.join(_flag(g) for g in given)} "
+                            f"(it takes only execution settings: --device, --progress, {allowed})")
+        _resume(resume, dry_run, progress, device, explicit)
         return
 
     from lifelong_gen.config import resolve_run_config  # torch-free: --dry-run works in an inference install
@@ -223,11 +228,23 @@ def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick
             typer.echo(str(run_dir))
 
 
-def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str) -> None:
+def _flag(name: str) -> str:
+    """The command-line flag of a setting (betas is given as --beta1/--beta2)."""
+    return "--beta1/--beta2" if name == "betas" else "--" + name.replace("_", "-")
+
+
+def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution: dict[str, Any]) -> None:
+    import dataclasses
+    import datetime
+
     from lifelong_gen.bundle import CHECKPOINTS_DIR, NETWORK_FILES
     from lifelong_gen.config import read_run_config
 
     run = read_run_config(run_dir)
+    changed = {k: [getattr(run.train, k), v] for k, v in execution.items() if getattr(run.train, k) != v}
+    if changed:
+        run.train = dataclasses.replace(run.train, **{k: new for k, (_, new) in changed.items()})
+        run.train.validate()
     if dry_run:
         typer.echo(run.to_json(), nl=False)
         return
@@ -249,6 +266,12 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str) -> None:
         trainer = Trainer(run, run_dir, progress=progress, device=device)
         if not trainer.restore():
             log.info("no checkpoint in %s yet: starting from the beginning", run_dir)
+        if changed:  # recorded in config.json, which train() writes before its first step
+            log.info("resuming with changed execution settings: %s",
+                     ", ".join(f"{_flag(k)} {old} -> {new}" for k, (old, new) in changed.items()))
+            run.execution_changes.append({
+                "global_step": trainer.global_step, "changed": changed,
+                "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
         trainer.train()
         if ctx.is_main:
             typer.echo(str(run_dir))

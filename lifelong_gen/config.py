@@ -85,6 +85,12 @@ class ModelConfig:
                             f"(choose one of {', '.join(G_CONDITIONINGS)})")
 
 
+# A TrainConfig field of this kind changes how a run executes, not what it learns (device-side
+# options, data location, logging and checkpoint cadence): `lgen train --resume` may change it.
+# Every other field is the method's (networks, losses, codes, replay, schedule, seed), fixed for a run.
+EXECUTION = {"kind": "execution"}
+
+
 @dataclass
 class TrainConfig:
     """Every setting of a lifelong run. Defaults follow the paper (Adam, lr 1e-4, λ = 10)."""
@@ -125,20 +131,20 @@ class TrainConfig:
     critic_warmup: int = 0
     ema_decay: float = 0.999  # EMA copy of G used for sampling and export
     seed: int = 0
-    checkpoint_every: int = 500  # generator steps
-    log_every: int = 50
-    data_root: Optional[str] = None
-    download: bool = True  # allow torchvision's downloaders when files are missing
+    checkpoint_every: int = field(default=500, metadata=EXECUTION)  # generator steps
+    log_every: int = field(default=50, metadata=EXECUTION)
+    data_root: Optional[str] = field(default=None, metadata=EXECUTION)
+    download: bool = field(default=True, metadata=EXECUTION)  # allow torchvision's downloaders when files are missing
     # "bf16": forwards under CPU autocast in bfloat16 (fp32 master weights, fp32 losses and
     # gradient-penalty norm); "fp32" keeps the bit-reproducible default.
-    precision: str = "fp32"
+    precision: str = field(default="fp32", metadata=EXECUTION)
     # torch.compile of the step's forwards (train/forwards.py): "off" (eager, the bit-reproducible
     # default), "default", "reduce-overhead" (+ CUDA graphs on a GPU) or "max-autotune".
-    compile: str = "off"
+    compile: str = field(default="off", metadata=EXECUTION)
     # CUDA only: True picks deterministic kernels where they exist (reproducible, ~10% slower
     # per step as measured on an H200); False lets cuDNN benchmark and pick the fastest. CPU
     # training always runs with deterministic algorithms.
-    cuda_deterministic: bool = True
+    cuda_deterministic: bool = field(default=True, metadata=EXECUTION)
 
     def replay_ratio_for(self, domain_index: int) -> float:
         """Share of replayed images in the critic's real batch while learning `domain_index`."""
@@ -189,6 +195,8 @@ class RunConfig:
     # The model this run continued (lineage.py: name or path, revision, weight checksums, its
     # domains, and its own parent); None for a run from scratch.
     parent: Optional[dict[str, Any]] = None
+    # Execution settings changed by `lgen train --resume` (at which step, old -> new): the run's log of them.
+    execution_changes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -218,6 +226,7 @@ class RunConfig:
             format_version=version,
             package_version=raw.get("package_version", ""),
             parent=raw.get("parent"),
+            execution_changes=list(raw.get("execution_changes", [])),
         )
 
 
@@ -277,6 +286,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
+EXECUTION_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("kind") == "execution")
 
 
 # ------------------------------------------------------------ domains and resolution
