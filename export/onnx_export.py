@@ -10,7 +10,10 @@ Before a file is renamed into place it must pass `onnx.checker.check_model(full_
 and match PyTorch within spec.PARITY_ATOL on random inputs at every spec.PARITY_BATCHES
 size under onnxruntime (CPU). Both files are checked before either replaces an older
 export, so a failed export leaves the bundle as it was and a generator/encoder pair
-always comes from the same export; nor is an onnx/ directory it created left behind.
+always comes from the same export; nor is an onnx/ directory it created left behind. The
+bundle's manifest.json (lifelong_gen/manifest.py) is renamed into place after them, with their
+sizes and sha256 (hashed from the bytes written) and the weights' entries kept as they were; the
+weights exported are checked against it first (checkpoint.load_bundle).
 `check_requirements` checks the modules, arguments and bundle files first, before any work.
 Torch side: needs the [train] extra and onnxruntime.
 """
@@ -30,8 +33,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lifelong_gen import __version__
-from lifelong_gen.atomic import publish, write_synced, write_temp
+from lifelong_gen import __version__, manifest
+from lifelong_gen.atomic import write_synced, write_temp
 from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, NETWORK_FILES, ONNX_DIR
 from lifelong_gen.config import ModelConfig, read_run_config
 from lifelong_gen.embedded import installed_location
@@ -288,11 +291,10 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
             sizes[graph.name] = len(data)
             log.info("%s: checker ok, max |onnxruntime - torch| %.2e at batches %s", graph.name,
                      diffs[graph.name], ",".join(map(str, spec.PARITY_BATCHES)))
-        # Both passed: the parity figures go into the files, then both are renamed into place.
-        for graph in graphs:
-            _add_parity_metadata(temps[graph.name], diffs[graph.name])
-        for graph in graphs:
-            publish(temps.pop(graph.name), graph.target)
+        # Both passed: the parity figures go into the files, then both are renamed into place
+        # and the manifest after them.
+        entries = {_rel(bundle, g): _add_parity_metadata(temps[g.name], diffs[g.name]) for g in graphs}
+        manifest.publish_files(bundle, {_rel(bundle, g): temps.pop(g.name) for g in graphs}, entries)
         published = True
     except OSError as e:  # a full disk or read-only directory: temps are removed below, older files kept
         raise LgenError(f"cannot write the ONNX export in {Path(bundle) / ONNX_DIR} ({e.strerror or e}); "
@@ -308,14 +310,21 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
                         sizes=sizes)
 
 
-def _add_parity_metadata(path: Path, diff: float) -> None:
-    """Record the measured parity in the (still temporary) file, rewriting it in place."""
+def _rel(bundle: Path, graph: _Graph) -> str:
+    return graph.target.relative_to(bundle).as_posix()  # onnx/generator.onnx: its name in the manifest
+
+
+def _add_parity_metadata(path: Path, diff: float) -> dict[str, Any]:
+    """Record the measured parity in the (still temporary) file, rewriting it in place; returns the
+    file's manifest entry, hashed from the bytes written."""
     import onnx
 
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
     entry.key, entry.value = spec.META_PARITY, f"{diff:.3e}"
-    write_synced(path, proto.SerializeToString())
+    data = proto.SerializeToString()
+    write_synced(path, data)
+    return manifest.entry_of(data)
 
 
 def describe(result: ExportResult) -> dict[str, Any]:

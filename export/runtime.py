@@ -8,7 +8,9 @@ of `lgen sample | encode | interpolate`'s library side needs from the modules th
 sessions.py (onnxruntime, providers, cached and checked sessions), codes.py (the generator's
 inputs in numpy) and lifelong_gen/images.py (image files in, PNG grids out). Imports only
 numpy, onnxruntime, Pillow and torch-free lifelong_gen modules: it runs where PyTorch (and
-the onnx package) is not installed. The graph contract is documented in spec.py.
+the onnx package) is not installed. The graph contract is documented in spec.py. config.json,
+and each ONNX file when its session is opened (sessions.py), are checked against the bundle's
+manifest.json first (lifelong_gen/manifest.py): only what is read is hashed.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, ONNX_FILES, stale_onnx
+from lifelong_gen import manifest
+from lifelong_gen.bundle import CONFIG_NAME, ENCODER_ONNX, GENERATOR_ONNX, ONNX_FILES, stale_onnx
 from lifelong_gen.config import ModelConfig, RunConfig, read_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
@@ -52,7 +55,7 @@ MAX_SCALE = 8
 
 
 def read_model_config(bundle: Path) -> RunConfig:
-    """config.json of a run or bundle directory, with one-line errors for the CLI."""
+    """config.json of a run or bundle directory (checked against its manifest), with one-line errors for the CLI."""
     bundle = Path(bundle)
     if not bundle.exists():
         hint = ""
@@ -63,6 +66,7 @@ def read_model_config(bundle: Path) -> RunConfig:
         raise LgenError(f"model directory {bundle} does not exist{hint}")
     if not bundle.is_dir():
         raise LgenError(f"{bundle} is not a directory (expected a run or bundle directory)")
+    manifest.verify(bundle, [CONFIG_NAME])  # a flipped digit in a shape still parses: only the sha256 sees it
     return read_run_config(bundle)
 
 

@@ -13,7 +13,8 @@ running on CPU"), once per process; with `provider="cuda"` it is a one-line Lgen
 
 Sessions run with full graph optimisation, one intra-op thread per usable core (threads
 sleep rather than spin when idle), and are cached per process, keyed on the file's path,
-size and mtime, so a re-export is picked up.
+size and mtime, so a re-export is picked up. A file is checked against its bundle's
+manifest.json (lifelong_gen/manifest.py) before its first session in a process is created.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from lifelong_gen import manifest
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
 
@@ -166,6 +168,17 @@ def _cuda_failed(reason: str) -> LgenError:
     return LgenError(f"--provider cuda: onnxruntime could not start CUDA ({reason})")
 
 
+def _verify(path: Path, bundle: Path) -> None:
+    """`path` against BUNDLE/manifest.json: only the graph about to be opened is hashed (sample
+    never hashes the encoder)."""
+    try:
+        rel = Path(path).relative_to(bundle).as_posix()
+    except ValueError:  # a file outside the bundle: no manifest speaks for it
+        return
+    # No "has no manifest" line here: OnnxModel read config.json through the same check first.
+    manifest.verify(bundle, [rel], notice=False)
+
+
 def open_session(path: Path, provider: Optional[str], threads: Optional[int], bundle: Path):
     """An onnxruntime session of `path` (cached); one-line LgenError when it cannot be loaded.
 
@@ -183,6 +196,7 @@ def open_session(path: Path, provider: Optional[str], threads: Optional[int], bu
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, tuple(providers), threads)
     if key in _SESSIONS:
         return _SESSIONS[key]
+    _verify(path, bundle)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads or usable_cores()

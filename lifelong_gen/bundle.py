@@ -10,6 +10,7 @@ Hub add; every module that reads or writes one takes the names from here:
     samples/*.png, metrics.jsonl              the trainer's sample grids and loss log
     README.md                        model card (model_card.py)
     checksums.json                   sha256 of every file (the embedded model, embedded.py)
+    manifest.json                    size + sha256 of config.json, *.safetensors, onnx/*.onnx (manifest.py)
 
 Also owns `stale_onnx`: the ONNX graphs are a derived copy of the weights, so a bundle whose
 weights changed after its export (exported mid-training, then trained on) must be re-exported.
@@ -43,6 +44,8 @@ REPORT_NAME = "report.md"
 COMPARE_NAME = "compare.md"  # `lgen evaluate --compare --out DIR`
 TRAINING_LOG_NAME = "metrics.jsonl"  # the trainer's averaged losses, one JSON line per log step
 CHECKSUMS_NAME = "checksums.json"
+# Size and sha256 of the files the loaders read (manifest.py); a checkpoint has its own of the same name.
+MANIFEST_NAME = "manifest.json"
 SAMPLES_DIR = "samples"  # the trainer's grid after each domain
 SNAPSHOTS_DIR = "snapshots"  # a run's bundle of G_ema and S after each domain (snapshots/domain-K/)
 CHECKPOINTS_DIR = "checkpoints"  # a run's resumable training states (checkpoint.py)

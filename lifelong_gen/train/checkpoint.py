@@ -4,7 +4,10 @@ A *bundle* is a directory with `config.json` and one safetensors file per networ
 `generator.safetensors`, `generator_ema.safetensors`, `encoder.safetensors`,
 `critic.safetensors` (the diffusers layout: no pickles, no code). A *run directory*
 is a bundle plus `metrics.jsonl`, sample grids, per-domain snapshots and
-`checkpoints/`, which holds the full training state for resume:
+`checkpoints/`, which holds the full training state for resume. A bundle's own
+`manifest.json` (size and sha256 of config.json, the safetensors and onnx/*.onnx,
+lifelong_gen/manifest.py) is renamed into place after the files `save_bundle` writes, and
+`load_bundle` checks what it loads against it:
 
     checkpoints/step-00000500/{state.json, state.safetensors, manifest.json}
     checkpoints/latest         one line naming the newest complete checkpoint
@@ -29,6 +32,7 @@ from typing import Any, Optional, Sequence
 import torch
 from safetensors.torch import load_file, save
 
+from lifelong_gen import manifest
 from lifelong_gen.atomic import atomic_directory, atomic_write_bytes, sha256_file, write_synced
 from lifelong_gen.bundle import CHECKPOINTS_DIR, CONFIG_NAME, NETWORK_FILES, SNAPSHOTS_DIR
 from lifelong_gen.config import RunConfig, read_run_config
@@ -36,7 +40,7 @@ from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.hub import fetch_bundle
 
 log = logging.getLogger("lifelong_gen")
-MANIFEST_NAME = "manifest.json"
+MANIFEST_NAME = "manifest.json"  # a checkpoint's (its own format: "step" and its two files)
 
 
 # ---------------------------------------------------------------- atomic primitives
@@ -57,16 +61,19 @@ def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: 
 
 
 def write_config(bundle: Path, run: RunConfig) -> None:
-    atomic_write_bytes(Path(bundle) / CONFIG_NAME, run.to_json().encode())
+    """config.json alone (a training's start), and its entry in the bundle's manifest with it."""
+    # Through the manifest: a resume may change config.json's execution settings, and a manifest
+    # left with the old entry would call the new file damaged.
+    manifest.write_files(Path(bundle), {CONFIG_NAME: run.to_json().encode()})
 
 
 def save_bundle(bundle: Path, run: RunConfig, networks: dict[str, torch.nn.Module]) -> None:
-    """Write config.json and one safetensors file per network given (keys of NETWORK_FILES)."""
-    bundle = Path(bundle)
-    write_config(bundle, run)
+    """Write config.json and one safetensors file per network given (keys of NETWORK_FILES), then
+    BUNDLE/manifest.json: hashed from the bytes written, renamed into place after them (manifest.py)."""
+    files = {CONFIG_NAME: run.to_json().encode()}
     for key, module in networks.items():
-        atomic_save_tensors(bundle / NETWORK_FILES[key], module.state_dict(),
-                            metadata={"format": "pt", "network": key})
+        files[NETWORK_FILES[key]] = tensor_bytes(module.state_dict(), metadata={"format": "pt", "network": key})
+    manifest.write_files(Path(bundle), files)
 
 
 def copy_parent_snapshots(parent: Path, run_dir: Path, inherited: int) -> None:
@@ -109,18 +116,28 @@ def load_state_strict(module: torch.nn.Module, path: Path) -> None:
 
 
 def load_bundle(bundle: Path, which: tuple[str, ...] = ("G", "G_ema", "S", "D")):
-    """Rebuild networks from a bundle alone. Returns (RunConfig, {key: module in eval mode})."""
+    """Rebuild networks from a bundle alone. Returns (RunConfig, {key: module in eval mode}).
+
+    config.json and the weight files of `which` are first checked against BUNDLE/manifest.json
+    (manifest.verify: a flipped byte in the tensor data still parses, only the sha256 sees it),
+    so a damaged file ends in one line before any caller's work (`lgen train --from`, evaluate).
+    """
     from lifelong_gen.train.networks import build_networks
 
     bundle = Path(bundle)
-    run = read_run_config(bundle)
-    G, D, S = build_networks(run.model)
-    G_ema, _, _ = build_networks(run.model)
-    modules = {"G": G, "G_ema": G_ema, "S": S, "D": D}
-    out = {}
-    for key in which:
-        load_state_strict(modules[key], bundle / NETWORK_FILES[key])
-        out[key] = modules[key].eval()
+    # Checked and loaded under the directory's shared lock: a training saving into it renames
+    # its files and manifest under the exclusive one, so what is checked is what is loaded.
+    with manifest.locked(bundle, exclusive=False):
+        manifest.verify(bundle, [CONFIG_NAME, *(NETWORK_FILES[k] for k in which if k in NETWORK_FILES)],
+                        lock=False)
+        run = read_run_config(bundle)
+        G, D, S = build_networks(run.model)
+        G_ema, _, _ = build_networks(run.model)
+        modules = {"G": G, "G_ema": G_ema, "S": S, "D": D}
+        out = {}
+        for key in which:
+            load_state_strict(modules[key], bundle / NETWORK_FILES[key])
+            out[key] = modules[key].eval()
     return run, out
 
 
