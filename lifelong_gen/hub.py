@@ -30,12 +30,13 @@ from typing import Any, Iterator, Optional, Sequence
 
 from lifelong_gen import __version__
 from lifelong_gen.bundle import (CARD_NAME, CHECKSUMS_NAME, CONFIG_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES,
-                                 ONNX_DIR, ONNX_FILES, REPORT_NAME, RUNTIME_FILES, stale_onnx)
+                                 MANIFEST_NAME, ONNX_DIR, ONNX_FILES, REPORT_NAME, RUNTIME_FILES, stale_onnx)
 from lifelong_gen.embedded import embedded_name, pretrained_path
 from lifelong_gen.errors import LgenError, one_line
 
 # What the ONNX runtime needs (sample, encode, interpolate), as download patterns.
-RUNTIME_PATTERNS = (CONFIG_NAME, f"{ONNX_DIR}/*.onnx")
+# manifest.json (when the bundle has one) lets every reader check what it downloaded (manifest.py).
+RUNTIME_PATTERNS = (CONFIG_NAME, f"{ONNX_DIR}/*.onnx", MANIFEST_NAME)
 # A pushed bundle always has these; the critic only with --with-critic.
 PUSH_REQUIRED = RUNTIME_FILES + (NETWORK_FILES["G"], NETWORK_FILES["G_ema"], NETWORK_FILES["S"])
 # Everything `lgen pull` fetches (without --onnx-only); the extras are fetched when present.
@@ -277,7 +278,7 @@ def fetch_bundle(bundle_or_repo_id: str | Path, files: Sequence[str], *, endpoin
     """
     ref = as_hub_ref(str(bundle_or_repo_id))
     if ref is not None:
-        path = download(ref, (CONFIG_NAME, *files), endpoint=endpoint, local_hint=True)
+        path = download(ref, (CONFIG_NAME, MANIFEST_NAME, *files), endpoint=endpoint, local_hint=True)
         _check_files(path, (CONFIG_NAME, *files), f"Hub repo {ref}", hint)
     else:
         path = Path(bundle_or_repo_id)
@@ -311,7 +312,10 @@ def push_files(bundle: Path, *, with_critic: bool = False) -> list[str]:
     stale = stale_onnx(bundle, [rel for rel in required if rel in NETWORK_FILES.values()])
     if stale:
         raise LgenError(stale)
-    extras = [rel for rel in (CARD_NAME, METRICS_NAME, REPORT_NAME) if (bundle / rel).is_file()]
+    from lifelong_gen import manifest
+
+    manifest.verify(bundle, required, notice=False)  # a damaged file is never uploaded
+    extras = [rel for rel in (CARD_NAME, METRICS_NAME, REPORT_NAME, MANIFEST_NAME) if (bundle / rel).is_file()]
     return required + extras + [p.as_posix() for p in bundle_images(bundle)]
 
 

@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 from lifelong_gen import __version__
 from lifelong_gen.atomic import sha256_file
-from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME, NETWORK_FILES
+from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME, MANIFEST_NAME, NETWORK_FILES
 from lifelong_gen.config import MODEL_KEYS, RunConfig, native_shape, parse_domains, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 
@@ -91,7 +91,7 @@ def _locate(value: str, endpoint: Optional[str], weights: bool) -> tuple[Path, d
     if ref is None:
         raise LgenError(f"--from {value}: no such directory, embedded model or Hub repo id (ORG/NAME[@REV])")
     hub.quiet_hub_output()
-    files = [CONFIG_NAME, CHECKSUMS_NAME]
+    files = [CONFIG_NAME, CHECKSUMS_NAME, MANIFEST_NAME]
     if weights:
         files += [NETWORK_FILES[k] for k in (*REQUIRED_WEIGHTS, "D")]
     path = hub.download(ref, files, endpoint=endpoint, local_hint=True)

@@ -26,7 +26,7 @@ from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
 from tiny_onnx import copy_bundle, torch_free_env
 
-REPO_FILES = {"config.json", "generator.safetensors", "generator_ema.safetensors", "encoder.safetensors",
+REPO_FILES = {"config.json", "manifest.json", "generator.safetensors", "generator_ema.safetensors", "encoder.safetensors",
               "onnx/generator.onnx", "onnx/encoder.onnx", "README.md", "samples/domain-1.png"}
 
 
@@ -103,7 +103,7 @@ def test_push_then_sample_from_hub_matches_local_bundle_torch_free(bundle, no_to
     assert remote.read_bytes() == local.read_bytes()
     fetched = {p.split("/resolve/", 1)[1].split("/", 1)[1] for m, p in fake_hub.calls()[mark:]
                if m == "GET" and "/resolve/" in p}
-    assert fetched == {"config.json", GENERATOR_ONNX, ENCODER_ONNX}
+    assert fetched == {"config.json", "manifest.json", GENERATOR_ONNX, ENCODER_ONNX}
     cached = {p.name for p in (home / "hub").rglob("*") if p.is_file() or p.is_symlink()}
     assert not any(name.endswith(".safetensors") for name in cached)
 
@@ -152,7 +152,7 @@ def test_push_to_branch_with_critic_then_pull(bundle, no_torch, fake_hub, tmp_pa
     snapshot = r.stdout.strip()
     assert snapshot.startswith(str(home)) and (home / "hub").is_dir()
     got = {p.relative_to(snapshot).as_posix() for p in Path(snapshot).rglob("*") if p.is_file()}
-    assert got == {"config.json", GENERATOR_ONNX, ENCODER_ONNX}
+    assert got == {"config.json", "manifest.json", GENERATOR_ONNX, ENCODER_ONNX}
 
 
 def test_load_networks_from_hub_is_strict(bundle, fake_hub, tmp_path, monkeypatch):

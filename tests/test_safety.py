@@ -182,7 +182,7 @@ def test_a_failed_first_export_leaves_no_onnx_directory(tmp_path, monkeypatch):
     with pytest.raises(LgenError, match="fails onnx.checker"):
         onnx_export.export_bundle(tmp_path / "b")
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == ["config.json", "encoder.safetensors",
-                                                                  "generator_ema.safetensors"]
+                                                                  "generator_ema.safetensors", "manifest.json"]
 
 
 def test_export_without_onnxruntime_fails_before_loading_anything(tmp_path, monkeypatch):

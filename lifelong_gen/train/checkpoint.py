@@ -93,6 +93,7 @@ def copy_parent_snapshots(parent: Path, run_dir: Path, inherited: int) -> None:
         with atomic_directory(root / f"domain-{k}") as tmp:
             for rel in files:
                 shutil.copyfile(src / rel, tmp / rel)
+            manifest.update(tmp)  # a snapshot is a bundle like any other: its files checked when read
 
 
 def load_state_strict(module: torch.nn.Module, path: Path) -> None:
