@@ -4,6 +4,7 @@
 #   bash experiments/continuation.sh critic      critic starts on a quick parent: parent / fresh + warm-up / fresh, 2 seeds
 #   bash experiments/continuation.sh single      one quick run of all three domains (vs the quick continuation)
 #   bash experiments/continuation.sh noreplay    the no-replay continuation of the embedded model (the baseline)
+#   bash experiments/continuation.sh lr          the quick parent continued with 5x lower learning rates (after critic)
 # Every step skips what is already done, so the script can be re-run after an interruption.
 # Tabulate with: python experiments/continuation_table.py
 set -euo pipefail
@@ -50,6 +51,11 @@ for what in "${@:-reference critic single noreplay}"; do
       noreplay)
         train runs/mnist-fashion-animals-noreplay --from mnist-fashion --domains animal-mnist --no-replay
         evaluate runs/mnist-fashion-animals-noreplay ;;
+      lr)
+        for seed in 0 1; do
+          train "$R/parent-critic-lr1e-4-s$seed" --from "$R/parent-quick" --domains animal-mnist --critic parent --lr-g 1e-4 --lr-d 1e-4 --seed "$seed"
+          evaluate "$R/parent-critic-lr1e-4-s$seed" 2000
+        done ;;
       *) echo "unknown part $w" >&2; exit 2 ;;
     esac
   done
