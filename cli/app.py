@@ -89,7 +89,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory with its stored config"),
     from_model: Optional[str] = typer.Option(None, "--from", help="Continue a trained model onto the new --domains, without its old data: a run or bundle directory, an embedded model (mnist-fashion) or a Hub repo ORG/NAME[@REV]"),
     critic: str = typer.Option("auto", "--critic", help="With --from: auto (the parent's critic when it has one), parent, or fresh"),
-    critic_warmup: Optional[int] = typer.Option(None, help="With --from: critic-only updates before G moves (default 0 with the parent's critic, 200 with a fresh one)"),
+    critic_warmup: Optional[int] = typer.Option(None, help="With --from: critic-only updates before G moves (default 0: measured in experiments/continuation.md)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit"),
     steps_per_domain: Optional[int] = typer.Option(None, help="Generator steps per domain"),
     batch_size: Optional[int] = typer.Option(None),
