@@ -86,7 +86,8 @@ def runs_table(named: list[tuple[str, dict]]) -> list[str]:
     lines.append("| animal d purity | " + " | ".join(fmt(s.get("new_purity")) for _, s in sums) + " |")
     for d in OLD:
         lines.append(f"| {d} FID after / before | " + " | ".join(
-            fmt(s["fid_after"][d] / s["fid_before"][d]) if "fid_before" in s else "–" for _, s in sums) + " |")
+            fmt(s["fid_after"][d] / s["fid_before"][d]) if "fid_before" in s and s["fid_after"][d] is not None
+            else "–" for _, s in sums) + " |")
     return lines
 
 
