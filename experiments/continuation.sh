@@ -5,6 +5,7 @@
 #   bash experiments/continuation.sh single      one quick run of all three domains (vs the quick continuation)
 #   bash experiments/continuation.sh noreplay    the no-replay continuation of the embedded model (the baseline)
 #   bash experiments/continuation.sh lr          the quick parent continued with 5x lower learning rates (after critic)
+# The two reference runs keep --critic-warmup 200, the default when they were made (it is 0 now).
 # Every step skips what is already done, so the script can be re-run after an interruption.
 # Tabulate with: python experiments/continuation_table.py
 set -euo pipefail
@@ -32,7 +33,7 @@ for what in "${@:-reference critic single noreplay}"; do
   for w in $what; do
     case $w in
       reference)
-        train runs/mnist-fashion-animals --from mnist-fashion --domains animal-mnist
+        train runs/mnist-fashion-animals --from mnist-fashion --domains animal-mnist --critic-warmup 200
         evaluate runs/mnist-fashion-animals ;;
       critic)
         [ -f "$R/parent-quick/critic.safetensors" ] || train_parent=1
@@ -49,7 +50,7 @@ for what in "${@:-reference critic single noreplay}"; do
         train "$R/single-quick" --preset mnist-fashion --quick --domains mnist,fashion-mnist,animal-mnist
         evaluate "$R/single-quick" 2000 ;;
       noreplay)
-        train runs/mnist-fashion-animals-noreplay --from mnist-fashion --domains animal-mnist --no-replay
+        train runs/mnist-fashion-animals-noreplay --from mnist-fashion --domains animal-mnist --no-replay --critic-warmup 200
         evaluate runs/mnist-fashion-animals-noreplay ;;
       lr)
         for seed in 0 1; do
