@@ -35,8 +35,9 @@ from test_resume import ARGS, assert_same_weights, reference  # noqa: F401  (`re
 
 
 def digest_tree(root: Path) -> dict[str, str]:
+    # .lgen.lock (runlock.py) holds the PID of the last process that took the run: bookkeeping, not the run.
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lgen.lock"}
 
 
 def truncate(path: Path) -> None:
