@@ -148,7 +148,7 @@ def train(
     if critic != "auto" or critic_warmup is not None:
         raise LgenError("--critic and --critic-warmup apply to a continued run: add --from MODEL")
     if resume is not None:
-        from lifelong_gen.config import EXECUTION_SETTINGS
+        from lifelong_gen.config import EXECUTION_SETTINGS, flag_of as _flag
 
         method = sorted(k for k in explicit if k not in EXECUTION_SETTINGS)
         given = method + (["preset"] if preset else []) + (["quick"] if quick else [])
@@ -228,17 +228,12 @@ def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick
             typer.echo(str(run_dir))
 
 
-def _flag(name: str) -> str:
-    """The command-line flag of a setting (betas is given as --beta1/--beta2)."""
-    return "--beta1/--beta2" if name == "betas" else "--" + name.replace("_", "-")
-
-
 def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution: dict[str, Any]) -> None:
     import dataclasses
     import datetime
 
     from lifelong_gen.bundle import CHECKPOINTS_DIR, NETWORK_FILES
-    from lifelong_gen.config import read_run_config
+    from lifelong_gen.config import flag_of as _flag, read_run_config
 
     run = read_run_config(run_dir)
     changed = {k: [getattr(run.train, k), v] for k, v in execution.items() if getattr(run.train, k) != v}

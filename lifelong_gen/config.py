@@ -289,6 +289,11 @@ TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 EXECUTION_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("kind") == "execution")
 
 
+def flag_of(name: str) -> str:
+    """The command-line flag of a setting, for messages (betas is given as --beta1/--beta2)."""
+    return "--beta1/--beta2" if name == "betas" else "--" + name.replace("_", "-")
+
+
 # ------------------------------------------------------------ domains and resolution
 
 def parse_domains(text: str) -> list[str]:

@@ -31,17 +31,18 @@ from typing import Any, Optional
 from lifelong_gen import __version__
 from lifelong_gen.atomic import sha256_file
 from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME, MANIFEST_NAME, NETWORK_FILES
-from lifelong_gen.config import MODEL_KEYS, RunConfig, native_shape, parse_domains, read_run_config
+from lifelong_gen.config import (EXECUTION_SETTINGS, MODEL_KEYS, RunConfig, flag_of, native_shape, parse_domains,
+                                 read_run_config)
 from lifelong_gen.errors import LgenError, one_line
 
 # A continued run keeps these training settings of its parent: they define the objective
 # the parent's codes were learned under (the model's shape is fixed by its weights anyway).
 METHOD_SETTINGS = ("d_per_domain", "gp_lambda", "info_weight_discrete", "info_weight_continuous",
                    "info_augment_weight", "s_real_weight", "s_balance_weight")
-# What `--from` may change; anything else given is refused in one line.
+# What `--from` may change (the schedule, optimiser, replay and seed, and every execution
+# setting); anything else given is refused in one line.
 TRAINING_SETTINGS = ("steps_per_domain", "batch_size", "n_critic", "lr_g", "lr_d", "betas", "replay",
-                     "replay_ratio", "replay_alignment", "ema_decay", "seed", "checkpoint_every", "log_every",
-                     "data_root", "download", "precision", "compile", "cuda_deterministic", "critic_warmup")
+                     "replay_ratio", "replay_alignment", "ema_decay", "seed", "critic_warmup", *EXECUTION_SETTINGS)
 REQUIRED_WEIGHTS = ("G_ema", "S")
 # Critic-only updates before G moves when the critic starts fresh (the parent has none, or
 # --critic fresh). Measured in experiments/continuation.md (quick parent, 2 seeds): 200 warm-up
@@ -59,10 +60,6 @@ class Parent:
     run: RunConfig
     record: dict[str, Any]  # the lineage entry (without the critic choice, made later)
     has_critic: bool
-
-
-def _flag(name: str) -> str:
-    return "--" + name.replace("_", "-")
 
 
 def _verify_listed(root: Path, files: list[str]) -> None:
@@ -155,10 +152,10 @@ def continue_config(parent: Parent, domains: str | list[str], overrides: dict[st
         current = getattr(pm, key) if key in MODEL_KEYS else getattr(pt, key, None)
         if key in MODEL_KEYS or key in METHOD_SETTINGS:
             if value != current:
-                raise LgenError(f"{_flag(key)} is fixed by the parent model ({json.dumps(current)}): "
+                raise LgenError(f"{flag_of(key)} is fixed by the parent model ({json.dumps(current)}): "
                                 f"a continuation keeps the parent's method settings")
         elif key not in TRAINING_SETTINGS:
-            raise LgenError(f"{_flag(key)} cannot be combined with --from")
+            raise LgenError(f"{flag_of(key)} cannot be combined with --from")
     if critic not in CRITIC_CHOICES:
         raise LgenError(f"critic {critic!r} is not one of {', '.join(CRITIC_CHOICES)}")
     if critic == "parent" and not parent.has_critic:
