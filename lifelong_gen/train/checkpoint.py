@@ -38,6 +38,7 @@ from lifelong_gen.bundle import CHECKPOINTS_DIR, CONFIG_NAME, NETWORK_FILES, SNA
 from lifelong_gen.config import RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.hub import fetch_bundle
+from lifelong_gen.train import legacy
 
 log = logging.getLogger("lifelong_gen")
 MANIFEST_NAME = "manifest.json"  # a checkpoint's (its own format: "step" and its two files)
@@ -104,6 +105,8 @@ def load_state_strict(module: torch.nn.Module, path: Path) -> None:
         tensors = load_file(str(path))
     except Exception as e:  # safetensors raises its own error types on corrupt files
         raise LgenError(f"cannot read {path}: {one_line(e)}") from None
+    tensors, folded = legacy.fold_norm_biases(module, tensors)
+    legacy.notice_once(str(path), folded)
     own = module.state_dict()
     missing = sorted(set(own) - set(tensors))
     unexpected = sorted(set(tensors) - set(own))
@@ -183,7 +186,11 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[
     return tensors, {"param_groups": sd["param_groups"], "scalars": scalars}
 
 
-def optimizer_from_tensors(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], meta: dict) -> None:
+def optimizer_from_tensors(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], meta: dict,
+                           index_map: Optional[dict[int, int]] = None) -> None:
+    """Load what optimizer_to_tensors wrote. `index_map` ({saved position: position now}, from
+    legacy.optimizer_index_map) renumbers the state of a checkpoint whose networks had more
+    parameters; the state of a saved position it lacks is dropped."""
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():
         if not key.startswith(prefix + "."):
@@ -197,6 +204,9 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, prefix: str, tensors: dic
     for g in groups:  # JSON turns tuples into lists
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
+    if index_map is not None:
+        state = {index_map[i]: st for i, st in state.items() if i in index_map}
+        groups = [{**g, "params": [index_map[i] for i in g["params"] if i in index_map]} for g in groups]
     opt.load_state_dict({"state": state, "param_groups": groups})
 
 

@@ -25,6 +25,12 @@ norm (which the critic must not) and exports as its own graph. The shared layout
 slightly better transfer to real digits in the one MNIST run (one seed) keeps it
 available as `--shared-encoder` (InfoGAN's layout); the reference model picks by
 measurement.
+
+Layers directly followed by batch norm have no bias (DCGAN's practice): the norm subtracts
+the batch mean, so such a bias has an analytically zero gradient, and Adam, which divides
+by the gradient's own size, turned its float round-off into full-size steps; any last-bit
+difference between two runs grew into ~1e-3 there. Bundles written with those biases load
+with each one folded into its norm's running mean (legacy.py).
 """
 
 from __future__ import annotations
@@ -61,6 +67,25 @@ class ConditionalBatchNorm(nn.Module):
         return self.bn(h) * (1 + self.gain(d).view(shape)) + self.bias(d).view(shape)
 
 
+def norm_fed_layers(module: nn.Module) -> dict[str, str]:
+    """{name of each bias-free layer directly followed by batch norm: that BatchNorm's name}.
+
+    The layers whose bias older versions had and legacy.py folds away; found from the
+    modules themselves, so every architecture and conditioning is covered.
+    """
+    found = {}
+    for name, seq in module.named_modules():
+        if not isinstance(seq, nn.Sequential):
+            continue
+        children = list(seq.named_children())
+        for (a, layer), (b, after) in zip(children, children[1:]):
+            bn, suffix = (after.bn, ".bn") if isinstance(after, ConditionalBatchNorm) else (after, "")
+            if isinstance(bn, nn.modules.batchnorm._BatchNorm) and getattr(layer, "bias", False) is None:
+                prefix = f"{name}." if name else ""
+                found[prefix + a] = prefix + b + suffix
+    return found
+
+
 def _run(layers: nn.Sequential, h: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
     """A Sequential whose ConditionalBatchNorm layers also receive d."""
     for layer in layers:
@@ -87,11 +112,12 @@ class Generator(nn.Module):
             self.base = 7
             self.base_ch = 2 * w
             self.fc = nn.Sequential(
-                nn.Linear(in_dim, cfg.fc_width), nn.BatchNorm1d(cfg.fc_width), nn.ReLU(True),
-                nn.Linear(cfg.fc_width, self.base_ch * 7 * 7), nn.BatchNorm1d(self.base_ch * 7 * 7), nn.ReLU(True),
+                nn.Linear(in_dim, cfg.fc_width, bias=False), nn.BatchNorm1d(cfg.fc_width), nn.ReLU(True),
+                nn.Linear(cfg.fc_width, self.base_ch * 7 * 7, bias=False), nn.BatchNorm1d(self.base_ch * 7 * 7),
+                nn.ReLU(True),
             )
             self.conv = nn.Sequential(
-                nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.BatchNorm2d(w), nn.ReLU(True),  # 14x14
+                nn.ConvTranspose2d(2 * w, w, 4, 2, 1, bias=False), nn.BatchNorm2d(w), nn.ReLU(True),  # 14x14
                 nn.ConvTranspose2d(w, C, 4, 2, 1), nn.Tanh(),  # 28x28
             )
         else:
@@ -99,12 +125,12 @@ class Generator(nn.Module):
             self.base = 4
             self.base_ch = 8 * w
             self.fc = nn.Sequential(
-                nn.Linear(in_dim, self.base_ch * 16), nn.BatchNorm1d(self.base_ch * 16), nn.ReLU(True),
+                nn.Linear(in_dim, self.base_ch * 16, bias=False), nn.BatchNorm1d(self.base_ch * 16), nn.ReLU(True),
             )
             blocks: list[nn.Module] = []
             ch = 8 * w
             for _ in range(3):
-                blocks += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+                blocks += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
                 ch //= 2
             blocks += [nn.ConvTranspose2d(ch, C, 4, 2, 1), nn.Tanh()]
             self.conv = nn.Sequential(*blocks)
@@ -138,7 +164,7 @@ class Trunk(nn.Module):
         C = cfg.img_channels
 
         def block(cin: int, cout: int, norm: bool) -> list[nn.Module]:
-            layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1)]
+            layers: list[nn.Module] = [nn.Conv2d(cin, cout, 4, 2, 1, bias=not norm)]
             if norm:
                 layers.append(nn.BatchNorm2d(cout))
             layers.append(nn.LeakyReLU(0.2, True))
@@ -147,7 +173,7 @@ class Trunk(nn.Module):
         if cfg.img_resolution == 28:
             # InfoGAN MNIST discriminator trunk; no norm on the first layer.
             layers = block(C, w, False) + block(w, 2 * w, batch_norm)  # 14 -> 7
-            layers += [nn.Flatten(), nn.Linear(2 * w * 7 * 7, cfg.fc_width)]
+            layers += [nn.Flatten(), nn.Linear(2 * w * 7 * 7, cfg.fc_width, bias=not batch_norm)]
             if batch_norm:
                 layers.append(nn.BatchNorm1d(cfg.fc_width))
             layers.append(nn.LeakyReLU(0.2, True))
@@ -225,3 +251,17 @@ def build_networks(cfg: ModelConfig) -> tuple[Generator, Critic, Encoder]:
     D = Critic(cfg)
     S = Encoder(cfg, trunk=D.trunk if cfg.encoder_shares_critic else None)
     return G, D, S
+
+
+def parameter_groups(G: Generator, D: Critic, S: Encoder) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """What each optimizer trains, as (prefixed name, parameter) in the optimizer's order.
+
+    With S on the critic's trunk its heads learn with the critic (InfoGAN's scheme); a
+    separate S learns with G, both maximising L_MI. The names let a checkpoint's optimizer
+    state be matched to parameters by name (legacy.py).
+    """
+    heads = [(f"S.{n}", p) for n, p in S.named_parameters() if n.startswith(("d_head.", "c_head."))]
+    named = lambda key, module: [(f"{key}.{n}", p) for n, p in module.named_parameters()]
+    if S.shares_trunk:
+        return {"opt_d": named("D", D) + heads, "opt_g": named("G", G)}
+    return {"opt_d": named("D", D), "opt_g": named("G", G) + named("S", S)}

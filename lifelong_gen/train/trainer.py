@@ -46,7 +46,7 @@ from lifelong_gen import bundle as bundle_files
 from lifelong_gen.config import RunConfig, domain_slots
 from lifelong_gen.errors import LgenError, TrainingInterrupted
 from lifelong_gen.train import checkpoint as ckpt
-from lifelong_gen.train import distributed
+from lifelong_gen.train import distributed, legacy
 from lifelong_gen.train.callbacks import (
     Callback, DomainSnapshots, SampleGrids, StepFunction, closing_all, progress_display,
 )
@@ -57,7 +57,7 @@ from lifelong_gen.train.losses import (
     alignment_loss, augmented_info_loss, clustering_loss, critic_loss, generator_loss, gradient_penalty, info_loss,
     random_affine,
 )
-from lifelong_gen.train.networks import build_networks
+from lifelong_gen.train.networks import build_networks, parameter_groups
 from lifelong_gen.train.replay import ReplaySnapshot, sample_codes
 
 log = logging.getLogger("lifelong_gen")
@@ -247,10 +247,8 @@ class Trainer:
         shared = self.cfg.encoder_shares_critic
         if shared and self.tc.s_real_weight > 0:
             raise LgenError("s_real_weight trains S on real images and needs a separate S (drop --shared-encoder)")
-        # With S on the critic's trunk, its heads learn with the critic (InfoGAN's scheme);
-        # a separate S learns with G, both maximising L_MI.
-        d_params = list(self.D.parameters()) + (self.S.head_parameters() if shared else [])
-        g_params = list(self.G.parameters()) + ([] if shared else list(self.S.parameters()))
+        groups = parameter_groups(self.G, self.D, self.S)
+        d_params, g_params = ([p for _, p in groups[k]] for k in ("opt_d", "opt_g"))
         # CUDA: the fused Adam kernel (one launch per step instead of several per tensor).
         # CPU keeps the reference implementation, so its runs stay bit-identical to earlier ones.
         fused = True if self.device.type == "cuda" else None
@@ -493,15 +491,19 @@ class Trainer:
         def sub(prefix: str) -> dict[str, torch.Tensor]:
             return {k[len(prefix) + 1:]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
 
+        folded = {}  # a checkpoint of an older version: biases before batch norm folded (legacy.py)
         for key, module in (("G", self.G), ("G_ema", self.G_ema), ("S", self.S), ("D", self.D)):
-            module.load_state_dict(sub(key), strict=True)
+            weights, folded[key] = legacy.fold_norm_biases(module, sub(key))
+            module.load_state_dict(weights, strict=True)
         if state["snapshot_d_slots"] is not None:
             G_old, _, _ = build_networks(self.cfg)
-            G_old.load_state_dict(sub("snapshot"), strict=True)
+            G_old.load_state_dict(legacy.fold_norm_biases(G_old, sub("snapshot"))[0], strict=True)
             G_old.to(self.device)
             self.snapshot = ReplaySnapshot(G_old, state["snapshot_d_slots"])
+        maps = legacy.optimizer_index_maps(parameter_groups(self.G, self.D, self.S), folded)
         for key, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            ckpt.optimizer_from_tensors(opt, key, tensors, state["optimizers"][key])
+            ckpt.optimizer_from_tensors(opt, key, tensors, state["optimizers"][key], maps.get(key))
+        legacy.notice_once(str(self.run_dir / "checkpoints"), sorted(f"{k}.{n}" for k, v in folded.items() for n in v))
         self.phase_index, self.step, self.global_step = state["phase_index"], state["step"], state["global_step"]
         suffix = "" if self.dist.rank == 0 else f".rank{self.dist.rank}"
         saved_device = state.get("rng_device", "cpu")
