@@ -62,3 +62,19 @@ def test_resume_takes_execution_settings_and_records_them(stopped_run):
     steps = [json.loads(line)["step"] for line in (stopped_run / "metrics.jsonl").read_text().splitlines()]
     resumed = [s for s in steps if s > change["global_step"]]
     assert resumed and all(s % 7 == 0 or s == 300 for s in resumed), steps
+
+
+def test_a_resume_with_other_numerics_warns_that_it_is_not_bit_identical(stopped_run, caplog):
+    import torch
+
+    from lifelong_gen.train import checkpoint as ckpt
+
+    state, _ = ckpt.load_checkpoint(stopped_run)
+    assert state["numerics"] == ckpt.numerics(torch.device("cpu"))  # recorded by the stopped run
+    with caplog.at_level("WARNING", logger="lifelong_gen"):
+        ckpt.warn_if_numerics_differ(state["numerics"], torch.device("cpu"))
+        assert not caplog.records
+        ckpt.warn_if_numerics_differ({**state["numerics"], "threads": 7}, torch.device("cpu"))
+    [record] = caplog.records
+    assert f"threads 7 -> {torch.get_num_threads()}" in record.getMessage()
+    assert "not bit-identical" in record.getMessage() and "OMP_NUM_THREADS=7" in record.getMessage()

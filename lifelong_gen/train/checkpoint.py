@@ -172,6 +172,29 @@ def load_networks(bundle_or_repo_id: str | Path, which: Sequence[str] = ("G_ema"
 # ---------------------------------------------------------------- training state
 
 
+def numerics(device: torch.device) -> dict[str, Any]:
+    """What a CPU run's floating-point results depend on beyond its seed and settings.
+
+    The thread count sets how GEMMs, convolutions and reductions split their sums (MKL,
+    oneDNN and ATen partition work statically by thread), the CPU capability picks the
+    kernels (AVX2 / AVX-512 / AMX), and another torch may pick other kernels again.
+    """
+    return {"device": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+
+
+def warn_if_numerics_differ(saved: Optional[dict[str, Any]], device: torch.device) -> None:
+    """One warning when a resume cannot be bit-identical because the arithmetic changed."""
+    if not saved:  # a checkpoint of an older version: nothing recorded
+        return
+    now = numerics(device)
+    changed = [f"{k} {saved.get(k)} -> {now[k]}" for k in now if saved.get(k) != now[k]]
+    if changed and device.type == "cpu":
+        log.warning("this resume runs with other numerics than the checkpoint (%s): training continues, but not "
+                    "bit-identical to an uninterrupted run (for that, e.g. OMP_NUM_THREADS=%s)",
+                    ", ".join(changed), saved.get("threads"))
+
+
 def optimizer_to_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:
     """Split an optimizer state_dict into tensors (for safetensors) and JSON (hyper-parameters)."""
     sd = opt.state_dict()

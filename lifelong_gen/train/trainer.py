@@ -464,6 +464,7 @@ class Trainer:
             # Losses of the steps since the last metrics line: a resume then logs the same averages.
             "window": self._window.floats(),
             "rng_device": self.rng.device.type,
+            "numerics": ckpt.numerics(self.device),  # what bit-identity on resume depends on
         }
         try:
             ckpt.save_checkpoint(self.run_dir, self.global_step, state, tensors)
@@ -500,6 +501,7 @@ class Trainer:
             G_old.load_state_dict(legacy.fold_norm_biases(G_old, sub("snapshot"))[0], strict=True)
             G_old.to(self.device)
             self.snapshot = ReplaySnapshot(G_old, state["snapshot_d_slots"])
+        ckpt.warn_if_numerics_differ(state.get("numerics"), self.device)
         maps = legacy.optimizer_index_maps(parameter_groups(self.G, self.D, self.S), folded)
         for key, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             ckpt.optimizer_from_tensors(opt, key, tensors, state["optimizers"][key], maps.get(key))

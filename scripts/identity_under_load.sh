@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The bit-identity tests, N passes in a row, while another training loads the cores (issue 21).
+#
+#   bash scripts/identity_under_load.sh [N] [LOG]
+#
+# The competing load is a second `lgen train` (default widths, synthetic data, 2 threads),
+# restarted whenever it ends. The tests: every resume / kill -9 / fault test and the
+# trainer's, the slow 12-moment kill -9 variant included. Stops at the first failing pass.
+# Run it from a checkout nobody edits meanwhile: the trainings import the working tree.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-20}
+LOG=${2:-identity_under_load.log}
+PY=${PYTHON:-.venv/bin/python}
+LOAD_DIR=$(mktemp -d)
+(
+  while true; do
+    rm -rf "$LOAD_DIR/run"
+    "$PY" -m lifelong_gen.cli train --domains synthetic:bars --steps-per-domain 100000 --no-download \
+      --no-progress --out "$LOAD_DIR/run" >/dev/null 2>&1 || true
+  done
+) &
+LOAD=$!
+trap 'kill -- -$LOAD 2>/dev/null || pkill -P $LOAD; pkill -f "$LOAD_DIR/run"; rm -rf "$LOAD_DIR"' EXIT
+TESTS=(tests/test_resume.py tests/test_faults.py tests/test_trainer.py tests/test_resume_settings.py
+       tests/test_legacy.py "tests/test_continuation.py::test_continued_run_kill9_then_resume_is_bit_identical")
+echo "$(date -Is) $N passes of: ${TESTS[*]} (slow included); load: lgen train beside them; $(nproc) cores" | tee -a "$LOG"
+for i in $(seq 1 "$N"); do
+  start=$(date +%s)
+  if "$PY" -m pytest -q -p no:cacheprovider -m "" "${TESTS[@]}" > "$LOG.pass$i" 2>&1; then
+    echo "pass $i: ok, $(tail -1 "$LOG.pass$i"), $(( $(date +%s) - start )) s, load average $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$LOG"
+  else
+    echo "pass $i: FAILED after $(( $(date +%s) - start )) s (see $LOG.pass$i)" | tee -a "$LOG"
+    exit 1
+  fi
+done
+echo "$(date -Is) all $N passes ok" | tee -a "$LOG"
