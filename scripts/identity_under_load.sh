@@ -21,7 +21,7 @@ LOAD_DIR=$(mktemp -d)
   done
 ) &
 LOAD=$!
-trap 'kill -- -$LOAD 2>/dev/null || pkill -P $LOAD; pkill -f "$LOAD_DIR/run"; rm -rf "$LOAD_DIR"' EXIT
+trap 'kill $LOAD 2>/dev/null; pkill -f "$LOAD_DIR/run"; rm -rf "$LOAD_DIR"' EXIT
 TESTS=(tests/test_resume.py tests/test_faults.py tests/test_trainer.py tests/test_resume_settings.py
        tests/test_legacy.py "tests/test_continuation.py::test_continued_run_kill9_then_resume_is_bit_identical")
 echo "$(date -Is) $N passes of: ${TESTS[*]} (slow included); load: lgen train beside them; $(nproc) cores" | tee -a "$LOG"
