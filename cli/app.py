@@ -63,6 +63,9 @@ def require_torch_side(command: str) -> None:
     """One-line LgenError naming the missing module and the extra, before a torch-side command starts."""
     import importlib
 
+    from lifelong_gen.cpu_sharing import choose_wait_policy
+
+    choose_wait_policy()  # before the first import of torch below: libgomp reads it when it loads
     modules, extra = TORCH_SIDE[command]
     for name in modules:
         try:

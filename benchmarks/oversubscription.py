@@ -1,0 +1,120 @@
+"""Step time alone and beside a second training, under each OpenMP wait policy (issue 23).
+
+Usage: python benchmarks/oversubscription.py [--rounds 3] [--steps 8] [--net preset|tiny]
+
+torch's CPU kernels (ATen, MKL, oneDNN) share one GNU OpenMP pool. After each parallel
+region its threads spin (GOMP_SPINCOUNT, 300,000 spins when OMP_WAIT_POLICY is unset)
+before they sleep. Alone that saves a wake-up per region; beside another busy process the
+spinning threads take the cores the other process's threads need, and both crawl. Each
+policy is timed in fresh interpreters (the variables are read when libgomp loads): one
+training alone, then two at once, rounds alternating the policies so all see the same
+machine. `Trainer.train_step` of the reference preset (replay on, synthetic 28x28
+domains) or of the tests' tiny nets. Writes benchmarks/oversubscription.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+POLICIES = {
+    "unset (libgomp default: spin 300,000)": {},
+    "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
+    "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"},
+    "GOMP_SPINCOUNT=1000": {"GOMP_SPINCOUNT": "1000"},
+    "GOMP_SPINCOUNT=100": {"GOMP_SPINCOUNT": "100"},
+    "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"},
+}
+
+TIMER = r"""
+import json, sys, tempfile, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[4])
+from conftest import TINY
+from lifelong_gen.config import PRESETS, resolve_run_config
+from lifelong_gen.train.domains import load_domain
+from lifelong_gen.train.trainer import Trainer
+steps, warmup, net = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+if net == "preset":
+    settings = {k: v for k, v in PRESETS["mnist-fashion"].items() if k != "quick"}
+else:
+    settings = dict(TINY)
+settings["domains"] = ["synthetic:bars", "synthetic:rings"]
+run = resolve_run_config(settings)
+data = [load_domain(s, 1, 28) for s in run.train.domains]
+with tempfile.TemporaryDirectory() as tmp:
+    t = Trainer(run, Path(tmp), data=data, progress=False)
+    t.end_domain(t.phases[0])
+    phase = t.phases[1]
+    for _ in range(warmup):
+        t.train_step(phase)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        t.train_step(phase)
+    print(json.dumps({"ms": (time.perf_counter() - t0) / steps * 1e3}))
+"""
+
+
+def timed(env_extra: dict, copies: int, steps: int, warmup: int, net: str) -> list[float]:
+    """ms per step of each of `copies` trainings started together."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    env.update(env_extra)
+    procs = [subprocess.Popen([sys.executable, "-c", TIMER, str(steps), str(warmup), net, str(ROOT / "tests")],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+    out = []
+    for p in procs:
+        stdout, _ = p.communicate()
+        if p.returncode != 0:
+            raise SystemExit(f"timer failed ({p.returncode})")
+        out.append(json.loads(stdout.strip().splitlines()[-1])["ms"])
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", nargs="*", help="policy names to time (default: all)")
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--net", choices=["preset", "tiny"], default="preset")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "oversubscription.json"))
+    args = ap.parse_args()
+    steps = args.steps if args.net == "preset" else args.steps * 10
+    policies = {k: v for k, v in POLICIES.items() if not args.only or any(o in k for o in args.only)}
+    results = {name: {"alone": [], "pair": []} for name in policies}
+    for r in range(args.rounds):
+        order = list(policies) if r % 2 == 0 else list(reversed(policies))
+        for name in order:
+            results[name]["alone"] += timed(policies[name], 1, steps, args.warmup, args.net)
+            results[name]["pair"] += timed(policies[name], 2, steps, args.warmup, args.net)
+            print(f"round {r + 1} {name}: alone {results[name]['alone'][-1]:.1f} ms, "
+                  f"pair {results[name]['pair'][-2]:.1f} / {results[name]['pair'][-1]:.1f} ms", flush=True)
+    base = statistics.median(results[list(policies)[0]]["alone"])
+    summary = {}
+    for name, res in results.items():
+        alone, pair = statistics.median(res["alone"]), statistics.median(res["pair"])
+        summary[name] = {"alone_ms": round(alone, 1), "pair_ms": round(pair, 1),
+                         "pair_over_alone": round(pair / alone, 2), "alone_over_default_alone": round(alone / base, 3)}
+        print(f"{name:40s} alone {alone:7.1f} ms  pair {pair:7.1f} ms  pair/alone {pair / alone:5.2f}  "
+              f"alone vs default {alone / base:.3f}")
+    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    flags = next((l for l in lscpu.splitlines() if l.startswith("Flags")), "")
+    model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
+    isa = "AMX" if "amx" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "?"
+    Path(args.out).write_text(json.dumps({
+        "command": f"python benchmarks/oversubscription.py --rounds {args.rounds} --steps {args.steps} --net {args.net}",
+        "net": args.net, "steps_timed": steps, "machine": {"cpu": model, "isa": isa, "cores": os.cpu_count(),
+                                                            "python": platform.python_version()},
+        "summary": summary, "raw_ms": results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

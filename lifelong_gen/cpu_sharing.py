@@ -1,0 +1,84 @@
+"""How a torch command shares the CPU: the OpenMP wait policy, chosen before torch loads.
+
+torch's CPU kernels (ATen, MKL and oneDNN) run on one GNU OpenMP thread pool whose threads,
+after each parallel region, spin for a while (GOMP_SPINCOUNT, 300,000 spins by default)
+before they sleep. Alone that saves a wake-up per region. Beside another busy process the
+spinning threads hold the cores the other's threads need, and both crawl: two reference-
+preset trainings on 2 cores took 869-1732 ms per step each against 163-171 ms alone
+(benchmarks/oversubscription.json), far beyond the 2x that sharing explains. With
+OMP_WAIT_POLICY=PASSIVE the threads sleep at once: 303 ms each side by side, but 222 ms
+alone. So the policy is chosen per process, at its start: PASSIVE when other processes
+already keep the cores busy, libgomp's default otherwise. A default-policy training
+started first keeps its speed beside a PASSIVE one started later (187 ms and 322 ms).
+
+Only scheduling changes: the threads' share of the work is the same, so the results are
+bit-identical under either policy (checked on the tests' run). A policy the user set
+(OMP_WAIT_POLICY or GOMP_SPINCOUNT) is left alone, and so is a process that has already
+loaded torch (libgomp reads the variables when it loads). Linux only (/proc/stat).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from typing import Optional
+
+log = logging.getLogger("lifelong_gen")
+
+# Busy cores (of other processes) from which a new training sleeps rather than spins.
+BUSY_THRESHOLD = 0.5
+USER_SETTINGS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def _usable_cpus() -> set[int]:
+    try:
+        return set(os.sched_getaffinity(0))  # a container's or taskset's CPUs, not the host's
+    except (AttributeError, OSError):
+        return set(range(os.cpu_count() or 1))
+
+
+def _cpu_times(cpus: set[int]) -> Optional[tuple[int, int]]:
+    """(busy, total) jiffies summed over `cpus`, from /proc/stat's cpuN lines; None where unreadable."""
+    busy = total = 0
+    try:
+        with open("/proc/stat") as f:
+            for line in f:
+                name, *rest = line.split()
+                if not name.startswith("cpu") or name == "cpu" or int(name[3:]) not in cpus:
+                    continue
+                fields = [int(x) for x in rest[:8]]  # user .. steal; guest time is already inside user
+                idle = fields[3] + fields[4]  # idle + iowait
+                busy, total = busy + sum(fields) - idle, total + sum(fields)
+    except (OSError, ValueError, IndexError):
+        return None
+    return (busy, total) if total else None
+
+
+def busy_cores(interval: float = 0.1) -> Optional[float]:
+    """How many of this process's usable cores others keep busy, over `interval` s (it sleeps meanwhile)."""
+    cpus = _usable_cpus()
+    first = _cpu_times(cpus)
+    time.sleep(interval)
+    second = _cpu_times(cpus)
+    if first is None or second is None or second[1] <= first[1]:
+        return None
+    return len(cpus) * (second[0] - first[0]) / (second[1] - first[1])
+
+
+def choose_wait_policy(environ=os.environ, measure=busy_cores, modules=sys.modules) -> Optional[str]:
+    """Set OMP_WAIT_POLICY=PASSIVE in `environ` when the cores are shared; returns the policy set.
+
+    Call before torch is imported; does nothing when it is, or when the user chose a policy.
+    """
+    if "torch" in modules or any(k in environ for k in USER_SETTINGS):
+        return None
+    busy = measure()
+    if busy is None or busy < BUSY_THRESHOLD:
+        return None
+    environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    log.info("%.1f of %d cores are busy with other processes: OpenMP threads sleep when idle "
+             "(OMP_WAIT_POLICY=PASSIVE; several times faster beside another training, same results); "
+             "set GOMP_SPINCOUNT=300000 to keep libgomp's default", busy, len(_usable_cpus()))
+    return "PASSIVE"

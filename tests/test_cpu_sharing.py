@@ -1,0 +1,66 @@
+"""The OpenMP wait policy a torch command picks at its start: PASSIVE only when the cores are shared."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from safetensors.torch import load_file
+
+from conftest import TINY_FLAGS, lgen
+from lifelong_gen import cpu_sharing
+
+
+def _never(*_):
+    raise AssertionError("measured although the choice was already made")
+
+
+def test_passive_only_when_other_processes_keep_the_cores_busy():
+    env = {}
+    assert cpu_sharing.choose_wait_policy(env, measure=lambda: 1.6, modules={}) == "PASSIVE"
+    assert env == {"OMP_WAIT_POLICY": "PASSIVE"}
+    env = {}
+    assert cpu_sharing.choose_wait_policy(env, measure=lambda: 0.2, modules={}) is None and env == {}
+    assert cpu_sharing.choose_wait_policy(env, measure=lambda: None, modules={}) is None and env == {}
+
+
+@pytest.mark.parametrize("user", [{"OMP_WAIT_POLICY": "ACTIVE"}, {"GOMP_SPINCOUNT": "300000"}])
+def test_a_policy_the_user_set_is_kept(user):
+    env = dict(user)
+    assert cpu_sharing.choose_wait_policy(env, measure=_never, modules={}) is None and env == user
+
+
+def test_nothing_changes_once_torch_is_loaded():
+    env = {}
+    assert cpu_sharing.choose_wait_policy(env, measure=_never, modules={"torch": object()}) is None and env == {}
+
+
+def test_busy_cores_sees_a_spinning_process():
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        import time
+
+        time.sleep(0.3)
+        busy = cpu_sharing.busy_cores(0.3)
+    finally:
+        spinner.kill()
+    assert busy is not None and 0.6 <= busy <= len(cpu_sharing._usable_cpus()) + 0.01
+
+
+@pytest.mark.heavy
+def test_a_training_beside_a_busy_process_sleeps_its_threads_with_the_same_weights(tmp_path):
+    args = ["train", "--domains", "synthetic:bars", "--steps-per-domain", "12", "--seed", "4", *TINY_FLAGS]
+    # libgomp's default policy, named, so this run keeps it whatever else the machine runs.
+    alone = lgen(*args, "--out", str(tmp_path / "alone"), env={"GOMP_SPINCOUNT": "300000"})
+    assert alone.returncode == 0 and "cores are busy" not in alone.stderr, alone.stderr
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        shared = lgen(*args, "--out", str(tmp_path / "shared"))
+    finally:
+        for s in spinners:
+            s.kill()
+    assert shared.returncode == 0 and "cores are busy with other processes" in shared.stderr, shared.stderr
+    for name in ("generator_ema.safetensors", "encoder.safetensors", "critic.safetensors"):
+        a, b = load_file(str(tmp_path / "alone" / name)), load_file(str(tmp_path / "shared" / name))
+        assert all(a[k].equal(b[k]) for k in a), name
