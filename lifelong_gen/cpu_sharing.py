@@ -19,13 +19,10 @@ loaded torch (libgomp reads the variables when it loads). Linux only (/proc/stat
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
 from typing import Optional
-
-log = logging.getLogger("lifelong_gen")
 
 # Busy cores (of other processes) from which a new training sleeps rather than spins.
 BUSY_THRESHOLD = 0.5
@@ -78,7 +75,20 @@ def choose_wait_policy(environ=os.environ, measure=busy_cores, modules=sys.modul
     if busy is None or busy < BUSY_THRESHOLD:
         return None
     environ["OMP_WAIT_POLICY"] = "PASSIVE"
-    log.info("%.1f of %d cores are busy with other processes: OpenMP threads sleep when idle "
-             "(OMP_WAIT_POLICY=PASSIVE; several times faster beside another training, same results); "
-             "set GOMP_SPINCOUNT=300000 to keep libgomp's default", busy, len(_usable_cpus()))
+    global _chosen
+    _chosen = (busy, len(_usable_cpus()))
     return "PASSIVE"
+
+
+_chosen: Optional[tuple[float, int]] = None
+
+
+def notice() -> Optional[str]:
+    """The line a training logs when it starts, if this process chose PASSIVE (not earlier:
+    a command that fails on its input keeps its one-line error)."""
+    if _chosen is None:
+        return None
+    busy, cores = _chosen
+    return (f"{busy:.1f} of {cores} cores were busy with other processes at the start: OpenMP threads sleep "
+            f"when idle (OMP_WAIT_POLICY=PASSIVE; several times faster beside another training, same results); "
+            f"set GOMP_SPINCOUNT=300000 to keep libgomp's default")

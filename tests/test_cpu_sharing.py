@@ -53,14 +53,24 @@ def test_a_training_beside_a_busy_process_sleeps_its_threads_with_the_same_weigh
     args = ["train", "--domains", "synthetic:bars", "--steps-per-domain", "12", "--seed", "4", *TINY_FLAGS]
     # libgomp's default policy, named, so this run keeps it whatever else the machine runs.
     alone = lgen(*args, "--out", str(tmp_path / "alone"), env={"GOMP_SPINCOUNT": "300000"})
-    assert alone.returncode == 0 and "cores are busy" not in alone.stderr, alone.stderr
+    assert alone.returncode == 0 and "cores were busy" not in alone.stderr, alone.stderr
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
     try:
         shared = lgen(*args, "--out", str(tmp_path / "shared"))
     finally:
         for s in spinners:
             s.kill()
-    assert shared.returncode == 0 and "cores are busy with other processes" in shared.stderr, shared.stderr
+    assert shared.returncode == 0 and "cores were busy with other processes" in shared.stderr, shared.stderr
     for name in ("generator_ema.safetensors", "encoder.safetensors", "critic.safetensors"):
         a, b = load_file(str(tmp_path / "alone" / name)), load_file(str(tmp_path / "shared" / name))
         assert all(a[k].equal(b[k]) for k in a), name
+
+
+def test_an_error_beside_busy_cores_is_still_one_line(tmp_path):
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        r = lgen("export", str(tmp_path / "missing-run"))
+    finally:
+        for s in spinners:
+            s.kill()
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr

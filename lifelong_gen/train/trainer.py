@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from lifelong_gen import bundle as bundle_files
+from lifelong_gen import cpu_sharing
 from lifelong_gen.config import RunConfig, domain_slots
 from lifelong_gen.errors import LgenError, TrainingInterrupted
 from lifelong_gen.train import checkpoint as ckpt
@@ -557,6 +558,8 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.write_config(self.run_dir, self.run)
+            if cpu_sharing.notice():
+                log.info(cpu_sharing.notice())
         if self.parent is not None and self.global_step == 0:
             # A continued run holds what it needs from its parent from its first moment: the parent's
             # snapshots (the forgetting matrix's first rows) and a checkpoint of the grown start,
