@@ -62,6 +62,7 @@ TORCH_SIDE = {
 def require_torch_side(command: str) -> None:
     """One-line LgenError naming the missing module and the extra, before a torch-side command starts."""
     import importlib
+    import importlib.util
 
     from lifelong_gen.cpu_sharing import choose_wait_policy
 
@@ -69,7 +70,12 @@ def require_torch_side(command: str) -> None:
     modules, extra = TORCH_SIDE[command]
     for name in modules:
         try:
-            importlib.import_module(name)
+            # Found, not imported: importing torchvision alone (its models, torch._dynamo) cost a
+            # `lgen train` 1-2 s of startup. torch itself is imported, as every command needs it.
+            if name == "torch":
+                importlib.import_module(name)
+            elif importlib.util.find_spec(name) is None:
+                raise ImportError(name)
         except ImportError:
             raise LgenError(f"lgen {command} needs {name}, which is not installed (an inference-only install): "
                             f"pip install 'lifelong-gen[{extra}]'") from None
