@@ -209,10 +209,10 @@ def main() -> None:
         print(f"sampling.py: {problem}", file=sys.stderr)
         raise SystemExit(2)
 
-    from lifelong_gen.train import checkpoint as ckpt
     from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig
     from lifelong_gen.export import runtime
     from lifelong_gen.export.onnx_export import export_bundle
+    from lifelong_gen.train import checkpoint as ckpt
     from lifelong_gen.train.networks import build_networks
 
     cores = runtime.usable_cores()

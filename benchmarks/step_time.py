@@ -25,8 +25,8 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="extra settings key=value (ints/floats)")
     args = ap.parse_args()
 
-    from lifelong_gen.train.domains import load_domain
     from lifelong_gen.config import resolve_run_config
+    from lifelong_gen.train.domains import load_domain
     from lifelong_gen.train.trainer import Trainer
 
     kind = "synthetic" if args.resolution == 28 else "synthetic64"

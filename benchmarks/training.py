@@ -74,8 +74,8 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 1.0) -> fl
 
 
 def make_trainer(resolution: int, precision: str, batch_size: int, tmp: str, overrides: dict):
-    from lifelong_gen.train.domains import load_domain
     from lifelong_gen.config import resolve_run_config
+    from lifelong_gen.train.domains import load_domain
     from lifelong_gen.train.trainer import Trainer
 
     kind = "synthetic" if resolution == 28 else "synthetic64"

@@ -157,7 +157,8 @@ def train(
     if critic != "auto" or critic_warmup is not None:
         raise LgenError("--critic and --critic-warmup apply to a continued run: add --from MODEL")
     if resume is not None:
-        from lifelong_gen.config import EXECUTION_SETTINGS, flag_of as _flag
+        from lifelong_gen.config import EXECUTION_SETTINGS
+        from lifelong_gen.config import flag_of as _flag
 
         method = sorted(k for k in explicit if k not in EXECUTION_SETTINGS)
         given = method + (["preset"] if preset else []) + (["quick"] if quick else [])
@@ -242,7 +243,8 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution
     import datetime
 
     from lifelong_gen.bundle import CHECKPOINTS_DIR, NETWORK_FILES
-    from lifelong_gen.config import flag_of as _flag, read_run_config
+    from lifelong_gen.config import flag_of as _flag
+    from lifelong_gen.config import read_run_config
 
     run = read_run_config(run_dir)
     changed = {k: [getattr(run.train, k), v] for k, v in execution.items() if getattr(run.train, k) != v}
@@ -309,6 +311,6 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f"lgen: error: {e.strerror or e}{where}", file=sys.stderr)
         sys.exit(2)
     sys.exit(result if isinstance(result, int) else 0)
-from lifelong_gen.cli import infer as _infer  # noqa: E402,F401  (registers export/sample/encode/interpolate)
-from lifelong_gen.cli import hub as _hub  # noqa: E402,F401  (registers push/pull/card)
 from lifelong_gen.cli import evaluate as _evaluate  # noqa: E402,F401  (registers evaluate)
+from lifelong_gen.cli import hub as _hub  # noqa: E402,F401  (registers push/pull/card)
+from lifelong_gen.cli import infer as _infer  # noqa: E402,F401  (registers export/sample/encode/interpolate)

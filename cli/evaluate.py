@@ -18,8 +18,7 @@ import typer
 
 from lifelong_gen import embedded
 from lifelong_gen.atomic import atomic_write_json, atomic_write_text
-from lifelong_gen.bundle import (COMPARE_NAME, CONFIG_NAME, FIGURES_DIR, METRICS_NAME, NETWORK_FILES,
-                                 REPORT_NAME)
+from lifelong_gen.bundle import COMPARE_NAME, CONFIG_NAME, FIGURES_DIR, METRICS_NAME, NETWORK_FILES, REPORT_NAME
 from lifelong_gen.cli.app import _setup_logging, app
 from lifelong_gen.errors import LgenError
 
@@ -105,7 +104,8 @@ def evaluate(
                                                            "(several with --compare)"),
     out: Optional[Path] = typer.Option(None, help="Where metrics.json, report.md, figures/ go (default: the run; "
                                                   "./lgen-evaluate/NAME for an installed or cached bundle)"),
-    compare: bool = typer.Option(False, "--compare", help="Tabulate the runs side by side (evaluating those without metrics.json)"),
+    compare: bool = typer.Option(False, "--compare",
+                                 help="Tabulate the runs side by side (evaluating those without metrics.json)"),
     num_samples: int = typer.Option(5000, help="Generated samples for quality and memory metrics"),
     seed: int = typer.Option(0),
     inception_weights: Optional[Path] = typer.Option(None, help="torch-fidelity Inception weights: also report Inception FID"),

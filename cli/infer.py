@@ -137,8 +137,7 @@ def sample(
     """
     import numpy as np
 
-    from lifelong_gen.export.runtime import (check_category, parse_code_flags, random_codes, save_grid, save_png,
-                                             to_pil, to_uint8)
+    from lifelong_gen.export.runtime import check_category, parse_code_flags, random_codes, save_grid, save_png, to_pil, to_uint8
 
     if n < 1:
         raise LgenError(f"--n must be >= 1, got {n}")

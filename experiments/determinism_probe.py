@@ -118,7 +118,8 @@ def main() -> None:
         for p in loads:
             p.terminate()
     print(f"{differing} of {args.reps - 1} repetitions differ; env: "
-          + " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ) if k.startswith(("OMP_", "MKL_", "KMP_", "GOMP_", "ONEDNN", "DNNL"))))
+          + " ".join(f"{k}={os.environ[k]}" for k in sorted(os.environ)
+                     if k.startswith(("OMP_", "MKL_", "KMP_", "GOMP_", "ONEDNN", "DNNL"))))
 
 
 if __name__ == "__main__":

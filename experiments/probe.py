@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lifelong_gen.train.checkpoint import load_bundle
-from lifelong_gen.eval.clustering import clustering_scores
 from lifelong_gen.config import read_run_config
+from lifelong_gen.eval.clustering import clustering_scores
+from lifelong_gen.train.checkpoint import load_bundle
 from lifelong_gen.train.domains import load_domain, to_float
 
 _cache: dict = {}

@@ -26,12 +26,33 @@ from lifelong_gen.bundle import CONFIG_NAME, ENCODER_ONNX, GENERATOR_ONNX, ONNX_
 from lifelong_gen.config import ModelConfig, RunConfig, read_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
-from lifelong_gen.export.codes import (Codes, category_grid_codes, check_category, lerp_codes, parse_code_flags,
-                                       random_codes, softmax, traversal_codes)
+from lifelong_gen.export.codes import (
+    Codes,
+    category_grid_codes,
+    check_category,
+    lerp_codes,
+    parse_code_flags,
+    random_codes,
+    softmax,
+    traversal_codes,
+)
 from lifelong_gen.export.sessions import checked_session, choose_providers, import_onnxruntime, usable_cores
-from lifelong_gen.images import (GRID_KEY, MAX_IMAGE_PIXELS, grid_cells, grid_layout, load_images, make_grid,
-                                 open_image, preprocess, save_grid, save_png, to_float, to_model_pixels, to_pil,
-                                 to_uint8)
+from lifelong_gen.images import (
+    GRID_KEY,
+    MAX_IMAGE_PIXELS,
+    grid_cells,
+    grid_layout,
+    load_images,
+    make_grid,
+    open_image,
+    preprocess,
+    save_grid,
+    save_png,
+    to_float,
+    to_model_pixels,
+    to_pil,
+    to_uint8,
+)
 
 # The public inference API: defined here, or re-exported from the module that owns it.
 __all__ = [

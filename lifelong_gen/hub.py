@@ -29,8 +29,20 @@ from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 from lifelong_gen import __version__
-from lifelong_gen.bundle import (CARD_NAME, CHECKSUMS_NAME, CONFIG_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES,
-                                 MANIFEST_NAME, ONNX_DIR, ONNX_FILES, REPORT_NAME, RUNTIME_FILES, stale_onnx)
+from lifelong_gen.bundle import (
+    CARD_NAME,
+    CHECKSUMS_NAME,
+    CONFIG_NAME,
+    IMAGE_PATTERNS,
+    MANIFEST_NAME,
+    METRICS_NAME,
+    NETWORK_FILES,
+    ONNX_DIR,
+    ONNX_FILES,
+    REPORT_NAME,
+    RUNTIME_FILES,
+    stale_onnx,
+)
 from lifelong_gen.embedded import embedded_name, pretrained_path
 from lifelong_gen.errors import LgenError, one_line
 

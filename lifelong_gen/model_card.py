@@ -22,8 +22,8 @@ from lifelong_gen.atomic import atomic_write_text
 from lifelong_gen.bundle import CARD_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES, ONNX_FILES
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
 from lifelong_gen.errors import one_line
-from lifelong_gen.lineage import lineage_chain
 from lifelong_gen.export import spec
+from lifelong_gen.lineage import lineage_chain
 
 TEMPLATE = "bundle_card.md.j2"
 LIBRARY_NAME = "lifelong-gen"

@@ -18,7 +18,6 @@ import numpy as np
 
 from lifelong_gen.errors import LgenError, one_line
 
-
 try:  # numpy >= 2 moved the array-rebuilding functions to numpy._core
     from numpy._core.multiarray import _reconstruct
     from numpy._core.numeric import _frombuffer

@@ -21,8 +21,16 @@ from pathlib import Path
 
 from lifelong_gen import embedded
 from lifelong_gen.atomic import atomic_write_bytes
-from lifelong_gen.bundle import (CONFIG_NAME, FIGURES_DIR, METRICS_NAME, NETWORK_FILES, ONNX_FILES, SAMPLES_DIR,
-                                 TRAINING_LOG_NAME, stale_onnx)
+from lifelong_gen.bundle import (
+    CONFIG_NAME,
+    FIGURES_DIR,
+    METRICS_NAME,
+    NETWORK_FILES,
+    ONNX_FILES,
+    SAMPLES_DIR,
+    TRAINING_LOG_NAME,
+    stale_onnx,
+)
 from lifelong_gen.model_card import read_run_config, write_card
 
 

@@ -19,10 +19,9 @@ import torch.distributed as dist
 
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import TINY  # noqa: E402
-
+from lifelong_gen.config import resolve_run_config  # noqa: E402
 from lifelong_gen.train import distributed  # noqa: E402
 from lifelong_gen.train.domains import load_domain  # noqa: E402
-from lifelong_gen.config import resolve_run_config  # noqa: E402
 from lifelong_gen.train.trainer import Trainer  # noqa: E402
 
 

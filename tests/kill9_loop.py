@@ -19,22 +19,33 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from conftest import lgen
 from test_resume import ARGS, assert_same_weights
-root = Path(sys.argv[3] if len(sys.argv) > 3 else "/tmp/kill9_loop"); shutil.rmtree(root, ignore_errors=True); root.mkdir()
+
+root = Path(sys.argv[3] if len(sys.argv) > 3 else "/tmp/kill9_loop")
+shutil.rmtree(root, ignore_errors=True)
+root.mkdir()
 ref = root / "ref"
 assert lgen(*ARGS, "--out", str(ref)).returncode == 0
 rng = random.Random(int(sys.argv[1]))
-t0 = time.time(); p = subprocess.Popen([sys.executable, "-m", "lifelong_gen.cli", *ARGS, "--out", str(root/"t")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); p.wait(); dur = time.time() - t0
+TRAIN = [sys.executable, "-m", "lifelong_gen.cli", *ARGS]
+t0 = time.time()
+subprocess.run([*TRAIN, "--out", str(root / "t")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+dur = time.time() - t0
 for i in range(int(sys.argv[2])):
     out = root / f"r{i}"
-    p = subprocess.Popen([sys.executable, "-m", "lifelong_gen.cli", *ARGS, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(rng.uniform(0.2, 0.95) * dur); p.send_signal(signal.SIGKILL); p.wait()
+    p = subprocess.Popen([*TRAIN, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(rng.uniform(0.2, 0.95) * dur)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
     ck = out / "checkpoints"
     state = sorted(x.name for x in ck.iterdir()) if ck.exists() else None
     latest = (ck / "latest").read_text().strip() if (ck / "latest").exists() else None
     snaps = sorted(x.name for x in (out / "snapshots").iterdir()) if (out / "snapshots").exists() else None
-    r = lgen("train", "--resume", str(out), "--no-progress") if (out / "config.json").exists() else lgen(*ARGS, "--out", str(out))
+    resumable = (out / "config.json").exists()
+    r = lgen("train", "--resume", str(out), "--no-progress") if resumable else lgen(*ARGS, "--out", str(out))
     try:
-        assert_same_weights(ref, out); ok = True
-    except AssertionError as e:
+        assert_same_weights(ref, out)
+        ok = True
+    except AssertionError:
         ok = False
-    print(i, ok, state, latest, snaps, [l for l in r.stderr.splitlines() if "resumed" in l or "damaged" in l or "no checkpoint" in l], flush=True)
+    said = [line for line in r.stderr.splitlines() if any(w in line for w in ("resumed", "damaged", "no checkpoint"))]
+    print(i, ok, state, latest, snaps, said, flush=True)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from conftest import TINY, lgen
-from lifelong_gen.train.losses import gradient_penalty
 from lifelong_gen.config import resolve_run_config
+from lifelong_gen.train.losses import gradient_penalty
 from lifelong_gen.train.trainer import Trainer
 
 

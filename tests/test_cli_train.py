@@ -83,8 +83,8 @@ def test_missing_mnist_and_fashion_name_the_fix(tmp_path, monkeypatch, capsys):
     # In-process so the data sources can be pointed at empty places.
     import builtins
 
-    from lifelong_gen.train import domains
     from lifelong_gen.cli import main
+    from lifelong_gen.train import domains
 
     monkeypatch.setattr(domains, "DEBIAN_FASHION", tmp_path / "none")
     monkeypatch.setenv("LGEN_DATA_HOME", str(tmp_path / "home"))

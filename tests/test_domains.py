@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from lifelong_gen.train import domains
 from lifelong_gen.config import model_shape, parse_domains
-from lifelong_gen.train.domains import load_domain
 from lifelong_gen.errors import LgenError
+from lifelong_gen.train import domains
+from lifelong_gen.train.domains import load_domain
 
 
 def make_folder(root, n=12):

@@ -11,10 +11,10 @@ import torch
 
 from conftest import lgen
 from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, ONNX_DIR
-from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import onnx_export, runtime, spec
+from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train.networks import build_networks
 from tiny_onnx import copy_bundle
 

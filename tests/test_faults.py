@@ -30,7 +30,6 @@ from PIL import Image
 from conftest import TINY, lgen
 from test_resume import ARGS, assert_same_weights, reference  # noqa: F401  (`reference`: a shared fixture)
 
-
 # ---------------------------------------------------------------- helpers
 
 
@@ -121,8 +120,8 @@ def test_damaged_bundle_file_is_one_line_and_changes_nothing(run_copy, tmp_path,
 
 
 def test_damaged_critic_fails_load_bundle_with_one_line(run_copy):
-    from lifelong_gen.train.checkpoint import load_bundle
     from lifelong_gen.errors import LgenError
+    from lifelong_gen.train.checkpoint import load_bundle
 
     truncate(run_copy / "critic.safetensors")
     with pytest.raises(LgenError, match="critic.safetensors") as e:
@@ -196,9 +195,9 @@ def _enospc(*args, **kwargs):
 
 
 def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, synthetic28, monkeypatch):
-    from lifelong_gen.train import checkpoint as ckpt
-    from lifelong_gen.errors import LgenError
     from lifelong_gen.config import resolve_run_config
+    from lifelong_gen.errors import LgenError
+    from lifelong_gen.train import checkpoint as ckpt
     from lifelong_gen.train.trainer import Trainer
 
     settings = {**TINY, "domains": ["synthetic:bars"], "steps_per_domain": 12, "checkpoint_every": 4}

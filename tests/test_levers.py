@@ -14,12 +14,11 @@ import pytest
 import torch
 
 from conftest import TINY
-from lifelong_gen.train import checkpoint as ckpt
-from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig
+from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig, resolve_run_config
 from lifelong_gen.errors import LgenError
+from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train.losses import augmented_info_loss, clustering_loss, random_affine
 from lifelong_gen.train.networks import ConditionalBatchNorm, build_networks
-from lifelong_gen.config import resolve_run_config
 from lifelong_gen.train.trainer import Trainer
 
 

@@ -166,11 +166,11 @@ def test_export_refuses_an_installed_bundle_before_any_work(shipped):
 
 
 def test_a_failed_first_export_leaves_no_onnx_directory(tmp_path, monkeypatch):
+    from conftest import TINY
     from lifelong_gen.config import resolve_run_config
     from lifelong_gen.export import onnx_export
     from lifelong_gen.train.checkpoint import save_bundle
     from lifelong_gen.train.networks import build_networks
-    from conftest import TINY
 
     run = resolve_run_config({**TINY, "domains": ["synthetic:bars"]})
     G, _, S = build_networks(run.model)

@@ -63,7 +63,8 @@ def fake_ort(cuda="dropped", preload=True, bad_file=False):
     def InferenceSession(path, sess_options=None, providers=()):
         ort.calls.append(tuple(providers))
         if bad_file:
-            raise RuntimeError("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from g.onnx failed:Protobuf parsing failed.")
+            raise RuntimeError("[ONNXRuntimeError] : 7 : INVALID_PROTOBUF : Load model from g.onnx failed:"
+                               "Protobuf parsing failed.")
         if CUDA not in providers:
             return FakeSession([CPU])
         if ort.severity < 4:  # onnxruntime's C++ logger, unless silenced
@@ -217,7 +218,8 @@ def InferenceSession(path, sess_options=None, providers=None, **kwargs):
         os.write(2, {ORT_NOISE.encode()!r})
     return _real_session(path, sess_options=sess_options, providers=[{CPU!r}])
 ort.get_available_providers = lambda: ["TensorrtExecutionProvider", {CUDA!r}, {CPU!r}]
-ort.set_default_logger_severity, ort.preload_dlls, ort.InferenceSession = set_default_logger_severity, preload_dlls, InferenceSession
+ort.set_default_logger_severity, ort.preload_dlls = set_default_logger_severity, preload_dlls
+ort.InferenceSession = InferenceSession
 import lifelong_gen.export.sessions as s
 s.cuda_driver_missing = lambda: None  # try CUDA, as on a machine with the driver
 """

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from conftest import TINY
-from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.config import resolve_run_config
+from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train.trainer import Trainer
 
 

@@ -35,8 +35,8 @@ def exported_bundle(tmp_path_factory) -> Path:
     """Run directory of a tiny model trained on synthetic bars and exported to onnx/."""
     if "bundle" in _CACHE:
         return _CACHE["bundle"]
-    from lifelong_gen.train.domains import load_domain
     from lifelong_gen.config import resolve_run_config
+    from lifelong_gen.train.domains import load_domain
     from lifelong_gen.train.trainer import Trainer
 
     run_dir = tmp_path_factory.mktemp("tiny_onnx") / "run"

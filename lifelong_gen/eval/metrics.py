@@ -31,14 +31,14 @@ import numpy as np
 import torch
 
 from lifelong_gen import __version__
-from lifelong_gen.train.checkpoint import load_bundle
-from lifelong_gen.eval.classifier import DomainClassifier, LabelSpace, load_or_train, predict, register_with_fidelity
-from lifelong_gen.eval.clustering import clustering_scores
 from lifelong_gen.bundle import CONFIG_NAME, SNAPSHOTS_DIR
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
+from lifelong_gen.errors import LgenError, one_line
+from lifelong_gen.eval.classifier import DomainClassifier, LabelSpace, load_or_train, predict, register_with_fidelity
+from lifelong_gen.eval.clustering import clustering_scores
+from lifelong_gen.train.checkpoint import load_bundle
 from lifelong_gen.train.domains import DomainData, data_home, load_domain, to_float, to_uint8
 from lifelong_gen.train.replay import sample_codes
-from lifelong_gen.errors import LgenError, one_line
 
 log = logging.getLogger("lifelong_gen")
 

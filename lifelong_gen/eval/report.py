@@ -45,7 +45,8 @@ def summary_rows(m: dict) -> list[tuple[str, Optional[float]]]:
         rows.append((f"{name} traversal: class change", t["class_change"]))
     f = m.get("forgetting")
     if f:
-        rows += [("BWT FID (+ = forgetting)", f["bwt"]["fid"]), ("BWT relative share (− = forgetting)", f["bwt"]["relative_share"]),
+        rows += [("BWT FID (+ = forgetting)", f["bwt"]["fid"]),
+                 ("BWT relative share (− = forgetting)", f["bwt"]["relative_share"]),
                  ("BWT S accuracy (− = forgetting)", f["bwt"]["cluster_accuracy"])]
     return rows
 

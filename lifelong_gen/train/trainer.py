@@ -49,13 +49,24 @@ from lifelong_gen.errors import LgenError, TrainingInterrupted
 from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train import distributed, legacy
 from lifelong_gen.train.callbacks import (
-    Callback, DomainSnapshots, SampleGrids, StepFunction, closing_all, progress_display,
+    Callback,
+    DomainSnapshots,
+    SampleGrids,
+    StepFunction,
+    closing_all,
+    progress_display,
 )
 from lifelong_gen.train.domains import DomainData, load_domain, to_float
 from lifelong_gen.train.forwards import training_forwards
 from lifelong_gen.train.growth import grow_into
 from lifelong_gen.train.losses import (
-    alignment_loss, augmented_info_loss, clustering_loss, critic_loss, generator_loss, gradient_penalty, info_loss,
+    alignment_loss,
+    augmented_info_loss,
+    clustering_loss,
+    critic_loss,
+    generator_loss,
+    gradient_penalty,
+    info_loss,
     random_affine,
 )
 from lifelong_gen.train.networks import build_networks, parameter_groups
