@@ -55,7 +55,7 @@ def _root(
 TORCH_SIDE = {
     "train": (("torch", "torchvision", "safetensors"), "train"),
     "export": (("torch", "onnx", "onnxscript", "safetensors"), "train"),
-    "evaluate": (("torch", "torchvision", "safetensors", "torch_fidelity", "scipy", "sklearn"), "train,eval"),
+    "evaluate": (("torch", "torchvision", "safetensors", "torch_fidelity", "scipy", "sklearn", "matplotlib"), "train,eval"),
 }
 
 
@@ -275,7 +275,7 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution
         if changed:  # recorded in config.json, which train() writes before its first step
             log.info("resuming with changed execution settings: %s",
                      ", ".join(f"{_flag(k)} {old} -> {new}" for k, (old, new) in changed.items()))
-            run.execution_changes.append({
+            trainer.run.execution_changes.append({
                 "global_step": trainer.global_step, "changed": changed,
                 "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
         trainer.train()
@@ -311,6 +311,3 @@ def main(argv: Optional[list[str]] = None) -> None:
         print(f"lgen: error: {e.strerror or e}{where}", file=sys.stderr)
         sys.exit(2)
     sys.exit(result if isinstance(result, int) else 0)
-from lifelong_gen.cli import evaluate as _evaluate  # noqa: E402,F401  (registers evaluate)
-from lifelong_gen.cli import hub as _hub  # noqa: E402,F401  (registers push/pull/card)
-from lifelong_gen.cli import infer as _infer  # noqa: E402,F401  (registers export/sample/encode/interpolate)

@@ -289,7 +289,7 @@ def interpolate(
             raise LgenError("--d fixes the category; --vary d shows all of them")
         n_rows = rows if rows is not None else steps
         codes = rt.category_grid_codes(model, n_rows, rng)
-        columns, mode = model.active_d, "d"
+        columns, mode = model.d_dim, "d"
     else:
         match = re.fullmatch(r"c(\d+)", vary)
         if match is None:
@@ -302,9 +302,9 @@ def interpolate(
         if d is not None:
             categories = [d] * (rows if rows is not None else 4)
         else:
-            n_rows = rows if rows is not None else model.active_d  # every category: both domains' rows
-            if n_rows > model.active_d:
-                raise LgenError(f"--rows {n_rows}: the model has {model.active_d} categories")
+            n_rows = rows if rows is not None else model.d_dim  # every category: both domains' rows
+            if n_rows > model.d_dim:
+                raise LgenError(f"--rows {n_rows}: the model has {model.d_dim} categories")
             categories = list(range(n_rows))
         codes = rt.traversal_codes(model, k - 1, steps, categories, rng, z_per_row=d is not None)
         columns, mode = steps, vary

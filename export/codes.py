@@ -3,7 +3,7 @@
 Owns `Codes` (z, c, d for a batch), `random_codes` (z, c ~ N(0, I), d uniform: the numpy
 twin of the torch side's replay.sample_codes), the paper's traversal and d x c grid
 layouts, the path between two encoded images, and the parsing of `--cK VALUE` / `--d`.
-`model` arguments are anything with z_dim, c_dim, d_dim and active_d (runtime.OnnxModel).
+`model` arguments are anything with z_dim, c_dim and d_dim (runtime.OnnxModel).
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def random_codes(model: OnnxModel, n: int, rng: np.random.Generator, *, d: Optio
     value) pin codes. Draw order is fixed (z, then c, then d), so a seed gives the same z whatever is pinned."""
     z = rng.standard_normal((n, model.z_dim), dtype=np.float32)
     c = rng.standard_normal((n, model.c_dim), dtype=np.float32)
-    d_idx = rng.integers(0, model.active_d, size=n)
+    d_idx = rng.integers(0, model.d_dim, size=n)
     for k, value in (fixed_c or {}).items():
         c[:, k] = value
     if d is not None:
@@ -94,7 +94,7 @@ def traversal_codes(model: OnnxModel, k: int, steps: int, rows: Sequence[int], r
 
 def category_grid_codes(model: OnnxModel, rows: int, rng: np.random.Generator) -> Codes:
     """The d x c grid (paper fig. 3): one column per category, one row per c ~ N(0, I), z shared."""
-    cols = model.active_d
+    cols = model.d_dim
     z = np.repeat(rng.standard_normal((1, model.z_dim), dtype=np.float32), rows * cols, axis=0)
     c = np.repeat(rng.standard_normal((rows, model.c_dim), dtype=np.float32), cols, axis=0)
     d = one_hot(np.tile(np.arange(cols), rows), model.d_dim)
@@ -153,5 +153,5 @@ def parse_code_flags(args: list[str], c_dim: int) -> dict[int, float]:
 
 def check_category(d: Optional[int], model: OnnxModel) -> None:
     """`--d D` must name one of the model's active categories (0-based)."""
-    if d is not None and not 0 <= d < model.active_d:
-        raise LgenError(f"--d {d} is out of range: the model has {model.active_d} categories (0..{model.active_d - 1})")
+    if d is not None and not 0 <= d < model.d_dim:
+        raise LgenError(f"--d {d} is out of range: the model has {model.d_dim} categories (0..{model.d_dim - 1})")

@@ -132,11 +132,6 @@ class OnnxModel:
     def image_shape(self) -> tuple[int, int, int]:
         return (self.cfg.img_channels, self.cfg.img_resolution, self.cfg.img_resolution)
 
-    @property
-    def active_d(self) -> int:
-        """Categories sampled by default: all d_dim (a finished run has learned every domain's)."""
-        return self.cfg.d_dim
-
     # sessions ----------------------------------------------------------------
     def _get(self, rel: str, inputs: dict[str, tuple[int, ...]], outputs: tuple[str, ...]):
         """The cached session of `rel`, checked against the contract and config.json (sessions.py)."""

@@ -142,6 +142,7 @@ CHECKPOINT_DAMAGE = {
     "state-json-flip": lambda c: flip(c / "state.json", 0.3),
     "manifest-truncated": lambda c: truncate(c / "manifest.json"),
     "file-missing": lambda c: (c / "state.json").unlink(),
+    "manifest-missing": lambda c: (c / "manifest.json").unlink(),
 }
 
 

@@ -161,10 +161,13 @@ def _final_weights(tmp_path, data, name, **overrides):
 
 
 def test_levers_off_change_nothing_and_on_train_two_domains(tmp_path, synthetic28):
-    base, logged = _final_weights(tmp_path, synthetic28, "a")
-    zero, _ = _final_weights(tmp_path, synthetic28, "b", info_augment_weight=0.0, s_real_weight=0.0)
-    assert all(torch.equal(base[k], zero[k]) for k in base)  # weight 0 draws and adds nothing
-    assert "s_real" not in logged[-1] and "info_aug" not in logged[-1]
+    base, logged = _final_weights(tmp_path, synthetic28, "a")  # both levers at their default weight 0
+    assert "s_real" not in logged[-1] and "info_aug" not in logged[-1]  # neither term is computed
+    # A setting of the S-on-real term changes nothing while its weight is 0: the term draws no
+    # real batch and adds nothing (the two runs differ in that setting only).
+    other, _ = _final_weights(tmp_path, synthetic28, "b", s_balance_weight=5.0)
+    assert resolve_run_config({**TINY, "domains": ["synthetic:bars"], "s_balance_weight": 5.0}).train.s_real_weight == 0
+    assert all(torch.equal(base[k], other[k]) for k in base)
     on, logged = _final_weights(tmp_path, synthetic28, "c", g_conditioning="cbn", info_augment_weight=1.0,
                                 s_real_weight=1.0)
     assert all(math.isfinite(logged[-1][k]) for k in ("s_real", "info_aug", "s_consistency", "s_marginal_entropy"))

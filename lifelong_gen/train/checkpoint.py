@@ -267,26 +267,28 @@ def save_checkpoint(run_dir: Path, step: int, state: dict, tensors: dict[str, to
 def _read_verified(ckpt: Path) -> tuple[dict, dict[str, torch.Tensor]]:
     """(state, tensors) of one checkpoint directory after checking its manifest; LgenError if damaged.
 
-    Checkpoints written before manifests existed are accepted when both files parse.
+    Every checkpoint this package wrote has its manifest: one without is damaged.
     """
     manifest_path = ckpt / MANIFEST_NAME
-    if manifest_path.exists():
-        try:
-            manifest = json.loads(manifest_path.read_text())
-            files = manifest["files"]
-            assert set(files) == {"state.safetensors", "state.json"}
-        except (OSError, ValueError, KeyError, TypeError, AssertionError):
-            raise LgenError(f"{manifest_path.name} is unreadable") from None
-        for rel, entry in files.items():
-            path = ckpt / rel
-            if not path.is_file():
-                raise LgenError(f"{rel} is missing")
-            if path.stat().st_size != entry["bytes"]:
-                raise LgenError(f"{rel} has {path.stat().st_size} bytes, the manifest says {entry['bytes']}")
-            if sha256_file(path) != entry["sha256"]:
-                raise LgenError(f"{rel} does not match its sha256")
-    elif not ckpt.is_dir():
+    if not ckpt.is_dir():
         raise LgenError("it does not exist")
+    if not manifest_path.is_file():
+        raise LgenError(f"{MANIFEST_NAME} is missing")
+    try:
+        files = json.loads(manifest_path.read_text())["files"]
+        listed = set(files)
+    except (OSError, ValueError, KeyError, TypeError):
+        raise LgenError(f"{manifest_path.name} is unreadable") from None
+    if listed != {"state.safetensors", "state.json"}:  # not an assert: checks must survive python -O
+        raise LgenError(f"{manifest_path.name} lists {sorted(listed)}, not the checkpoint's two files")
+    for rel, entry in files.items():
+        path = ckpt / rel
+        if not path.is_file():
+            raise LgenError(f"{rel} is missing")
+        if path.stat().st_size != entry["bytes"]:
+            raise LgenError(f"{rel} has {path.stat().st_size} bytes, the manifest says {entry['bytes']}")
+        if sha256_file(path) != entry["sha256"]:
+            raise LgenError(f"{rel} does not match its sha256")
     try:
         state = json.loads((ckpt / "state.json").read_text())
         tensors = load_file(str(ckpt / "state.safetensors"))

@@ -150,6 +150,12 @@ class LossWindow:
 class Trainer:
     """Lifelong WGAN-GP + InfoGAN training with generative replay over a list of domains."""
 
+    # bf16: the gradient penalty's critic forward (and its double backward) runs under autocast
+    # too, with the gradient and its norm in fp32 (losses.gradient_penalty). Measured on an
+    # idle 2-core AVX-512-BF16 CPU, 28x28 InfoGAN nets: step 1.66x fp32 with it, 1.34x with the
+    # penalty left in fp32 (benchmarks/training.py, which sets False on one instance to time that).
+    gp_autocast = True
+
     def __init__(self, run: RunConfig, run_dir: Path, *, data: Optional[list[DomainData]] = None,
                  on_step: Optional[Callable[["Trainer", dict[str, float]], None]] = None, progress: bool = True,
                  device: str = "cpu", callbacks: Sequence[Callback] = (), parent: Optional[Path] = None):
@@ -176,11 +182,6 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         # bf16: autocast around forwards only; parameters, optimizer state and losses stay fp32.
         self.amp_dtype: Optional[torch.dtype] = torch.bfloat16 if self.tc.precision == "bf16" else None
-        # bf16: the gradient penalty's critic forward (and its double backward) runs under autocast
-        # too, with the gradient and its norm in fp32 (losses.gradient_penalty). Measured on an
-        # idle 2-core AVX-512-BF16 CPU, 28x28 InfoGAN nets: step 1.66x fp32 with it, 1.34x with the
-        # penalty left in fp32 (benchmarks/training.py); False gives the latter.
-        self.gp_autocast = True
         _choose_kernels(self.device, self.tc.cuda_deterministic)
 
         self.parent = Path(parent) if parent is not None else None
@@ -193,7 +194,9 @@ class Trainer:
         self.data = data if data is not None else [
             load_domain(spec, self.cfg.img_channels, self.cfg.img_resolution, self.tc.data_root, self.tc.download)
             for spec in self.tc.domains[inherited:]]
-        run.data_sources = list(run.data_sources)[:inherited] + [d.describe() for d in self.data]
+        # The caller's config is left as it was given; this run's copy names where its data came from.
+        self.run = run = dataclasses.replace(
+            run, data_sources=list(run.data_sources)[:inherited] + [d.describe() for d in self.data])
         self.phases = self._make_phases(self.data)
         self._build_networks()
         self.rng = self._make_rng()
@@ -249,8 +252,10 @@ class Trainer:
 
     def _build_networks(self) -> None:
         """G, D, S and the EMA copy of G on the device; their optimizers; the step's forwards."""
-        torch.manual_seed(self.tc.seed)  # network initialisation
-        self.G, self.D, self.S = build_networks(self.cfg)
+        # Networks initialised from the run's seed, without reseeding the caller's global RNG.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.tc.seed)
+            self.G, self.D, self.S = build_networks(self.cfg)
         for module in (self.G, self.D, self.S):
             module.to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval()
@@ -365,7 +370,7 @@ class Trainer:
                     current, target = fw.G(za, ca, da), self.snapshot.render(za, ca, da)
                 align = alignment_loss(current.float(), target.float())
                 loss_g = loss_g + tc.replay_alignment * align
-            extra = self._interpretability_terms(phase, fake, d_idx)
+            extra, logged = self._interpretability_terms(phase, fake, d_idx)
             for weight, term in extra.values():
                 loss_g = loss_g + weight * term
             self.opt_g.zero_grad(set_to_none=True)
@@ -380,18 +385,20 @@ class Trainer:
         decay = min(tc.ema_decay, (1 + self.global_step) / (10 + self.global_step))
         update_ema(self.G_ema, self.G, decay)
         values = {"loss_g": loss_adv, "info": loss_info, "info_ce": ce, "info_nll": nll, "align": align}
-        values.update({name: term for name, (_, term) in extra.items()})
+        values.update({name: term for name, (_, term) in extra.items()}, **logged)
         return {k: v.detach().float() for k, v in values.items()}
 
-    def _interpretability_terms(self, phase: Phase, fake: torch.Tensor,
-                                d_idx: torch.Tensor) -> dict[str, tuple[float, torch.Tensor]]:
-        """The opt-in levers of the generator phase, as {name: (weight, term)}; empty when all are off.
+    def _interpretability_terms(self, phase: Phase, fake: torch.Tensor, d_idx: torch.Tensor
+                                ) -> tuple[dict[str, tuple[float, torch.Tensor]], Losses]:
+        """The opt-in levers of the generator phase: ({name: (weight, term)} for the loss, {name:
+        diagnostic} logged only, so a NaN in a diagnostic cannot reach the loss); empty when all are off.
 
         Off (weight 0) they draw nothing from the RNG, so a run without them is bit-identical
         to one made before they existed.
         """
         tc, fw = self.tc, self.fw
         terms: dict[str, tuple[float, torch.Tensor]] = {}
+        logged: Losses = {}
         if tc.info_augment_weight > 0:
             # Through G: S must read d from a transformed copy of G's image.
             augmented = random_affine(fake.float(), self.rng)
@@ -408,9 +415,8 @@ class Trainer:
                 logits = fw.S(torch.cat([real, augmented]))[0].float()[:, :phase.d_slots]
             loss, consistency, balance = clustering_loss(*logits.chunk(2), balance_weight=tc.s_balance_weight)
             terms["s_real"] = (tc.s_real_weight, loss)
-            terms["s_consistency"] = (0.0, consistency)  # logged only
-            terms["s_marginal_entropy"] = (0.0, balance)
-        return terms
+            logged.update(s_consistency=consistency, s_marginal_entropy=balance)
+        return terms, logged
 
     # ------------------------------------------------------------ domain hooks
 
@@ -496,7 +502,7 @@ class Trainer:
                 metrics.unlink(missing_ok=True)  # lines of a run killed before its first checkpoint
             return False
         state, tensors = found
-        saved_world = state.get("world_size", 1)
+        saved_world = state["world_size"]
         if saved_world != self.dist.world_size:
             raise LgenError(f"{self.run_dir} was checkpointed by {saved_world} process(es); resume it with the same "
                             f"number (torchrun --nproc_per_node {saved_world}), not {self.dist.world_size}")
@@ -513,14 +519,14 @@ class Trainer:
             G_old.load_state_dict(legacy.fold_norm_biases(G_old, sub("snapshot"))[0], strict=True)
             G_old.to(self.device)
             self.snapshot = ReplaySnapshot(G_old, state["snapshot_d_slots"])
-        ckpt.warn_if_numerics_differ(state.get("numerics"), self.device)
+        ckpt.warn_if_numerics_differ(state.get("numerics"), self.device)  # absent before 3ac49f4
         maps = legacy.optimizer_index_maps(parameter_groups(self.G, self.D, self.S), folded)
         for key, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
             ckpt.optimizer_from_tensors(opt, key, tensors, state["optimizers"][key], maps.get(key))
         legacy.notice_once(str(self.run_dir / "checkpoints"), sorted(f"{k}.{n}" for k, v in folded.items() for n in v))
         self.phase_index, self.step, self.global_step = state["phase_index"], state["step"], state["global_step"]
         suffix = "" if self.dist.rank == 0 else f".rank{self.dist.rank}"
-        saved_device = state.get("rng_device", "cpu")
+        saved_device = state["rng_device"]
         if saved_device == self.rng.device.type:
             self.rng.set_state(tensors["rng.train" + suffix])
         else:  # a CPU generator's state means nothing to a CUDA one (and back)
@@ -529,7 +535,7 @@ class Trainer:
             self.rng = self._make_rng(restart_at=self.global_step)
         torch.set_rng_state(tensors["rng.torch" + suffix])
         self.metrics_offset = state["metrics_offset"]
-        self._window = LossWindow(state.get("window", []))
+        self._window = LossWindow(state["window"])
         # Metrics logged after this checkpoint belong to steps that will be re-run.
         if metrics.exists() and self.dist.is_main:
             with open(metrics, "r+b") as f:
