@@ -182,7 +182,7 @@ class Trainer:
         self.progress = progress and self.dist.is_main
         # bf16: autocast around forwards only; parameters, optimizer state and losses stay fp32.
         self.amp_dtype: Optional[torch.dtype] = torch.bfloat16 if self.tc.precision == "bf16" else None
-        _choose_kernels(self.device, self.tc.cuda_deterministic)
+        _choose_kernels(self.device, self.tc.cuda_deterministic, compiled=self.tc.compile != "off")
 
         self.parent = Path(parent) if parent is not None else None
         inherited = self.tc.inherited_domains
@@ -620,19 +620,20 @@ class Trainer:
         self._write_bundle()
 
 
-def _choose_kernels(device: torch.device, cuda_deterministic: bool) -> None:
+def _choose_kernels(device: torch.device, cuda_deterministic: bool, compiled: bool) -> None:
     """Deterministic algorithms on the CPU always; on CUDA unless the run asks for the fastest.
 
     CUDA has ops without a deterministic kernel (e.g. grid_sample's backward): there it
     warns instead of failing. Without determinism cuDNN benchmarks its algorithms per shape
-    (the step's shapes are static, so that is paid once).
+    (the step's shapes are static, so that is paid once). Called before the first forward:
+    benchmarks/device_step.py times train_step without train().
     """
-    if device.type != "cuda" or cuda_deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
-        torch.backends.cudnn.benchmark = False
-    else:
-        torch.use_deterministic_algorithms(False)
-        torch.backends.cudnn.benchmark = True
+    deterministic = device.type != "cuda" or cuda_deterministic
+    if compiled:  # the public switch, which also sets inductor's
+        torch.use_deterministic_algorithms(deterministic, warn_only=device.type == "cuda")
+    else:  # the same switch without importing inductor, which cost every `lgen train` 1-3 s
+        torch._C._set_deterministic_algorithms(deterministic, warn_only=device.type == "cuda")
+    torch.backends.cudnn.benchmark = not deterministic
 
 
 class _StopFlag:
