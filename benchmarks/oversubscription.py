@@ -9,7 +9,8 @@ spinning threads take the cores the other process's threads need, and both crawl
 policy is timed in fresh interpreters (the variables are read when libgomp loads): one
 training alone, then two at once, rounds alternating the policies so all see the same
 machine. `Trainer.train_step` of the reference preset (replay on, synthetic 28x28
-domains) or of the tests' tiny nets. Writes benchmarks/oversubscription.json.
+domains) or of the tests' tiny nets; then a default-policy training beside a PASSIVE one, the
+pair lifelong_gen.cpu_sharing makes. Writes benchmarks/oversubscription.json.
 """
 
 from __future__ import annotations
@@ -63,12 +64,12 @@ with tempfile.TemporaryDirectory() as tmp:
 """
 
 
-def timed(env_extra: dict, copies: int, steps: int, warmup: int, net: str) -> list[float]:
-    """ms per step of each of `copies` trainings started together."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
-    env.update(env_extra)
+def timed(env_extra: dict | list[dict], copies: int, steps: int, warmup: int, net: str) -> list[float]:
+    """ms per step of each of `copies` trainings started together (`env_extra`: one for all, or one each)."""
+    base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
+    extras = env_extra if isinstance(env_extra, list) else [env_extra] * copies
     procs = [subprocess.Popen([sys.executable, "-c", TIMER, str(steps), str(warmup), net, str(ROOT / "tests")],
-                              cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True) for _ in range(copies)]
+                              cwd=ROOT, env={**base, **extra}, stdout=subprocess.PIPE, text=True) for extra in extras]
     out = []
     for p in procs:
         stdout, _ = p.communicate()
@@ -97,6 +98,14 @@ def main() -> None:
             results[name]["pair"] += timed(policies[name], 2, steps, args.warmup, args.net)
             print(f"round {r + 1} {name}: alone {results[name]['alone'][-1]:.1f} ms, "
                   f"pair {results[name]['pair'][-2]:.1f} / {results[name]['pair'][-1]:.1f} ms", flush=True)
+    # What lifelong_gen.cpu_sharing makes of two trainings: the first keeps libgomp's default,
+    # the one started beside it sleeps its threads (PASSIVE).
+    mixed = {"default": [], "PASSIVE": []}
+    for r in range(args.rounds):
+        first, second = timed([{}, POLICIES["OMP_WAIT_POLICY=PASSIVE"]], 2, steps, args.warmup, args.net)
+        mixed["default"].append(first)
+        mixed["PASSIVE"].append(second)
+        print(f"round {r + 1} default beside PASSIVE: {first:.1f} / {second:.1f} ms", flush=True)
     base = statistics.median(results[list(policies)[0]]["alone"])
     summary = {}
     for name, res in results.items():
@@ -113,7 +122,9 @@ def main() -> None:
         "command": f"python benchmarks/oversubscription.py --rounds {args.rounds} --steps {args.steps} --net {args.net}",
         "net": args.net, "steps_timed": steps, "machine": {"cpu": model, "isa": isa, "cores": os.cpu_count(),
                                                             "python": platform.python_version()},
-        "summary": summary, "raw_ms": results}, indent=2) + "\n")
+        "summary": summary,
+        "default_beside_passive_ms": {k: round(statistics.median(v), 1) for k, v in mixed.items()},
+        "raw_ms": {**results, "default beside PASSIVE": mixed}}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
