@@ -13,7 +13,6 @@ per-domain bundle snapshot. `Trainer(callbacks=[...])` adds a user's own.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 import sys
 import time
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import torch
 
 from lifelong_gen import bundle as bundle_files
-from lifelong_gen.atomic import atomic_write_bytes
+from lifelong_gen.images import save_grid
 
 if TYPE_CHECKING:  # the trainer imports this module
     from lifelong_gen.train.trainer import Phase, Trainer
@@ -149,18 +148,18 @@ class SampleGrids(Callback):
 
 @torch.no_grad()
 def write_grid(G: torch.nn.Module, path: Path, d_slots: int, columns: int = 8) -> None:
-    """PNG grid from G: one row per category below `d_slots`, fixed codes so grids compare across domains."""
-    from torchvision.utils import save_image
+    """PNG grid from G: one row per category below `d_slots`, fixed codes so grids compare across domains.
 
+    Written by images.save_grid, like `lgen sample`'s grids (its layout recorded for `lgen encode`),
+    not torchvision's save_image, whose import (torchvision's models, torch._dynamo) cost seconds.
+    """
     cfg, device = G.cfg, next(G.parameters()).device
     g = torch.Generator().manual_seed(1234)
     z = torch.randn(columns, cfg.z_dim, generator=g).repeat(d_slots, 1)
     c = torch.randn(columns, cfg.c_dim, generator=g).repeat(d_slots, 1)
     d = torch.nn.functional.one_hot(torch.arange(d_slots).repeat_interleave(columns), cfg.d_dim).float()
-    images = G(z.to(device), c.to(device), d.to(device)).cpu()
-    buf = io.BytesIO()
-    save_image(images, buf, nrow=columns, normalize=True, value_range=(-1, 1), format="png")
-    atomic_write_bytes(path, buf.getvalue())
+    images = G(z.to(device), c.to(device), d.to(device)).float().cpu().numpy()
+    save_grid(images, path, columns)
 
 
 class DomainSnapshots(Callback):
