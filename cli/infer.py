@@ -50,14 +50,20 @@ MODEL_HELP = ("Exported run or bundle directory, an embedded model's name (mnist
               "MNIST -> Fashion-MNIST reference model")
 
 
+# Notes shown once the command has done its work (_report_provider), so that an error in the
+# user's other flags stays one line.
+_deferred: list[str] = []
+
+
 def _open(model_ref: Optional[str], provider: Optional[str]):
     """Resolve --model (local directory, embedded model name, Hub repo, or the embedded default) and open it."""
     from lifelong_gen import embedded, hub
     from lifelong_gen.export.runtime import load_model
 
+    _deferred.clear()  # left by an earlier command of this process that failed (in-process callers)
     if model_ref is None:
-        _note(f"no --model given: using the embedded default model {embedded.DEFAULT_MODEL} "
-              f"({embedded.DEFAULT_MODEL_NOTE})")
+        _deferred.append(f"no --model given: used the embedded default model {embedded.DEFAULT_MODEL} "
+                         f"({embedded.DEFAULT_MODEL_NOTE})")
     elif hub.as_hub_ref(model_ref) is not None:
         hub.quiet_hub_output()
     model = load_model(hub.resolve_model(model_ref), provider=provider)
@@ -76,6 +82,8 @@ def _report_provider(model, verbose: bool, which: tuple[str, ...]) -> dict[str, 
     from lifelong_gen.export.runtime import usable_cores
 
     used = {w: model.provider(w) for w in which}
+    while _deferred:
+        _note(_deferred.pop(0))
     if verbose:
         for w, p in used.items():
             threads = f", {model.threads or usable_cores()} intra-op threads" if p == "CPUExecutionProvider" else ""

@@ -318,3 +318,12 @@ def test_export_without_onnxruntime_stops_before_any_work(bundle, tmp_path_facto
     assert not (target / "onnx").exists()
     assert sorted((p.relative_to(target).as_posix(), p.read_bytes()) for p in target.rglob("*") if p.is_file()) \
         == before
+
+
+def test_an_error_with_the_embedded_default_model_is_one_line(tmp_path):
+    # The "no --model given" note comes after the work, so a bad flag's error stays alone.
+    r = lgen("sample", "--d", "999", "--out", str(tmp_path / "s.png"))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [r.stderr.strip()], r.stderr
+    assert "--d 999 is out of range" in r.stderr and not (tmp_path / "s.png").exists()
+    ok = lgen("sample", "--n", "2", "--out", str(tmp_path / "ok.png"))
+    assert ok.returncode == 0 and "no --model given: used the embedded default model" in ok.stderr, ok.stderr

@@ -240,9 +240,9 @@ def test_lgen_sample_with_fake_gpu_build(tmp_path):
     out = tmp_path / "one.png"
     r = lgen_sample(tmp_path, "--out", str(out))
     assert r.returncode == 0 and r.stdout.strip() == str(out) and out.is_file(), r.stderr
-    lines = r.stderr.splitlines()  # the embedded-model note and the one CUDA line, nothing of onnxruntime's
-    assert len(lines) == 2 and lines[0].startswith("lgen: no --model given"), r.stderr
-    assert lines[1] == "lgen: CUDA provider unavailable (libcublasLt.so.13 not found): running on CPU"
+    lines = r.stderr.splitlines()  # the one CUDA line and the embedded-model note, nothing of onnxruntime's
+    assert len(lines) == 2 and lines[1].startswith("lgen: no --model given"), r.stderr
+    assert lines[0] == "lgen: CUDA provider unavailable (libcublasLt.so.13 not found): running on CPU"
     forced = lgen_sample(tmp_path, "--provider", "cuda", "--out", str(tmp_path / "forced.png"))
     assert forced.returncode == 2 and not (tmp_path / "forced.png").exists()
     assert forced.stderr.splitlines()[-1] == \
