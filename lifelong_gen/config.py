@@ -71,17 +71,17 @@ class ModelConfig:
                 f"img_resolution {self.img_resolution} is not supported (choose one of {SUPPORTED_RESOLUTIONS})"
             )
         if self.img_channels not in (1, 3):
-            raise LgenError(f"img_channels must be 1 or 3, got {self.img_channels}")
+            raise LgenError(f"--img-channels must be 1 or 3, got {self.img_channels}")
         for name in ("z_dim", "d_dim", "g_width", "d_width", "fc_width"):
             if getattr(self, name) < 1:
-                raise LgenError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise LgenError(f"{flag_of(name)} must be >= 1, got {getattr(self, name)}")
         for name in ("z_scale", "c_scale"):
             if not getattr(self, name) > 0:
-                raise LgenError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise LgenError(f"{flag_of(name)} must be > 0, got {getattr(self, name)}")
         if self.c_dim < 0:
-            raise LgenError(f"c_dim must be >= 0, got {self.c_dim}")
+            raise LgenError(f"--c-dim must be >= 0, got {self.c_dim}")
         if self.g_conditioning not in G_CONDITIONINGS:
-            raise LgenError(f"g_conditioning {self.g_conditioning!r} is not supported "
+            raise LgenError(f"--g-conditioning {self.g_conditioning!r} is not supported "
                             f"(choose one of {', '.join(G_CONDITIONINGS)})")
 
 
@@ -160,27 +160,27 @@ class TrainConfig:
         positive = ("steps_per_domain", "batch_size", "n_critic", "checkpoint_every", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
-                raise LgenError(f"{name} must be >= 1, got {getattr(self, name)}")
+                raise LgenError(f"{flag_of(name)} must be >= 1, got {getattr(self, name)}")
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
-                raise LgenError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise LgenError(f"{flag_of(name)} must be > 0, got {getattr(self, name)}")
         if self.replay_ratio is not None and not 0.0 <= self.replay_ratio < 1.0:
-            raise LgenError(f"replay_ratio must be in [0, 1), got {self.replay_ratio}")
+            raise LgenError(f"--replay-ratio must be in [0, 1), got {self.replay_ratio}")
         if not 0.0 <= self.ema_decay < 1.0:
-            raise LgenError(f"ema_decay must be in [0, 1), got {self.ema_decay}")
+            raise LgenError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
         if not 0 <= self.inherited_domains < len(self.domains):
             raise LgenError(f"inherited_domains must be in [0, {len(self.domains)}), got {self.inherited_domains}")
         if self.critic_warmup < 0:
-            raise LgenError(f"critic_warmup must be >= 0, got {self.critic_warmup}")
+            raise LgenError(f"--critic-warmup must be >= 0, got {self.critic_warmup}")
         if self.d_per_domain is not None and self.d_per_domain < 1:
-            raise LgenError(f"d_per_domain must be >= 1, got {self.d_per_domain}")
+            raise LgenError(f"--d-per-domain must be >= 1, got {self.d_per_domain}")
         if self.precision not in PRECISIONS:
-            raise LgenError(f"precision {self.precision!r} is not supported (choose one of {', '.join(PRECISIONS)})")
+            raise LgenError(f"--precision {self.precision!r} is not supported (choose one of {', '.join(PRECISIONS)})")
         if self.compile not in COMPILE_MODES:
-            raise LgenError(f"compile {self.compile!r} is not supported (choose one of {', '.join(COMPILE_MODES)})")
+            raise LgenError(f"--compile {self.compile!r} is not supported (choose one of {', '.join(COMPILE_MODES)})")
         for name in ("gp_lambda", "replay_alignment", "info_augment_weight", "s_real_weight", "s_balance_weight"):
             if not getattr(self, name) >= 0:
-                raise LgenError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise LgenError(f"{flag_of(name)} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass

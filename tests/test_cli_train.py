@@ -41,17 +41,17 @@ def test_dry_run_resolves_preset_and_overrides():
     (["--domains", "mnist,imagenet"], "unknown domain 'imagenet'"),
     (["--domains", ""], "--domains is empty"),
     (["--domains", "synthetic:cubes"], "unknown synthetic domain"),
-    (["--domains", "mnist", "--batch-size", "0"], "batch_size must be >= 1"),
+    (["--domains", "mnist", "--batch-size", "0"], "--batch-size must be >= 1"),
     (["--domains", "mnist", "--batch-size", "many"], "'--batch-size'"),
-    (["--domains", "mnist", "--replay-ratio", "1.5"], "replay_ratio"),
+    (["--domains", "mnist", "--replay-ratio", "1.5"], "--replay-ratio must be in"),
     (["--domains", "mnist", "--img-resolution", "32"], "img_resolution 32"),
-    (["--domains", "mnist", "--lr-g", "-1"], "lr_g"),
+    (["--domains", "mnist", "--lr-g", "-1"], "--lr-g must be > 0"),
     (["--preset", "imagenet"], "unknown preset"),
     (["--quick"], "--quick needs --preset"),
     (["--domains", "mnist", "--bogus"], "No such option: --bogus"),
     (["--domains", "mnist", "--d-per-domain", "5", "--d-dim", "7"], "contradicts d_per_domain"),
-    (["--domains", "mnist", "--z-scale", "0"], "z_scale must be > 0"),
-    (["--domains", "mnist", "--c-scale", "-1"], "c_scale must be > 0"),
+    (["--domains", "mnist", "--z-scale", "0"], "--z-scale must be > 0"),
+    (["--domains", "mnist", "--c-scale", "-1"], "--c-scale must be > 0"),
 ])
 def test_bad_flags_exit_2_one_line(args, fragment):
     assert_one_line_error(lgen("train", *args, "--dry-run"), fragment)

@@ -105,7 +105,7 @@ def test_metrics_lines_are_the_average_of_the_step_losses(tmp_path, synthetic28)
 
 
 def test_compile_mode_is_validated():
-    with pytest.raises(LgenError, match="compile 'fast' is not supported"):
+    with pytest.raises(LgenError, match="--compile 'fast' is not supported"):
         resolve_run_config({"domains": ["synthetic:bars"], "compile": "fast"})
 
 

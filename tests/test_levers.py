@@ -177,9 +177,9 @@ def test_levers_off_change_nothing_and_on_train_two_domains(tmp_path, synthetic2
 
 
 def test_lever_settings_are_validated():
-    with pytest.raises(LgenError, match="g_conditioning"):
+    with pytest.raises(LgenError, match="--g-conditioning"):
         resolve_run_config({"domains": ["synthetic:bars"], "g_conditioning": "film"})
-    with pytest.raises(LgenError, match="s_real_weight must be >= 0"):
+    with pytest.raises(LgenError, match="--s-real-weight must be >= 0"):
         resolve_run_config({"domains": ["synthetic:bars"], "s_real_weight": -1.0})
     run = resolve_run_config({**TINY, "domains": ["synthetic:bars"], "s_real_weight": 1.0,
                               "encoder_shares_critic": True})
