@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from conftest import TINY  # noqa: E402
 from lifelong_gen.config import resolve_run_config  # noqa: E402
 from lifelong_gen.train import distributed  # noqa: E402
+from lifelong_gen.train.callbacks import StepFunction  # noqa: E402
 from lifelong_gen.train.domains import load_domain  # noqa: E402
 from lifelong_gen.train.trainer import Trainer  # noqa: E402
 
@@ -65,7 +66,7 @@ def main() -> None:
         records.append({"step": t.global_step, "hash": gathered[0][0],
                         "rng_differs": len({g[1] for g in gathered}) == ctx.world_size})
 
-    trainer.on_step = on_step
+    trainer.callbacks.append(StepFunction(on_step))
     trainer.train()
     if ctx.is_main:
         (args.out / "hashes.json").write_text(json.dumps(records))

@@ -8,6 +8,7 @@ import torch
 
 from conftest import TINY, lgen
 from lifelong_gen.config import resolve_run_config
+from lifelong_gen.train.callbacks import StepFunction
 from lifelong_gen.train.losses import gradient_penalty
 from lifelong_gen.train.trainer import Trainer
 
@@ -52,7 +53,7 @@ def test_bf16_training_finite_and_info_loss_falls(tmp_path, synthetic28):
                 "lr_g": 2e-3, "lr_d": 2e-3, "batch_size": 32, "precision": "bf16"}
     trainer = Trainer(resolve_run_config(settings), tmp_path / "run", data=synthetic28[:1], progress=False)
     losses = []
-    trainer.on_step = lambda t, l: losses.append(l)
+    trainer.callbacks.append(StepFunction(lambda t, l: losses.append(l)))
     trainer.train()
     assert all(torch.isfinite(torch.tensor(list(l.values()))).all() for l in losses)
     ce = [l["info_ce"] for l in losses]

@@ -21,6 +21,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from conftest import TINY
 from lifelong_gen.config import resolve_run_config
 from lifelong_gen.errors import LgenError
+from lifelong_gen.train.callbacks import StepFunction
 from lifelong_gen.train.replay import sample_codes
 from lifelong_gen.train.trainer import LossWindow, Trainer
 
@@ -95,7 +96,7 @@ def test_loss_window_reads_once_and_gives_the_item_values():
 def test_metrics_lines_are_the_average_of_the_step_losses(tmp_path, synthetic28):
     trainer = make_trainer(tmp_path, synthetic28[:1], steps_per_domain=9, log_every=4)
     seen = []
-    trainer.on_step = lambda t, losses: seen.append(losses)
+    trainer.callbacks.append(StepFunction(lambda t, losses: seen.append(losses)))
     trainer.train()
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == [4, 8, 9]

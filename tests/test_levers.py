@@ -17,6 +17,7 @@ from conftest import TINY
 from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig, resolve_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train import checkpoint as ckpt
+from lifelong_gen.train.callbacks import StepFunction
 from lifelong_gen.train.losses import augmented_info_loss, clustering_loss, random_affine
 from lifelong_gen.train.networks import ConditionalBatchNorm, build_networks
 from lifelong_gen.train.trainer import Trainer
@@ -155,7 +156,7 @@ def _final_weights(tmp_path, data, name, **overrides):
     settings = {**TINY, "domains": [d.spec for d in data], "steps_per_domain": 6, "d_per_domain": 5, **overrides}
     trainer = Trainer(resolve_run_config(settings), tmp_path / name, data=data, progress=False)
     logged = []
-    trainer.on_step = lambda t, l: logged.append(l)
+    trainer.callbacks.append(StepFunction(lambda t, l: logged.append(l)))
     trainer.train()
     return {k: v.clone() for k, v in trainer.G.state_dict().items()}, logged
 

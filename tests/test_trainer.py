@@ -8,6 +8,7 @@ import torch
 from conftest import TINY
 from lifelong_gen.config import resolve_run_config
 from lifelong_gen.train import checkpoint as ckpt
+from lifelong_gen.train.callbacks import StepFunction
 from lifelong_gen.train.trainer import Trainer
 
 
@@ -21,7 +22,7 @@ def test_info_loss_decreases(tmp_path, synthetic28):
     trainer = make_trainer(tmp_path, synthetic28[:1], steps_per_domain=60, n_critic=1, lr_g=2e-3, lr_d=2e-3,
                            batch_size=32)
     losses = []
-    trainer.on_step = lambda t, l: losses.append(l["info_ce"])
+    trainer.callbacks.append(StepFunction(lambda t, l: losses.append(l["info_ce"])))
     trainer.train()
     first, last = sum(losses[:10]) / 10, sum(losses[-10:]) / 10
     assert first > 1.8  # near log(10) = 2.30 for an untrained S

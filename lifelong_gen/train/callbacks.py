@@ -52,7 +52,7 @@ class StepFunction(Callback):
     """Calls `fn(trainer, losses)` after every step with the losses as Python floats.
 
     Reading the floats synchronises with the device every step: meant for tests and
-    small runs (the trainer's `on_step` attribute), not for speed.
+    small runs (`Trainer(..., callbacks=[StepFunction(fn)])`), not for speed.
     """
 
     def __init__(self, fn: Callable[["Trainer", dict[str, float]], None]):

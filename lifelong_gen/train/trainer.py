@@ -37,7 +37,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -52,7 +52,6 @@ from lifelong_gen.train.callbacks import (
     Callback,
     DomainSnapshots,
     SampleGrids,
-    StepFunction,
     closing_all,
     progress_display,
 )
@@ -157,15 +156,13 @@ class Trainer:
     gp_autocast = True
 
     def __init__(self, run: RunConfig, run_dir: Path, *, data: Optional[list[DomainData]] = None,
-                 on_step: Optional[Callable[["Trainer", dict[str, float]], None]] = None, progress: bool = True,
+                 progress: bool = True,
                  device: str = "cpu", callbacks: Sequence[Callback] = (), parent: Optional[Path] = None):
         """
         Args:
             run: the resolved configuration (config.resolve_run_config or read from config.json).
             run_dir: where config, weights, metrics, samples and checkpoints go.
             data: already loaded domains (tests); loaded from the domain specs otherwise.
-            on_step: called after every generator step with the losses as floats (a device
-                sync per step: for tests and small runs; callbacks see device tensors).
             progress: show progress on stderr (a rich bar on a terminal, log lines otherwise).
             device: "cpu", "cuda" or "auto" (CUDA when available); under torchrun each
                 rank takes its LOCAL_RANK's GPU (distributed.pick_device).
@@ -176,7 +173,7 @@ class Trainer:
                 says so. None when resuming: the checkpoint holds all of it.
         """
         self.run, self.cfg, self.tc, self.run_dir = run, run.model, run.train, Path(run_dir)
-        self.on_step, self.callbacks = on_step, list(callbacks)
+        self.callbacks = list(callbacks)
         self.dist = distributed.current()
         self.device = distributed.pick_device(device, self.dist)
         self.progress = progress and self.dist.is_main
@@ -562,8 +559,7 @@ class Trainer:
         self.metrics_offset = path.stat().st_size
 
     def _all_callbacks(self) -> list[Callback]:
-        built_in = [progress_display(self.progress), SampleGrids(), DomainSnapshots(),
-                    StepFunction(self.on_step) if self.on_step else None]
+        built_in = [progress_display(self.progress), SampleGrids(), DomainSnapshots()]
         return [cb for cb in built_in if cb is not None] + self.callbacks
 
     def train(self) -> None:
