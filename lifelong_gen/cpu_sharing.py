@@ -4,12 +4,12 @@ torch's CPU kernels (ATen, MKL and oneDNN) run on one GNU OpenMP thread pool who
 after each parallel region, spin for a while (GOMP_SPINCOUNT, 300,000 spins by default)
 before they sleep. Alone that saves a wake-up per region. Beside another busy process the
 spinning threads hold the cores the other's threads need, and both crawl: two reference-
-preset trainings on 2 cores took 869-1732 ms per step each against 163-171 ms alone
+preset trainings on 2 cores took 917 ms per step each against 210 ms alone
 (benchmarks/oversubscription.json), far beyond the 2x that sharing explains. With
-OMP_WAIT_POLICY=PASSIVE the threads sleep at once: 303 ms each side by side, but 222 ms
+OMP_WAIT_POLICY=PASSIVE the threads sleep at once: 384 ms each side by side, but 281 ms
 alone. So the policy is chosen per process, at its start: PASSIVE when other processes
-already keep the cores busy, libgomp's default otherwise. A default-policy training
-started first keeps its speed beside a PASSIVE one started later (187 ms and 322 ms).
+already keep the cores busy, libgomp's default otherwise (a default-policy training beside
+a PASSIVE one: 322 and 327 ms).
 
 Only scheduling changes: the threads' share of the work is the same, so the results are
 bit-identical under either policy (checked on the tests' run). A policy the user set
