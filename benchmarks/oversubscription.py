@@ -1,6 +1,6 @@
 """Step time alone and beside a second training, under each OpenMP wait policy (issue 23).
 
-Usage: python benchmarks/oversubscription.py [--rounds 3] [--steps 8] [--net preset|tiny]
+Usage: python benchmarks/oversubscription.py [--rounds 3] [--steps 8] [--only NAME ...]
 
 torch's CPU kernels (ATen, MKL, oneDNN) share one GNU OpenMP pool. After each parallel
 region its threads spin (GOMP_SPINCOUNT, 300,000 spins when OMP_WAIT_POLICY is unset)
@@ -9,7 +9,7 @@ spinning threads take the cores the other process's threads need, and both crawl
 policy is timed in fresh interpreters (the variables are read when libgomp loads): one
 training alone, then two at once, rounds alternating the policies so all see the same
 machine. `Trainer.train_step` of the reference preset (replay on, synthetic 28x28
-domains) or of the tests' tiny nets; then a default-policy training beside a PASSIVE one, the
+domains; cpu_regression.py's timer); then a default-policy training beside a PASSIVE one, the
 pair lifelong_gen.cpu_sharing makes. Writes benchmarks/oversubscription.json.
 """
 
@@ -35,40 +35,16 @@ POLICIES = {
     "OMP_NUM_THREADS=1": {"OMP_NUM_THREADS": "1"},
 }
 
-TIMER = r"""
-import json, sys, tempfile, time
-from pathlib import Path
-sys.path.insert(0, sys.argv[4])
-from conftest import TINY
-from lifelong_gen.config import PRESETS, resolve_run_config
-from lifelong_gen.train.domains import load_domain
-from lifelong_gen.train.trainer import Trainer
-steps, warmup, net = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-if net == "preset":
-    settings = {k: v for k, v in PRESETS["mnist-fashion"].items() if k != "quick"}
-else:
-    settings = dict(TINY)
-settings["domains"] = ["synthetic:bars", "synthetic:rings"]
-run = resolve_run_config(settings)
-data = [load_domain(s, 1, 28) for s in run.train.domains]
-with tempfile.TemporaryDirectory() as tmp:
-    t = Trainer(run, Path(tmp), data=data, progress=False)
-    t.end_domain(t.phases[0])
-    phase = t.phases[1]
-    for _ in range(warmup):
-        t.train_step(phase)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        t.train_step(phase)
-    print(json.dumps({"ms": (time.perf_counter() - t0) / steps * 1e3}))
-"""
+# The reference preset's real step, timed in a fresh interpreter (the same timer as the
+# regression benchmark's).
+from cpu_regression import TIMER  # noqa: E402  (benchmarks/ is this script's folder)
 
 
-def timed(env_extra: dict | list[dict], copies: int, steps: int, warmup: int, net: str) -> list[float]:
+def timed(env_extra: dict | list[dict], copies: int, steps: int, warmup: int) -> list[float]:
     """ms per step of each of `copies` trainings started together (`env_extra`: one for all, or one each)."""
     base = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_NUM_THREADS")}
     extras = env_extra if isinstance(env_extra, list) else [env_extra] * copies
-    procs = [subprocess.Popen([sys.executable, "-c", TIMER, str(steps), str(warmup), net, str(ROOT / "tests")],
+    procs = [subprocess.Popen([sys.executable, "-c", TIMER, str(steps), str(warmup)],
                               cwd=ROOT, env={**base, **extra}, stdout=subprocess.PIPE, text=True) for extra in extras]
     out = []
     for p in procs:
@@ -85,24 +61,23 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", help="policy names to time (default: all)")
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=2)
-    ap.add_argument("--net", choices=["preset", "tiny"], default="preset")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "oversubscription.json"))
     args = ap.parse_args()
-    steps = args.steps if args.net == "preset" else args.steps * 10
+    steps = args.steps
     policies = {k: v for k, v in POLICIES.items() if not args.only or any(o in k for o in args.only)}
     results = {name: {"alone": [], "pair": []} for name in policies}
     for r in range(args.rounds):
         order = list(policies) if r % 2 == 0 else list(reversed(policies))
         for name in order:
-            results[name]["alone"] += timed(policies[name], 1, steps, args.warmup, args.net)
-            results[name]["pair"] += timed(policies[name], 2, steps, args.warmup, args.net)
+            results[name]["alone"] += timed(policies[name], 1, steps, args.warmup)
+            results[name]["pair"] += timed(policies[name], 2, steps, args.warmup)
             print(f"round {r + 1} {name}: alone {results[name]['alone'][-1]:.1f} ms, "
                   f"pair {results[name]['pair'][-2]:.1f} / {results[name]['pair'][-1]:.1f} ms", flush=True)
     # What lifelong_gen.cpu_sharing makes of two trainings: the first keeps libgomp's default,
     # the one started beside it sleeps its threads (PASSIVE).
     mixed = {"default": [], "PASSIVE": []}
     for r in range(args.rounds):
-        first, second = timed([{}, POLICIES["OMP_WAIT_POLICY=PASSIVE"]], 2, steps, args.warmup, args.net)
+        first, second = timed([{}, POLICIES["OMP_WAIT_POLICY=PASSIVE"]], 2, steps, args.warmup)
         mixed["default"].append(first)
         mixed["PASSIVE"].append(second)
         print(f"round {r + 1} default beside PASSIVE: {first:.1f} / {second:.1f} ms", flush=True)
@@ -119,8 +94,9 @@ def main() -> None:
     model = next((l.split(":", 1)[1].strip() for l in lscpu.splitlines() if l.startswith("Model name")), "?")
     isa = "AMX" if "amx" in flags else "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "?"
     Path(args.out).write_text(json.dumps({
-        "command": f"python benchmarks/oversubscription.py --rounds {args.rounds} --steps {args.steps} --net {args.net}",
-        "net": args.net, "steps_timed": steps, "machine": {"cpu": model, "isa": isa, "cores": os.cpu_count(),
+        "command": f"python benchmarks/oversubscription.py --rounds {args.rounds} --steps {args.steps}"
+                   + (f" --only {' '.join(args.only)}" if args.only else ""),
+        "net": "preset", "steps_timed": steps, "machine": {"cpu": model, "isa": isa, "cores": os.cpu_count(),
                                                             "python": platform.python_version()},
         "summary": summary,
         "default_beside_passive_ms": {k: round(statistics.median(v), 1) for k, v in mixed.items()},
