@@ -50,21 +50,12 @@ MODEL_HELP = ("Exported run or bundle directory, an embedded model's name (mnist
               "MNIST -> Fashion-MNIST reference model")
 
 
-# Notes shown once the command has done its work (_report_provider), so that an error in the
-# user's other flags stays one line.
-_deferred: list[str] = []
-
-
 def _open(model_ref: Optional[str], provider: Optional[str]):
     """Resolve --model (local directory, embedded model name, Hub repo, or the embedded default) and open it."""
-    from lifelong_gen import embedded, hub
+    from lifelong_gen import hub
     from lifelong_gen.export.runtime import load_model
 
-    _deferred.clear()  # left by an earlier command of this process that failed (in-process callers)
-    if model_ref is None:
-        _deferred.append(f"no --model given: used the embedded default model {embedded.DEFAULT_MODEL} "
-                         f"({embedded.DEFAULT_MODEL_NOTE})")
-    elif hub.as_hub_ref(model_ref) is not None:
+    if model_ref is not None and hub.as_hub_ref(model_ref) is not None:
         hub.quiet_hub_output()
     model = load_model(hub.resolve_model(model_ref), provider=provider)
     warning = model.stale_warning()
@@ -78,12 +69,14 @@ def _model_label(model_ref: Optional[str], model) -> str:
     return model_ref if model_ref is not None else str(model.bundle)
 
 
-def _report_provider(model, verbose: bool, which: tuple[str, ...]) -> dict[str, str]:
+def _report_provider(model, verbose: bool, which: tuple[str, ...], model_ref: Optional[str]) -> dict[str, str]:
+    from lifelong_gen import embedded
     from lifelong_gen.export.runtime import usable_cores
 
     used = {w: model.provider(w) for w in which}
-    while _deferred:
-        _note(_deferred.pop(0))
+    if model_ref is None:  # said after the work, so that an error in another flag stays one line
+        _note(f"no --model given: used the embedded default model {embedded.DEFAULT_MODEL} "
+              f"({embedded.DEFAULT_MODEL_NOTE})")
     if verbose:
         for w, p in used.items():
             threads = f", {model.threads or usable_cores()} intra-op threads" if p == "CPUExecutionProvider" else ""
@@ -158,7 +151,7 @@ def sample(
 
     codes = random_codes(model, n, np.random.default_rng(seed), d=d, fixed_c=fixed_c)
     images = model.sample(codes.z, codes.c, codes.d)  # [n, C, H, W]
-    used = _report_provider(model, verbose, ("generator",))
+    used = _report_provider(model, verbose, ("generator",), model_ref)
     save_grid(images, out, columns=math.ceil(math.sqrt(n)))
     files: list[str] = []
     if out_dir is not None:
@@ -204,7 +197,7 @@ def encode(
     for file, count in grids.items():
         _note(f"{file} is a grid written by lgen: encoding each of its {count} images as {file}[row,column]")
     d_logits, c_mean = model.encode(batch)
-    used = _report_provider(model, verbose, ("encoder",))
+    used = _report_provider(model, verbose, ("encoder",), model_ref)
     probs = softmax(d_logits.astype("float64"))
     rows: list[dict[str, Any]] = []
     labels: list[str] = []
@@ -318,7 +311,7 @@ def interpolate(
         columns, mode = steps, vary
 
     images = model.sample(codes.z, codes.c, codes.d)  # [rows * columns, C, H, W]
-    used = _report_provider(model, verbose, which)
+    used = _report_provider(model, verbose, which, model_ref)
     rt.save_grid(images, out, columns=columns)
     if as_json:
         typer.echo(json.dumps({"model": _model_label(model_ref, model), "provider": used, "mode": mode, "seed": seed,

@@ -212,7 +212,7 @@ def optimizer_to_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[
 def optimizer_from_tensors(opt: torch.optim.Optimizer, prefix: str, tensors: dict[str, torch.Tensor], meta: dict,
                            index_map: Optional[dict[int, int]] = None) -> None:
     """Load what optimizer_to_tensors wrote. `index_map` ({saved position: position now}, from
-    legacy.optimizer_index_map) renumbers the state of a checkpoint whose networks had more
+    legacy.optimizer_index_maps) renumbers the state of a checkpoint whose networks had more
     parameters; the state of a saved position it lacks is dropped."""
     state: dict[int, dict[str, Any]] = {}
     for key, value in tensors.items():

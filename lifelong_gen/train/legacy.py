@@ -28,20 +28,20 @@ from lifelong_gen.train.networks import norm_fed_layers
 log = logging.getLogger("lifelong_gen")
 
 
-def fold_norm_biases(module: torch.nn.Module, state: dict[str, torch.Tensor], prefix: str = ""
+def fold_norm_biases(module: torch.nn.Module, state: dict[str, torch.Tensor]
                      ) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """`state` (for `module`, keys under `prefix`) with each legacy bias folded into its norm.
+    """`state` (of `module`) with each legacy bias folded into its norm.
 
-    Returns (the new state, the names of the layers folded, without prefix). A state that
+    Returns (the new state, the names of the layers folded). A state that
     has none of those biases comes back unchanged (the same dict), with an empty list.
     """
-    fed = {layer: norm for layer, norm in norm_fed_layers(module).items() if f"{prefix}{layer}.bias" in state}
+    fed = {layer: norm for layer, norm in norm_fed_layers(module).items() if f"{layer}.bias" in state}
     if not fed:
         return state, []
     state = dict(state)
     for layer, norm in fed.items():
-        bias = state.pop(f"{prefix}{layer}.bias")
-        mean_key = f"{prefix}{norm}.running_mean"
+        bias = state.pop(f"{layer}.bias")
+        mean_key = f"{norm}.running_mean"
         state[mean_key] = state[mean_key] - bias.to(state[mean_key].dtype)
     return state, sorted(fed)
 

@@ -571,8 +571,8 @@ class Trainer:
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             ckpt.write_config(self.run_dir, self.run)
-            if cpu_sharing.notice():
-                log.info(cpu_sharing.notice())
+            if (line := cpu_sharing.notice()) is not None:
+                log.info(line)
         if self.parent is not None and self.global_step == 0:
             # A continued run holds what it needs from its parent from its first moment: the parent's
             # snapshots (the forgetting matrix's first rows) and a checkpoint of the grown start,
