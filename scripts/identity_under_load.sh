@@ -30,7 +30,7 @@ SELECT="not test_faults.py or falls_back or signal or kill9"
 echo "$(date -Is) $N passes of: ${TESTS[*]} (slow included); load: lgen train beside them; $(nproc) cores" | tee -a "$LOG"
 for i in $(seq 1 "$N"); do
   start=$(date +%s)
-  if "$PY" -m pytest -q -p no:cacheprovider -m "" -k "$SELECT" "${TESTS[@]}" > "$LOG.pass$i" 2>&1; then
+  if "$PY" -m pytest -q -p no:cacheprovider --durations=10 -m "" -k "$SELECT" "${TESTS[@]}" > "$LOG.pass$i" 2>&1; then
     echo "pass $i: ok, $(tail -1 "$LOG.pass$i"), $(( $(date +%s) - start )) s, load average $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$LOG"
   else
     echo "pass $i: FAILED after $(( $(date +%s) - start )) s (see $LOG.pass$i)" | tee -a "$LOG"
