@@ -4,7 +4,10 @@ Registers its command on the app of cli/app.py; the torch-side evaluation is imp
 the command body, so importing this module stays torch-free. Owns `output_dir`, the rule
 for where an evaluation is written: into the run itself (other code reads RUN/metrics.json),
 except for an installed or cached bundle (embedded.installed_location), which is never
-written into: its evaluation goes to --out or ./lgen-evaluate/<bundle name>.
+written into: its evaluation goes to --out or ./lgen-evaluate/<bundle name>. The d -> class
+table (d_classes.json) belongs to the bundle, since `lgen sample --class` reads it there: it is
+written into the bundle (and its manifest) whatever --out says, except into an installed one,
+and beside metrics.json as well when that is elsewhere.
 """
 
 from __future__ import annotations
@@ -17,8 +20,16 @@ from typing import Optional
 import typer
 
 from lifelong_gen import embedded
-from lifelong_gen.atomic import atomic_write_json, atomic_write_text
-from lifelong_gen.bundle import COMPARE_NAME, CONFIG_NAME, FIGURES_DIR, METRICS_NAME, NETWORK_FILES, REPORT_NAME
+from lifelong_gen.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from lifelong_gen.bundle import (
+    COMPARE_NAME,
+    CONFIG_NAME,
+    D_CLASSES_NAME,
+    FIGURES_DIR,
+    METRICS_NAME,
+    NETWORK_FILES,
+    REPORT_NAME,
+)
 from lifelong_gen.cli.app import _setup_logging, app
 from lifelong_gen.errors import LgenError
 
@@ -87,7 +98,33 @@ def _evaluate_one(run: Path, out: Path, num_samples: int, seed: int, inception: 
     metrics["figures"] = figures
     atomic_write_json(out / METRICS_NAME, metrics)
     atomic_write_text(out / REPORT_NAME, run_report(metrics, figures))
+    _write_d_classes(run, out, metrics)
     return metrics
+
+
+def _write_d_classes(run: Path, out: Path, metrics: dict) -> None:
+    """The d -> class table: into the bundle itself (sampling reads it there), listed in its manifest,
+    unless the bundle is installed or cached; beside metrics.json too when that is elsewhere."""
+    from lifelong_gen import d_classes, manifest
+
+    purity = metrics["interpretability"]["d_purity"]
+    rows = [{"d": r["d"], "domain": r["domain"], "class": r["name"], "share": r["purity"],
+             "runner_up": r["runner_up"]} for r in purity["per_d"]]
+    measured = {"by": "lgen evaluate", "lifelong_gen": metrics["versions"]["lifelong_gen"], "seed": metrics["seed"],
+                "samples_per_d": purity["samples_per_d"],
+                "classifier_test_accuracy": metrics["classifier"].get("test_accuracy")}
+    table = d_classes.build(rows, metrics["class_names"], weights_sha256=d_classes.recorded_weights_sha256(run),
+                            measured=measured)
+    data = (json.dumps(table, indent=2) + "\n").encode()
+    if Path(out).resolve() != Path(run).resolve():
+        atomic_write_bytes(Path(out) / D_CLASSES_NAME, data)
+    if embedded.installed_location(run) is not None:
+        return
+    try:
+        manifest.write_files(run, {D_CLASSES_NAME: data})
+    except OSError as e:  # a read-only run directory: the copy beside metrics.json is the table
+        log.warning("could not write %s into %s (%s): it is in %s only", D_CLASSES_NAME, run,
+                    e.strerror or e, out / D_CLASSES_NAME)
 
 
 def _resolve(value: Path) -> Path:

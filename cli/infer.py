@@ -45,6 +45,9 @@ def _check_png_path(path: Path, flag: str) -> None:
         raise LgenError(f"{flag} {path} is a directory")
 
 
+CLASS_HELP = ("Draw from the d that the model's d -> class table (d_classes.json, written by `lgen evaluate`) "
+              "names NAME, e.g. 7 or 'ankle boot' (DOMAIN:NAME where two domains share a name); the purest "
+              "such d")
 MODEL_HELP = ("Exported run or bundle directory, an embedded model's name (mnist-fashion), or a Hub repo "
               "ORG/NAME[@REV] (fetches config.json + onnx/ into the HF cache); default: the embedded "
               "MNIST -> Fashion-MNIST reference model")
@@ -62,6 +65,43 @@ def _open(model_ref: Optional[str], provider: Optional[str]):
     if warning:
         _note(f"warning: {warning}")
     return model
+
+
+def _d_table(model):
+    """The bundle's d -> class table (d_classes.py), checked, with a warning when it is stale; None without one."""
+    from lifelong_gen import d_classes
+
+    table = d_classes.load(model.bundle)
+    warning = table.stale_warning(model.bundle) if table is not None else None
+    if warning:
+        _note(f"warning: {warning}")
+    return table
+
+
+def _class_to_d(model, class_name: Optional[str], d: Optional[int]) -> tuple[Optional[int], Optional[dict]]:
+    """--class NAME as the purest d of that class (and what to report of it); --d as given otherwise."""
+    from lifelong_gen.bundle import D_CLASSES_NAME
+
+    if class_name is None:
+        return d, None
+    if d is not None:
+        raise LgenError("--class picks the d: give --class or --d, not both")
+    table = _d_table(model)
+    if table is None:
+        raise LgenError(f"--class needs the d -> class table of the model, and {model.bundle} has no "
+                        f"{D_CLASSES_NAME}: `lgen evaluate BUNDLE` writes it (or use --d)")
+    row = table.resolve(class_name)
+    if not 0 <= row.d < model.d_dim:
+        raise LgenError(f"{table.path} names d {row.d}, but the model has {model.d_dim} categories: "
+                        f"re-run `lgen evaluate` on it")
+    return row.d, {"name": row.name, "domain": row.domain, "d": row.d, "share": row.share}
+
+
+def _class_note(chosen: Optional[dict]) -> None:
+    """What --class chose, said after the work (so that an error in another flag stays one line)."""
+    if chosen:
+        _note(f"--class {chosen['name']}: d {chosen['d']}, {chosen['share']:.0%} of whose samples the evaluation "
+              f"classifier calls {chosen['name']} ({chosen['domain']})")
 
 
 def _model_label(model_ref: Optional[str], model) -> str:
@@ -125,6 +165,7 @@ def sample(
     n: int = typer.Option(64, "--n", help="Number of images"),
     d: Optional[int] = typer.Option(None, "--d", help="Fix the discrete code to category D (0-based); "
                                                       "default: uniform over all categories"),
+    class_name: Optional[str] = typer.Option(None, "--class", help=CLASS_HELP),
     seed: int = typer.Option(0, "--seed", help="Seed of the random codes (numpy)"),
     out: Path = typer.Option(Path("samples.png"), "--out", help="PNG grid to write"),
     out_dir: Optional[Path] = typer.Option(None, "--out-dir", help="Also write each image as DIR/sample-NNNN.png"),
@@ -148,10 +189,12 @@ def sample(
     model = _open(model_ref, provider)
     fixed_c = parse_code_flags(list(ctx.args), model.c_dim)
     check_category(d, model)
+    d, chosen = _class_to_d(model, class_name, d)
 
     codes = random_codes(model, n, np.random.default_rng(seed), d=d, fixed_c=fixed_c)
     images = model.sample(codes.z, codes.c, codes.d)  # [n, C, H, W]
     used = _report_provider(model, verbose, ("generator",), model_ref)
+    _class_note(chosen)
     save_grid(images, out, columns=math.ceil(math.sqrt(n)))
     files: list[str] = []
     if out_dir is not None:
@@ -162,7 +205,7 @@ def sample(
         for rec, f in zip(records, files):
             rec["file"] = f
         typer.echo(json.dumps({"model": _model_label(model_ref, model), "provider": used["generator"], "seed": seed,
-                               "n": n, "out": str(out), "samples": records}))
+                               "n": n, "out": str(out), **({"class": chosen} if chosen else {}), "samples": records}))
     else:
         typer.echo(str(out) + (f"  (+ {len(files)} images in {out_dir})" if files else ""))
 
@@ -178,7 +221,8 @@ def encode(
     provider: Optional[str] = typer.Option(None, "--provider", help="cpu or cuda (default: cuda when available)"),
     verbose: bool = typer.Option(False, "--verbose", help="Say which onnxruntime provider ran"),
 ) -> None:
-    """Infer u = (d, c) of images with S: the most likely d, p(d), the d distribution and c.
+    """Infer u = (d, c) of images with S: the most likely d (and the class the bundle's d -> class
+    table names it), p(d), the d distribution and c.
 
     A PNG grid written by `lgen sample` or `interpolate` (it records its layout) is cut into
     its images, reported as FILE[row,column] (--json: "cell": [row, column]).
@@ -199,11 +243,12 @@ def encode(
     d_logits, c_mean = model.encode(batch)
     used = _report_provider(model, verbose, ("encoder",), model_ref)
     probs = softmax(d_logits.astype("float64"))
+    table = _d_table(model)
     rows: list[dict[str, Any]] = []
     labels: list[str] = []
     for item, p, c in zip(inputs, probs, c_mean):
         k = int(p.argmax())
-        row = {"file": item.file, "d": k, "p": round(float(p[k]), 6),
+        row = {"file": item.file, "d": k, "class": table.label(k) if table else None, "p": round(float(p[k]), 6),
                "d_probs": [round(float(v), 6) for v in p], "c": [round(float(v), 6) for v in c],
                "converted": item.converted}
         if item.cell is not None:
@@ -213,14 +258,20 @@ def encode(
     if as_json:
         typer.echo(json.dumps({"model": _model_label(model_ref, model), "provider": used["encoder"], "images": rows}))
         return
+    if table is None:
+        _note(f"{model.bundle} has no d -> class table: `lgen evaluate` writes one, to name each d's class here")
     width = max(len("file"), *(len(label) for label in labels))
+    names = [r["class"] or "?" for r in rows]
+    name_width = max(len("class"), *(len(name) for name in names)) if table else 0
+    name_head = f"  {'class':<{name_width}}" if table else ""
     c_head = "  ".join(f"{'c' + str(i + 1):>7}" for i in range(model.c_dim))
-    typer.echo(f"{'file':<{width}}  {'d':>3}  {'p(d)':>6}  {c_head}  {'top-3 of p(d)':<26}  converted")
-    for label, r in zip(labels, rows):
+    typer.echo(f"{'file':<{width}}  {'d':>3}{name_head}  {'p(d)':>6}  {c_head}  {'top-3 of p(d)':<26}  converted")
+    for label, name, r in zip(labels, names, rows):
         top = sorted(range(len(r["d_probs"])), key=lambda i: -r["d_probs"][i])[:3]
         dist = " ".join(f"{i}:{r['d_probs'][i]:.2f}" for i in top)
         cs = "  ".join(f"{v:>7.3f}" for v in r["c"])
-        typer.echo(f"{label:<{width}}  {r['d']:>3}  {r['p']:>6.3f}  {cs}  {dist:<26}  {r['converted'] or '-'}")
+        shown = f"  {name:<{name_width}}" if table else ""
+        typer.echo(f"{label:<{width}}  {r['d']:>3}{shown}  {r['p']:>6.3f}  {cs}  {dist:<26}  {r['converted'] or '-'}")
 
 
 # ---------------------------------------------------------------- interpolate
@@ -237,6 +288,8 @@ def interpolate(
     rows: Optional[int] = typer.Option(None, "--rows", help="--vary cK: rows (the first N categories, or N z's with "
                                                             "--d); default every active category, or 4 with --d"),
     d: Optional[int] = typer.Option(None, "--d", help="--vary cK: one category, rows = different z"),
+    class_name: Optional[str] = typer.Option(None, "--class", help="--vary cK: the d of this class (as "
+                                                                    "`lgen sample --class`), rows = different z"),
     seed: int = typer.Option(0, "--seed", help="Seed of z (numpy)"),
     out: Path = typer.Option(Path("interpolation.png"), "--out", help="PNG to write"),
     as_json: bool = typer.Option(False, "--json", help="Print the codes of each cell as JSON"),
@@ -260,13 +313,15 @@ def interpolate(
     _check_png_path(out, "--out")
     model = _open(model_ref, provider)
     rt.check_category(d, model)
+    d, chosen = _class_to_d(model, class_name, d)
+    d_flag = "--class" if class_name is not None else "--d"
     rng = np.random.default_rng(seed)
-    info: dict[str, Any] = {}
+    info: dict[str, Any] = {"class": chosen} if chosen else {}
     which: tuple[str, ...] = ("generator",)
 
     if by_images:
         if d is not None or rows is not None:
-            raise LgenError("--d and --rows apply to --vary, not to --from/--to")
+            raise LgenError(f"{d_flag if d is not None else '--rows'} applies to --vary, not to --from/--to")
         C, R, _ = model.image_shape
         pieces, notes, warnings = [], [], []
         for flag, path in (("--from", from_image), ("--to", to_image)):  # one image each: a grid is refused
@@ -287,7 +342,7 @@ def interpolate(
                          "c": [round(float(v), 6) for v in c], "converted": note}
     elif vary == "d":
         if d is not None:
-            raise LgenError("--d fixes the category; --vary d shows all of them")
+            raise LgenError(f"{d_flag} fixes the category; --vary d shows all of them")
         n_rows = rows if rows is not None else steps
         codes = rt.category_grid_codes(model, n_rows, rng)
         columns, mode = model.d_dim, "d"
@@ -312,6 +367,7 @@ def interpolate(
 
     images = model.sample(codes.z, codes.c, codes.d)  # [rows * columns, C, H, W]
     used = _report_provider(model, verbose, which, model_ref)
+    _class_note(chosen)
     rt.save_grid(images, out, columns=columns)
     if as_json:
         typer.echo(json.dumps({"model": _model_label(model_ref, model), "provider": used, "mode": mode, "seed": seed,

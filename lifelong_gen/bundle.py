@@ -7,10 +7,11 @@ Hub add; every module that reads or writes one takes the names from here:
     generator.safetensors, generator_ema.safetensors, encoder.safetensors, critic.safetensors
     onnx/generator.onnx, onnx/encoder.onnx    `lgen export` (graph contract: export/spec.py)
     metrics.json, report.md, figures/*.png    `lgen evaluate`
+    d_classes.json                   `lgen evaluate`'s d -> class table (d_classes.py); sampling reads it
     samples/*.png, metrics.jsonl              the trainer's sample grids and loss log
     README.md                        model card (model_card.py)
     checksums.json                   sha256 of every file (the embedded model, embedded.py)
-    manifest.json                    size + sha256 of config.json, *.safetensors, onnx/*.onnx (manifest.py)
+    manifest.json                    size + sha256 of config.json, *.safetensors, onnx/*.onnx, d_classes.json (manifest.py)
 
 Also owns `stale_onnx`: the ONNX graphs are a derived copy of the weights, so a bundle whose
 weights changed after its export (exported mid-training, then trained on) must be re-exported.
@@ -41,6 +42,8 @@ RUNTIME_FILES = (CONFIG_NAME, *ONNX_FILES)
 CARD_NAME = "README.md"
 METRICS_NAME = "metrics.json"  # `lgen evaluate`'s results
 REPORT_NAME = "report.md"
+# Which class each d draws (d_classes.py): written by `lgen evaluate` into the bundle, read by `sample --class`.
+D_CLASSES_NAME = "d_classes.json"
 COMPARE_NAME = "compare.md"  # `lgen evaluate --compare --out DIR`
 TRAINING_LOG_NAME = "metrics.jsonl"  # the trainer's averaged losses, one JSON line per log step
 CHECKSUMS_NAME = "checksums.json"

@@ -3,11 +3,12 @@
 Owns everything that talks to the Hub (through huggingface_hub, never hand-written HTTP):
 
 - `push`: one commit with config.json, the safetensors weights (the critic only when asked),
-  onnx/*.onnx, metrics.json, preview PNGs and the model card (rendered when the bundle has
-  no README.md).
+  onnx/*.onnx, metrics.json, the d -> class table, preview PNGs and the model card (rendered
+  when the bundle has no README.md).
 - `download` / `resolve_model` / `pull`: snapshot_download into the HF cache (HF_HOME,
   HF_HUB_CACHE) with allow_patterns, so a command fetches only the files it needs (sampling:
-  config.json + onnx/*.onnx, no safetensors), and HF_HUB_OFFLINE=1 works from the cache.
+  config.json + onnx/*.onnx + d_classes.json, no safetensors), and HF_HUB_OFFLINE=1 works
+  from the cache.
 - `fetch_bundle`: a local bundle, or the config and chosen weight files of a Hub repo, for the
   torch side's `lifelong_gen.train.checkpoint.load_networks`.
 
@@ -33,6 +34,7 @@ from lifelong_gen.bundle import (
     CARD_NAME,
     CHECKSUMS_NAME,
     CONFIG_NAME,
+    D_CLASSES_NAME,
     IMAGE_PATTERNS,
     MANIFEST_NAME,
     METRICS_NAME,
@@ -47,8 +49,9 @@ from lifelong_gen.embedded import embedded_name, pretrained_path
 from lifelong_gen.errors import LgenError, one_line
 
 # What the ONNX runtime needs (sample, encode, interpolate), as download patterns.
-# manifest.json (when the bundle has one) lets every reader check what it downloaded (manifest.py).
-RUNTIME_PATTERNS = (CONFIG_NAME, f"{ONNX_DIR}/*.onnx", MANIFEST_NAME)
+# manifest.json (when the bundle has one) lets every reader check what it downloaded (manifest.py);
+# d_classes.json (when evaluated) names the d's for `sample --class` and `encode`.
+RUNTIME_PATTERNS = (CONFIG_NAME, f"{ONNX_DIR}/*.onnx", MANIFEST_NAME, D_CLASSES_NAME)
 # A pushed bundle always has these; the critic only with --with-critic.
 PUSH_REQUIRED = RUNTIME_FILES + (NETWORK_FILES["G"], NETWORK_FILES["G_ema"], NETWORK_FILES["S"])
 # Everything `lgen pull` fetches (without --onnx-only); the extras are fetched when present.
@@ -308,7 +311,8 @@ def push_files(bundle: Path, *, with_critic: bool = False) -> list[str]:
 
     Required: config.json (a config this version reads), the G, EMA-G and S weights, the two
     ONNX files, no older than the weights; the critic with `with_critic`. Uploaded when present:
-    README.md, metrics.json and report.md (`lgen evaluate`), preview PNGs (samples/, figures/, top level).
+    README.md, metrics.json, report.md and d_classes.json (`lgen evaluate`), preview PNGs (samples/,
+    figures/, top level).
     """
     from lifelong_gen.model_card import bundle_images
 
@@ -327,7 +331,10 @@ def push_files(bundle: Path, *, with_critic: bool = False) -> list[str]:
     from lifelong_gen import manifest
 
     manifest.verify(bundle, required, notice=False)  # a damaged file is never uploaded
-    extras = [rel for rel in (CARD_NAME, METRICS_NAME, REPORT_NAME, MANIFEST_NAME) if (bundle / rel).is_file()]
+    extras = [rel for rel in (CARD_NAME, METRICS_NAME, REPORT_NAME, D_CLASSES_NAME, MANIFEST_NAME)
+              if (bundle / rel).is_file()]
+    if D_CLASSES_NAME in extras:
+        manifest.verify(bundle, [D_CLASSES_NAME], notice=False)
     return required + extras + [p.as_posix() for p in bundle_images(bundle)]
 
 

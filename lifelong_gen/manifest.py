@@ -1,6 +1,6 @@
 """The manifest of a bundle or run directory: size and sha256 of each file its loaders read.
 
-BUNDLE/manifest.json lists config.json, every top-level *.safetensors and onnx/*.onnx present
+BUNDLE/manifest.json lists config.json, every top-level *.safetensors, onnx/*.onnx and d_classes.json present
 (a checkpoint's manifest.json, checkpoint.py, is the same idea for checkpoints/step-N/):
 
     {"files": {"config.json": {"bytes": 1489, "sha256": "9f86d0..."},
@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from lifelong_gen.atomic import publish, sha256_file, write_temp
-from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME, MANIFEST_NAME, ONNX_DIR
+from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME, D_CLASSES_NAME, MANIFEST_NAME, ONNX_DIR
 from lifelong_gen.errors import LgenError, one_line
 
 log = logging.getLogger("lifelong_gen")
@@ -60,9 +60,10 @@ def file_entry(path: Path) -> dict[str, Any]:
 
 
 def covered_files(root: Path) -> list[str]:
-    """The files of ROOT a manifest lists: config.json, top-level *.safetensors, onnx/*.onnx (posix, relative)."""
+    """The files of ROOT a manifest lists: config.json, top-level *.safetensors, onnx/*.onnx and
+    d_classes.json (what sampling reads of the evaluation), posix and relative."""
     root = Path(root)
-    found = [CONFIG_NAME] if (root / CONFIG_NAME).is_file() else []
+    found = [rel for rel in (CONFIG_NAME, D_CLASSES_NAME) if (root / rel).is_file()]
     # Temp files (.NAME.*.tmp) end in .tmp: never matched here.
     found += sorted(p.name for p in root.glob("*.safetensors") if p.is_file())
     found += sorted(f"{ONNX_DIR}/{p.name}" for p in (root / ONNX_DIR).glob("*.onnx") if p.is_file())

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Optional, Sequence
 from lifelong_gen.atomic import atomic_write_text
 from lifelong_gen.bundle import CARD_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES, ONNX_FILES
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
-from lifelong_gen.errors import one_line
+from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
 from lifelong_gen.lineage import lineage_chain
 
@@ -88,6 +88,23 @@ def read_metrics(bundle: Path) -> tuple[list[tuple[str, str]], str, str]:
         note = f"; the first {MAX_METRIC_ROWS} of {len(rows)} values, all in the file"
         rows = rows[:MAX_METRIC_ROWS]
     return rows, "", note
+
+
+def _d_classes_section(bundle: Path) -> tuple[str, str, str, str]:
+    """(the d -> class table as Markdown, how it was measured, the text shown without one, a --class example)."""
+    import shlex
+
+    from lifelong_gen import d_classes
+
+    try:
+        table = d_classes.read(bundle)
+    except LgenError as e:
+        return "", "", f"The bundle's `d_classes.json` is unreadable ({e}).", ""
+    if table is None:
+        return "", "", "Not measured: this bundle has no `d_classes.json` (`lgen evaluate` writes one).", ""
+    purest = max(table.rows, key=lambda r: (r.share, -r.d), default=None)
+    return (d_classes.markdown(table), d_classes.measured_line(table), "",
+            shlex.quote(table.flag_name(purest)) if purest else "")
 
 
 def bundle_images(bundle: Path) -> list[Path]:
@@ -161,7 +178,8 @@ def _template():
 
 def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[str] = (),
                 title: Optional[str] = None, license: str = "mit", embedded: bool = False,
-                with_critic: bool = False, sections: Sequence[tuple[str, str]] = ()) -> str:
+                with_critic: bool = False, sections: Sequence[tuple[str, str]] = (),
+                opset: Optional[int] = None) -> str:
     """The model card (README.md text) of a bundle.
 
     Args:
@@ -174,6 +192,8 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
         with_critic: list critic.safetensors among the weights (`lgen push --with-critic` uploads it).
         sections: (title, Markdown body) pairs shown after the evaluation, e.g. a comparison
             with baseline runs (`lgen evaluate --compare` output).
+        opset: the graphs' opset where their metadata lacks it (graphs exported before it was
+            recorded there; scripts/build_pretrained.py reads it with the onnx package).
     """
     bundle = Path(bundle)
     run = read_run_config(bundle)
@@ -200,9 +220,10 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
             datasets.append(hub_name)
 
     metrics_rows, metrics_status, metrics_truncated = read_metrics(bundle)
+    d_table, d_table_measured, d_table_status, class_example = _d_classes_section(bundle)
     images = [{"path": rel.as_posix(), "caption": _caption(rel, run)} for rel in bundle_images(bundle)]
 
-    onnx_files, opset = [], None
+    onnx_files = []
     for rel in ONNX_FILES:
         path = bundle / rel
         if not path.is_file():
@@ -231,6 +252,7 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
         model_settings=[(k, _format_value(v)) for k, v in run.to_dict()["model"].items()],
         train_settings=[(k, _format_value(v)) for k, v in run.to_dict()["train"].items()],
         metrics_rows=metrics_rows, metrics_status=metrics_status, metrics_truncated=metrics_truncated,
+        d_table=d_table, d_table_measured=d_table_measured, d_table_status=d_table_status, class_example=class_example,
         images=images, onnx={"files": onnx_files, "opset": opset},
         weights=[w for key, w in NETWORK_FILES.items() if (bundle / w).is_file() and (with_critic or key != "D")],
         repo_id=repo_id, model_flag=model_flag, python_ref=python_ref, python_comment=python_comment,

@@ -6,7 +6,8 @@
 Copies what the torch-free runtime needs (config.json, onnx/generator.onnx, onnx/encoder.onnx),
 the EMA generator's and S's safetensors (small for this model: `lgen evaluate` and
 `lifelong_gen.train.checkpoint.load_bundle` work on the embedded bundle too), the run's sample
-grids and, when the run was evaluated, metrics.json and figures/; renders the model card
+grids and, when the run was evaluated, metrics.json, figures/ and the d -> class table
+(d_classes.json, which must have been measured on these weights); renders the model card
 (README.md) and records the sha256 of every file in checksums.json, which `lgen sample`
 checks before using the model. `--demo` marks a quick-preset run as a demo, not the
 reference model.
@@ -19,10 +20,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from lifelong_gen import embedded
+from lifelong_gen import d_classes, embedded
 from lifelong_gen.atomic import atomic_write_bytes
 from lifelong_gen.bundle import (
     CONFIG_NAME,
+    D_CLASSES_NAME,
     FIGURES_DIR,
     METRICS_NAME,
     NETWORK_FILES,
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run", type=Path, help="exported run directory (config.json + onnx/)")
     parser.add_argument("--name", default=embedded.DEFAULT_MODEL, help="folder under lifelong_gen/pretrained/")
     parser.add_argument("--demo", action="store_true", help="a quick-preset run: say it is not the reference model")
+    parser.add_argument("--minutes", type=float, help="training minutes for the card, where the run has no "
+                                                      "metrics.jsonl (a rebuild from a copy of the embedded model)")
     parser.add_argument("--compare", type=Path, help="`lgen evaluate --compare` table (compare.md) to show in the card")
     parser.add_argument("--compare-title", default="Lifelong vs no replay vs joint training (same settings)",
                         help="heading of the --compare section")
@@ -63,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     if (args.run / METRICS_NAME).is_file():
         files += [METRICS_NAME] + [p.relative_to(args.run).as_posix()
                                    for p in sorted((args.run / FIGURES_DIR).glob("*.png"))]
+    table = d_classes.read(args.run)
+    if table is not None:
+        stale = table.stale_warning(args.run)
+        if stale:
+            sys.exit(stale)
+        files.append(D_CLASSES_NAME)
     for rel in files:  # new files with default modes: the run's 0600 checkpoint modes stay behind
         atomic_write_bytes(target / rel, (args.run / rel).read_bytes())
 
@@ -75,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"experiment (`lgen train --preset mnist-fashion`); expect rough samples.")
         title = f"{domains} demo generator (embedded in lifelong-gen)"
     else:
-        minutes = _training_minutes(args.run / TRAINING_LOG_NAME, run.train.log_every)
+        minutes = args.minutes if args.minutes is not None else _training_minutes(args.run / TRAINING_LOG_NAME,
+                                                                                   run.train.log_every)
         note = (f"This is lifelong-gen's reference model of the paper's first experiment, trained by "
                 f"`lgen train --preset mnist-fashion` ({steps:,} generator steps per domain, {minutes:.0f} minutes "
                 f"of training on 2 CPU cores, no GPU) and shipped inside the package, so that `lgen sample` works "
@@ -86,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     sections = []
     if args.compare is not None:
         sections.append((args.compare_title, args.compare_intro + "\n\n" + args.compare.read_text()))
-    write_card(target, notes=[note], embedded=True, title=title, sections=sections)
+    write_card(target, notes=[note], embedded=True, title=title, sections=sections, opset=_graph_opset(target))
     embedded.write_checksums(target)
     total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     for p in sorted(target.rglob("*")):
@@ -94,6 +105,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{p.stat().st_size:>10,}  {p.relative_to(target)}")
     print(f"{total:>10,}  total in {target}")
     return 0
+
+
+def _graph_opset(bundle: Path) -> int | None:
+    """The ai.onnx opset generator.onnx imports (graphs exported before the opset was recorded in their
+    metadata lack it there; the card is torch- and onnx-free, this script has the onnx package)."""
+    import onnx
+
+    model = onnx.load(str(bundle / ONNX_FILES[0]), load_external_data=False)
+    return next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
 
 
 def _training_minutes(metrics: Path, log_every: int) -> float:

@@ -101,6 +101,21 @@ def test_cli_writes_report_and_compares(runs, tmp_path):
         assert f"figures/{fig}" in m["figures"] and (out / "figures" / fig).is_file()
     report = (out / "report.md").read_text()
     assert "## Forgetting matrix" in report and "synthetic:bars" in report
+    # The d -> class table: into the run itself (listed in its manifest), whatever --out says, and beside metrics.json.
+    from lifelong_gen import d_classes, manifest
+
+    table = d_classes.load(run_dir)
+    assert table is not None and (out / "d_classes.json").read_bytes() == (run_dir / "d_classes.json").read_bytes()
+    assert manifest.read_manifest(run_dir)["d_classes.json"] == manifest.file_entry(run_dir / "d_classes.json")
+    assert table.stale_warning(run_dir) is None and table.weights_sha256 == manifest.file_entry(
+        run_dir / "generator_ema.safetensors")["sha256"]
+    per_d = m["interpretability"]["d_purity"]["per_d"]
+    assert [(r.d, r.domain, r.name, r.share) for r in table.rows] == [
+        (p["d"], p["domain"], p["name"], round(p["purity"], 4)) for p in per_d]
+    assert all(p["class"] == f"{p['domain']}:{p['name']}" for p in per_d)
+    assert all(p["runner_up"] is None or p["runner_up"]["share"] <= p["purity"] for p in per_d)
+    assert table.classes == {"synthetic:bars": tuple("0123456789"), "synthetic:rings": tuple("0123456789")}
+    assert "| d | most common class | purity | runner-up |" in report
     (run_dir / "metrics.json").write_text(json.dumps(m))  # --compare reuses stored metrics
     other, _ = runs["no-replay"]
     (other / "metrics.json").write_text(json.dumps(runs["no-replay"][1]))
@@ -162,7 +177,7 @@ def test_cli_never_writes_into_an_installed_bundle(tmp_path):
     assert tree() == before  # not one file written, changed or added
     out = work / "lgen-evaluate" / "tiny-bundle"
     assert (out / "metrics.json").is_file() and (out / "report.md").is_file()
-    assert (out / "figures" / "dc_grid.png").is_file()
+    assert (out / "figures" / "dc_grid.png").is_file() and (out / "d_classes.json").is_file()
     assert (f"lgen: {installed} is in an installed package (site-packages), which lgen evaluate never writes "
             f"into: writing metrics.json, report.md and figures/ to lgen-evaluate/tiny-bundle (--out DIR to "
             f"choose)") in r.stderr.splitlines()

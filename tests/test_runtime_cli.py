@@ -87,7 +87,8 @@ def test_encode_recovers_d_of_generated_images(bundle, no_torch, tmp_path):
     data = json.loads(r.stdout)
     assert set(data) == {"model", "provider", "images"} and len(data["images"]) == 20
     for item, f in zip(data["images"], files):
-        assert set(item) == {"file", "d", "p", "d_probs", "c", "converted"}
+        assert set(item) == {"file", "d", "class", "p", "d_probs", "c", "converted"}
+        assert item["class"] is None  # this bundle has no d -> class table (test_d_classes.py has one)
         assert item["file"] == str(f) and item["converted"] is None
         assert len(item["d_probs"]) == D_DIM and abs(sum(item["d_probs"]) - 1) < 1e-4
         assert item["d"] == int(np.argmax(item["d_probs"])) and item["p"] == max(item["d_probs"])

@@ -45,6 +45,7 @@ log = logging.getLogger("lifelong_gen")
 SCHEMA_VERSION = 1
 MIN_FID_SAMPLES = 50  # fewer samples attributed to a domain: FID is not reported (null)
 COVERAGE_THRESHOLD = 0.01  # a class is "present" with at least 1% of all samples
+D_SAMPLES = 100  # samples per d for its purity and the d -> class table
 
 
 class _Images(torch.utils.data.Dataset):
@@ -153,8 +154,9 @@ class Evaluator:
         return out
 
     @torch.no_grad()
-    def d_purity(self, G: torch.nn.Module, d_slots: int, per_code: int = 100) -> dict[str, Any]:
-        """For each d: the share of its samples in the classifier's most common class."""
+    def d_purity(self, G: torch.nn.Module, d_slots: int, per_code: int = D_SAMPLES) -> dict[str, Any]:
+        """For each d: the share of its samples in the classifier's most common class (its purity),
+        that class's domain and name, and the runner-up class (what d_classes.json records)."""
         cfg = G.cfg
         g = torch.Generator().manual_seed(self.seed * 1000 + 7)
         rows = []
@@ -165,9 +167,16 @@ class Evaluator:
             images = to_uint8(G(z, c, d))
             cls = predict(self.classifier, images)[1].argmax(1)
             counts = torch.bincount(cls, minlength=self.space.num_classes)
-            top = int(counts.argmax())
-            rows.append({"d": j, "class": self._class_name(top), "purity": float(counts[top]) / per_code})
-        return {"mean": float(np.mean([r["purity"] for r in rows])), "per_d": rows}
+            ranked = counts.argsort(descending=True, stable=True).tolist()
+            top, second = ranked[0], ranked[1] if len(ranked) > 1 else None
+            domain, name = self.class_of(top)
+            runner = None
+            if second is not None and counts[second] > 0:
+                r_domain, r_name = self.class_of(second)
+                runner = {"domain": r_domain, "class": r_name, "share": float(counts[second]) / per_code}
+            rows.append({"d": j, "class": self._class_name(top), "purity": float(counts[top]) / per_code,
+                         "domain": domain, "name": name, "runner_up": runner})
+        return {"mean": float(np.mean([r["purity"] for r in rows])), "samples_per_d": per_code, "per_d": rows}
 
     @torch.no_grad()
     def traversal_scores(self, G: torch.nn.Module, d_slots: int, n: int = 200, steps: int = 9) -> dict[str, Any]:
@@ -190,10 +199,15 @@ class Evaluator:
             out[f"c{k + 1}"] = {"class_change": float(class_change), "pixel_change": float(pixel_change)}
         return out
 
-    def _class_name(self, joint_class: int) -> str:
+    def class_of(self, joint_class: int) -> tuple[str, str]:
+        """(domain spec, class name) of a joint class of the classifier's label space."""
         k = int(self.space.domain_of(torch.tensor([joint_class]))[0])
-        spec = self.space.domains[k]
-        return spec if self.space.sizes[k] == 1 else f"{spec}:{joint_class - self.space.offsets[k]}"
+        return self.space.domains[k], self.data[k].class_names[joint_class - self.space.offsets[k]]
+
+    def _class_name(self, joint_class: int) -> str:
+        """How reports name a joint class: `domain:name`, or the domain alone for a one-class (unlabelled) domain."""
+        domain, name = self.class_of(joint_class)
+        return domain if name == domain else f"{domain}:{name}"
 
     # ------------------------------------------------------------ one bundle
 
@@ -360,6 +374,7 @@ def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_
                      "inherited_domains": run.train.inherited_domains,
                      "parent": (run.parent or {}).get("model"), "critic": (run.parent or {}).get("critic")},
         "data_sources": [d.describe() for d in data],
+        "class_names": {d.spec: list(d.class_names) for d in data},
         "classifier": {"feature_extractor": "lgen-classifier (registered with torch-fidelity)",
                        "cache_file": path.name, **info},
         "per_domain": per_domain,

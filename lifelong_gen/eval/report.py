@@ -64,7 +64,10 @@ def run_report(m: dict, figures: list[str]) -> str:
            "## Summary", "", table(["metric", "value"], [list(r) for r in summary_rows(m)]), ""]
     purity = m["interpretability"]["d_purity"]["per_d"]
     out += ["## Discrete code d on generated samples", "",
-            table(["d", "most common class", "purity"], [[r["d"], r["class"], r["purity"]] for r in purity]), ""]
+            "The evaluation classifier's most common class among each d's samples (written to the bundle's "
+            "`d_classes.json`, which `lgen sample --class NAME` reads); training used no labels.", "",
+            table(["d", "most common class", "purity", "runner-up"],
+                  [[r["d"], r["class"], r["purity"], _runner_up(r.get("runner_up"))] for r in purity]), ""]
     out += _continuation_section(m)
     f = m.get("forgetting")
     if f:
@@ -76,6 +79,13 @@ def run_report(m: dict, figures: list[str]) -> str:
     if figures:
         out += ["## Figures", ""] + [f"![{p}]({p})" for p in figures] + [""]
     return "\n".join(out)
+
+
+def _runner_up(runner: Optional[dict]) -> str:
+    """`class (domain, share)` of a d's second most common class; – for none (or a metrics.json before it)."""
+    if not runner:
+        return "–"
+    return f"{runner['class']} ({runner['domain']}, {runner['share']:.2f})".replace("|", "\\|")
 
 
 def _continuation_section(m: dict) -> list[str]:

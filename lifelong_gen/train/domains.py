@@ -44,6 +44,11 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 # animal-mnist's labels 0..9, in the package's order (alphabetical; checked against its images).
 ANIMAL_CLASSES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")
+# Fashion-MNIST's labels 0..9 (Xiao et al. 2017; torchvision's FashionMNIST.classes).
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                   "Ankle boot")
+# The names of each labelled domain's classes; others are named by their label ("0", "1", ...).
+CLASS_NAMES = {"mnist": tuple("0123456789"), "fashion-mnist": FASHION_CLASSES, "animal-mnist": ANIMAL_CLASSES}
 ANIMAL_PACKAGE = "animal_mnist"
 # The package's two gzipped pickles, relative to its folder (version 0.4).
 ANIMAL_FILES = ("data/Animal_MNIST/animal_data_version_3.gz", "data/Animal_MNIST/animal_label_version_3.gz")
@@ -65,6 +70,14 @@ class DomainData:
     test_labels: torch.Tensor  # int64 [M]
     source: str
     num_classes: Optional[int]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        """The names of labels 0, 1, ...; an unlabelled domain (an image folder) is one class named by its spec."""
+        if not self.num_classes:
+            return (self.spec,)
+        named = CLASS_NAMES.get(self.spec)
+        return named if named is not None and len(named) == self.num_classes else tuple(map(str, range(self.num_classes)))
 
     def describe(self) -> dict:
         return {
