@@ -155,6 +155,33 @@ def test_push_to_branch_with_critic_then_pull(bundle, no_torch, fake_hub, tmp_pa
     assert got == {"config.json", "manifest.json", GENERATOR_ONNX, ENCODER_ONNX}
 
 
+def test_a_pushed_d_classes_table_travels_with_the_runtime_files(bundle, no_torch, fake_hub, tmp_path):
+    """push uploads d_classes.json; `--model ORG/NAME --class` fetches it with config + ONNX, torch-free."""
+    from lifelong_gen import d_classes, manifest
+
+    named = copy_bundle(bundle, tmp_path / "named")
+    classes = {"synthetic:bars": [str(k) for k in range(10)]}
+    rows = [{"d": k, "domain": "synthetic:bars", "class": str(k), "share": 0.9, "runner_up": None} for k in range(10)]
+    table = d_classes.build(rows, classes, weights_sha256=manifest.file_entry(named / "generator_ema.safetensors")
+                            ["sha256"], measured={"by": "test"})
+    manifest.write_files(named, {"d_classes.json": json.dumps(table).encode()})
+    env = hub_env(no_torch, fake_hub, tmp_path / "pusher")
+    r = run(env, "push", named, "org/named", "--json")
+    assert r.returncode == 0, r.stderr
+    assert "d_classes.json" in json.loads(r.stdout)["files"]
+    assert fake_hub.files("org/named")["d_classes.json"] == (named / "d_classes.json").read_bytes()
+
+    home = tmp_path / "fresh"
+    mark = len(fake_hub.calls())
+    r = run(hub_env(no_torch, fake_hub, home), "sample", "--model", "org/named", "--class", "4", "--n", 3,
+            "--out", tmp_path / "fours.png", "--json")
+    assert r.returncode == 0, r.stderr
+    assert {s["d"] for s in json.loads(r.stdout)["samples"]} == {4} and "warning" not in r.stderr
+    fetched = {p.split("/resolve/", 1)[1].split("/", 1)[1] for m, p in fake_hub.calls()[mark:]
+               if m == "GET" and "/resolve/" in p}
+    assert fetched == {"config.json", "manifest.json", "d_classes.json", GENERATOR_ONNX, ENCODER_ONNX}
+
+
 def test_load_networks_from_hub_is_strict(bundle, fake_hub, tmp_path, monkeypatch):
     import huggingface_hub
     import huggingface_hub.constants
