@@ -42,7 +42,7 @@ run = resolve_run_config(settings)
 data = [load_domain(s, 1, 28) for s in run.train.domains]
 with tempfile.TemporaryDirectory() as tmp:
     t = Trainer(run, Path(tmp), data=data, progress=False)
-    t.end_domain(t.phases[0])
+    t.advance_domain(t.phases[0])
     phase = t.phases[1]
     for _ in range(warmup):
         t.train_step(phase)

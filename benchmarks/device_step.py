@@ -57,7 +57,7 @@ def make_trainer(preset: str, quick: bool, variant: tuple[str, bool], device: st
     run = resolve_run_config(settings)
     data = [load_domain(s, run.model.img_channels, run.model.img_resolution) for s in run.train.domains]
     trainer = Trainer(run, Path(tmp) / f"{variant[0]}-{variant[1]}", data=data, progress=False, device=device)
-    trainer.end_domain(trainer.phases[0])  # replay on: time domain 2
+    trainer.advance_domain(trainer.phases[0])  # replay on: time domain 2
     return trainer
 
 

@@ -40,7 +40,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         trainer = Trainer(run, tmp, data=data, progress=False)
         # Replay on: freeze a snapshot as at the end of domain 1 and time domain 2.
-        trainer.end_domain(trainer.phases[0])
+        trainer.advance_domain(trainer.phases[0])
         phase = trainer.phases[1]
         for _ in range(args.warmup):
             trainer.train_step(phase)

@@ -84,7 +84,7 @@ def make_trainer(resolution: int, precision: str, batch_size: int, tmp: str, ove
     run = resolve_run_config(settings)
     data = [load_domain(s, run.model.img_channels, run.model.img_resolution) for s in run.train.domains]
     trainer = Trainer(run, Path(tmp) / f"{resolution}-{precision}", data=data, progress=False)
-    trainer.end_domain(trainer.phases[0])  # replay on: time domain 2
+    trainer.advance_domain(trainer.phases[0])  # replay on: time domain 2
     return trainer
 
 

@@ -75,11 +75,10 @@ def _run_once(steps: int, seed: int) -> list[tuple[str, str]]:
         with Hashing():
             for phase in trainer.phases:
                 trainer.step = 0
-                trainer.begin_domain(phase)
                 for _ in range(steps):
                     trainer.train_step(phase)
                     trainer.step += 1
-                trainer.end_domain(phase)
+                trainer.advance_domain(phase)
     return log
 
 

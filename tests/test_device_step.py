@@ -22,8 +22,9 @@ from conftest import TINY
 from lifelong_gen.config import resolve_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train.callbacks import StepFunction
+from lifelong_gen.train.metrics_log import LossWindow
 from lifelong_gen.train.replay import sample_codes
-from lifelong_gen.train.trainer import LossWindow, Trainer
+from lifelong_gen.train.trainer import Trainer
 
 LEVERS = {"g_conditioning": "cbn", "info_augment_weight": 1.0, "s_real_weight": 1.0, "replay_alignment": 0.1}
 
@@ -64,7 +65,7 @@ def test_data_codes_and_losses_live_on_the_training_device(tmp_path, synthetic28
 def test_a_training_step_reads_nothing_back_from_the_device(tmp_path, synthetic28):
     # With replay, alignment and both interpretability levers on: every path of the step.
     trainer = make_trainer(tmp_path, synthetic28)
-    trainer.end_domain(trainer.phases[0])
+    trainer.advance_domain(trainer.phases[0])
     assert trainer.snapshot is not None
     trainer.train_step(trainer.phases[1])  # warm-up outside the count
     with ScalarReads() as reads:
@@ -122,8 +123,8 @@ def test_compiled_step_matches_eager_on_cpu(tmp_path, synthetic28):
     eager = make_trainer(tmp_path, synthetic28, name="eager")
     compiled = make_trainer(tmp_path, synthetic28, name="compiled", compile="default")
     assert compiled.fw.compiled and not eager.fw.compiled
-    eager.end_domain(eager.phases[0])
-    compiled.end_domain(compiled.phases[0])
+    eager.advance_domain(eager.phases[0])
+    compiled.advance_domain(compiled.phases[0])
     phase = eager.phases[1]
     for _ in range(4):
         le, lc = eager.train_step(phase), compiled.train_step(compiled.phases[1])

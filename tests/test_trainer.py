@@ -35,7 +35,7 @@ def test_replay_snapshot_frozen_and_used(tmp_path, synthetic28):
     assert phase1.replay_ratio == 0.5
     for _ in range(3):
         trainer.train_step(phase0)
-    trainer.end_domain(phase0)
+    trainer.advance_domain(phase0)
     snap = trainer.snapshot
     assert snap is not None and not snap.G.training
     assert all(not p.requires_grad for p in snap.G.parameters())
@@ -47,7 +47,7 @@ def test_replay_snapshot_frozen_and_used(tmp_path, synthetic28):
 
     # The critic's real batch holds snapshot samples: reproduce them from the same RNG state.
     state = trainer.rng.get_state()
-    batch = trainer._real_batch(phase1, 8)
+    batch = trainer.real_batch(phase1, 8)
     trainer.rng.set_state(state)
     torch.randint(0, phase1.images.shape[0], (4,), generator=trainer.rng)  # the 4 real indices
     replayed, _ = snap.sample(4, trainer.rng)

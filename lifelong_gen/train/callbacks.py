@@ -4,7 +4,8 @@ The trainer owns the method (critic and generator phases, replay, checkpoints); 
 run shows and writes along the way lives here, as Avalanche-style callbacks called at
 `before_domain` / `after_step` / `after_domain`: the progress display (a rich bar on a
 terminal, plain log lines otherwise), the sample grid of each domain's end and the
-per-domain bundle snapshot. `Trainer(callbacks=[...])` adds a user's own.
+per-domain bundle snapshot (the training log is one too: metrics_log.py).
+`Trainer(callbacks=[...])` adds a user's own. These three hooks are the loop's only ones.
 
 `after_step` receives the step's losses as 0-dim device tensors: reading one
 (`float(v)`) waits for the device, so callbacks do it only when they show something.
@@ -23,29 +24,28 @@ import torch
 
 from lifelong_gen import bundle as bundle_files
 from lifelong_gen.images import save_grid
+from lifelong_gen.train.phase import Losses, Phase
 
-if TYPE_CHECKING:  # the trainer imports this module
-    from lifelong_gen.train.trainer import Phase, Trainer
+if TYPE_CHECKING:  # the trainer imports this module; a callback is handed the trainer it runs in
+    from lifelong_gen.train.trainer import Trainer
 
 log = logging.getLogger("lifelong_gen")
-
-Losses = dict[str, torch.Tensor]
 
 
 class Callback:
     """Base class: every hook is a no-op. `close` runs however training ends."""
 
-    def before_domain(self, trainer: "Trainer", phase: "Phase") -> None:
-        pass
+    def before_domain(self, trainer: "Trainer", phase: Phase) -> None:
+        """A domain starts, or resumes in this process (after a checkpoint mid-domain)."""
 
-    def after_step(self, trainer: "Trainer", phase: "Phase", losses: Losses) -> None:
-        pass
+    def after_step(self, trainer: "Trainer", phase: Phase, losses: Losses) -> None:
+        """After each generator step (trainer.step counts it already), before any checkpoint of it."""
 
-    def after_domain(self, trainer: "Trainer", phase: "Phase") -> None:
-        pass
+    def after_domain(self, trainer: "Trainer", phase: Phase) -> None:
+        """After the domain's last step and its replay snapshot (trainer.phase_index has moved on)."""
 
     def close(self) -> None:
-        pass
+        """However training ends (a rich bar must give the terminal back)."""
 
 
 class StepFunction(Callback):

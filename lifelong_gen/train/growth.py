@@ -14,13 +14,27 @@ columns and CBN columns by zero, so the grown G draws exactly the parent's image
 every old category, and the grown S's first logits are the parent's: growth preserves the
 function (Avalanche's IncrementalClassifier grows its head the same way; tested to 1e-6).
 Every other tensor (trunks, BatchNorm statistics, the critic) must match in shape.
+
+Also owns a continued run's start from its parent: `load_parent` (the parent's networks,
+checked against the config that continues it) and `start_from_parent` (G, G_ema and S grown
+from them, D from the parent's critic or fresh, the parent's EMA G as the replay snapshot).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
 import torch
 
+from lifelong_gen.config import RunConfig, domain_slots
 from lifelong_gen.errors import LgenError
+from lifelong_gen.train import checkpoint as ckpt
+from lifelong_gen.train.replay import ReplaySnapshot
+
+if TYPE_CHECKING:  # the trainer imports this module
+    from lifelong_gen.train.trainer import Trainer
 
 
 def grow_state(old: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], d_growth: int,
@@ -58,3 +72,30 @@ def grow_state(old: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], d_g
 def grow_into(module: torch.nn.Module, parent_state: dict[str, torch.Tensor], d_growth: int, what: str) -> None:
     """Load `parent_state` into the (already built, grown) `module`, growing the d axis (strict)."""
     module.load_state_dict(grow_state(parent_state, module.state_dict(), d_growth, what), strict=True)
+
+
+def load_parent(parent: Path, run: RunConfig) -> dict[str, torch.nn.Module]:
+    """The parent's networks at its own size (strict key and shape checks, one-line errors): its EMA G
+    and S, and its critic when the continuing config says so (`run.parent["critic"] == "parent"`)."""
+    which = ("G_ema", "S") + (("D",) if (run.parent or {}).get("critic") == "parent" else ())
+    parent_run, nets = ckpt.load_bundle(parent, which=which)
+    grown = run.model.d_dim - parent_run.model.d_dim
+    expected = dataclasses.replace(parent_run.model, d_dim=run.model.d_dim)
+    if expected != run.model or grown < 0:
+        raise LgenError(f"{parent} is not the parent this config continues (its model config differs)")
+    return nets
+
+
+def start_from_parent(trainer: Trainer, nets: dict[str, torch.nn.Module]) -> Optional[ReplaySnapshot]:
+    """G, G_ema and S of `trainer` from the parent's EMA G and S (grown along d); D from its critic or
+    fresh. Returns the replay snapshot of the domains the parent learned (its EMA G), None without replay."""
+    tc, cfg = trainer.tc, trainer.cfg
+    growth = cfg.d_dim - nets["G_ema"].cfg.d_dim
+    grow_into(trainer.G, nets["G_ema"].state_dict(), growth, "generator")
+    trainer.G_ema.load_state_dict(trainer.G.state_dict())
+    grow_into(trainer.S, nets["S"].state_dict(), growth, "encoder")
+    if "D" in nets:
+        trainer.D.load_state_dict(nets["D"].state_dict(), strict=True)
+    if not tc.replay:
+        return None
+    return ReplaySnapshot(trainer.G_ema, domain_slots(tc, cfg, tc.inherited_domains - 1))

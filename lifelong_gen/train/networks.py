@@ -6,7 +6,8 @@ o an image in [-1, 1]. G(z, c, d) -> o; D(o) -> Wasserstein critic score;
 S(u|o) -> (d logits, c means), the auxiliary posterior of eq. (10).
 
 Two architectures, picked by `img_resolution`: the InfoGAN MNIST nets for 28x28
-and DCGAN-style nets for 64x64. Modules only; losses live in losses.py.
+and DCGAN-style nets for 64x64. Modules, and the two helpers the training step applies
+to them (`update_ema`, `frozen`); losses live in losses.py.
 
 Why S is a separate network by default (`encoder_shares_critic=False`), measured:
 
@@ -34,6 +35,9 @@ with each one folded into its norm's running mean (legacy.py).
 """
 
 from __future__ import annotations
+
+import contextlib
+from typing import Iterator
 
 import torch
 from torch import nn
@@ -265,3 +269,27 @@ def parameter_groups(G: Generator, D: Critic, S: Encoder) -> dict[str, list[tupl
     if S.shares_trunk:
         return {"opt_d": named("D", D) + heads, "opt_g": named("G", G)}
     return {"opt_d": named("D", D), "opt_g": named("G", G) + named("S", S)}
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema ← decay·ema + (1 − decay)·model for parameters; buffers (BN stats) copied.
+
+    Multi-tensor (foreach) ops: one kernel per group on CUDA instead of one per tensor;
+    on CPU the same per-element arithmetic as a loop of lerp_.
+    """
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
+    torch._foreach_copy_(list(ema.buffers()), list(model.buffers()))
+
+
+@contextlib.contextmanager
+def frozen(module: nn.Module) -> Iterator[nn.Module]:
+    """Parameters of `module` need no gradient inside the block (the critic in the generator update)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for p in params:
+            p.requires_grad_(True)

@@ -1,0 +1,55 @@
+"""The opt-in interpretability levers of the generator update, beside the paper's eq. (10).
+
+Owns `lever_terms`: what the levers add to the generator update's loss (each a config field,
+off at weight 0), with their diagnostics kept apart so they are logged, never summed:
+
+- `info_augment_weight`: S must read d from a randomly transformed copy of G's image
+  (losses.augmented_info_loss), through G;
+- `s_real_weight`: S alone clusters real images (with replay, as the critic sees them)
+  over the categories active in the phase, consistent under augmentation and balanced
+  (losses.clustering_loss).
+
+Off, a lever draws nothing from the run's random stream, so a run without levers is
+bit-identical to one made before they existed.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+
+from lifelong_gen.train.losses import augmented_info_loss, clustering_loss, random_affine
+from lifelong_gen.train.phase import Losses, Phase
+
+if TYPE_CHECKING:  # the trainer imports this module
+    from lifelong_gen.train.trainer import Trainer
+
+
+def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch.Tensor
+                ) -> tuple[dict[str, tuple[float, torch.Tensor]], Losses]:
+    """({name: (weight, term)} for the generator update's loss, {name: diagnostic} logged only, so a
+    NaN in a diagnostic cannot reach the loss); both empty when every lever is off.
+
+    Args:
+        fake: G's images of this update [B, C, H, W] (still attached to G's graph).
+        d_idx: their categories [B].
+    """
+    tc, fw = trainer.tc, trainer.fw
+    terms: dict[str, tuple[float, torch.Tensor]] = {}
+    logged: Losses = {}
+    if tc.info_augment_weight > 0:
+        augmented = random_affine(fake.float(), trainer.rng)
+        with trainer.autocast():
+            d_logits_aug, _ = fw.S(augmented)
+        terms["info_aug"] = (tc.info_augment_weight, augmented_info_loss(d_logits_aug.float(), d_idx))
+    if tc.s_real_weight > 0:
+        with torch.no_grad():
+            real = trainer.real_batch(phase, tc.batch_size)
+            augmented = random_affine(real, trainer.rng)
+        with trainer.autocast():
+            logits = fw.S(torch.cat([real, augmented]))[0].float()[:, :phase.d_slots]
+        loss, consistency, balance = clustering_loss(*logits.chunk(2), balance_weight=tc.s_balance_weight)
+        terms["s_real"] = (tc.s_real_weight, loss)
+        logged.update(s_consistency=consistency, s_marginal_entropy=balance)
+    return terms, logged
