@@ -12,7 +12,7 @@ A domain spec is a string:
 - `folder:PATH`: every image under PATH (recursively), centre-cropped and resized to the
   model's resolution; every 10th file (sorted) is held out as the test split.
 - `synthetic:bars`, `synthetic:rings` (28x28 grey) and `synthetic64:bars|rings` (64x64
-  RGB): tiny generated 10-class domains for tests and demos.
+  RGB): tiny generated 10-class domains for tests and demos (synthetic.py draws them).
 
 Images are kept in memory as uint8 [N, C, H, W]; batches become float in [-1, 1].
 Each loaded domain records which source was used and how many images it has.
@@ -37,6 +37,7 @@ from lifelong_gen.config import native_shape
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.images import PIXELS_VERSION, image_files, read_model_pixels
 from lifelong_gen.safe_pickle import load_arrays
+from lifelong_gen.train import synthetic
 
 log = logging.getLogger("lifelong_gen")
 
@@ -117,14 +118,21 @@ def load_domain(
     elif spec.startswith("folder:"):
         data = _load_folder(spec, Path(spec.split(":", 1)[1]).expanduser(), channels, resolution)
     else:
-        kind, _, name = spec.partition(":")
-        data = _make_synthetic(spec, name, channels=1 if kind == "synthetic" else 3,
-                               resolution=28 if kind == "synthetic" else 64)
+        data = _load_synthetic(spec)
     data.train_images = _convert(data.train_images, channels, resolution)
     data.test_images = _convert(data.test_images, channels, resolution)
     log.info("domain %s: %s, %d train / %d test images", spec, data.source,
              data.train_images.shape[0], data.test_images.shape[0])
     return data
+
+
+def _load_synthetic(spec: str, n_train: int = 2000) -> DomainData:
+    kind, _, name = spec.partition(":")
+    images, labels, source = synthetic.make_images(spec, name, channels=1 if kind == "synthetic" else 3,
+                                                   resolution=28 if kind == "synthetic" else 64)
+    t_images, t_labels = torch.from_numpy(images), torch.from_numpy(labels)
+    return DomainData(spec=spec, train_images=t_images[:n_train], train_labels=t_labels[:n_train],
+                      test_images=t_images[n_train:], test_labels=t_labels[n_train:], source=source, num_classes=10)
 
 
 def _convert(images: torch.Tensor, channels: int, resolution: int) -> torch.Tensor:
@@ -365,44 +373,3 @@ def _load_folder(spec: str, root: Path, channels: int, resolution: int) -> Domai
     unknown = torch.full((len(files),), -1, dtype=torch.int64)
     return DomainData(spec=spec, train_images=images[~test], train_labels=unknown[~test],
                       test_images=images[test], test_labels=unknown[test], source=source, num_classes=None)
-
-
-# ---------------------------------------------------------------- synthetic domains
-
-
-def _make_synthetic(spec: str, kind: str, channels: int, resolution: int,
-                    n_train: int = 2000, n_test: int = 500) -> DomainData:
-    """Ten classes of simple shapes with random jitter; deterministic per spec."""
-    seed = int(hashlib.sha256(spec.encode()).hexdigest()[:8], 16)
-    rng = np.random.default_rng(seed)
-    n = n_train + n_test
-    labels = np.arange(n) % 10
-    rng.shuffle(labels)
-    R = resolution
-    yy, xx = np.mgrid[0:R, 0:R].astype(np.float32) / (R - 1) * 2 - 1  # [-1, 1] coordinates
-    images = np.empty((n, channels, R, R), dtype=np.uint8)
-    palette = np.array([[1.0, 0.3, 0.3], [0.3, 1.0, 0.3], [0.3, 0.5, 1.0], [1.0, 1.0, 0.3], [1.0, 0.4, 1.0],
-                        [0.3, 1.0, 1.0], [1.0, 0.6, 0.2], [0.7, 0.7, 0.7], [0.6, 0.3, 1.0], [1.0, 1.0, 1.0]])
-    for i, k in enumerate(labels):
-        if kind == "bars":
-            # A bar through the centre at angle k * 18 degrees, jittered offset and width.
-            angle = np.pi * k / 10 + rng.normal(0, 0.05)
-            offset = rng.normal(0, 0.1)
-            width = rng.uniform(0.08, 0.16)
-            dist = np.abs(np.cos(angle) * yy - np.sin(angle) * xx - offset)
-            mask = np.clip(1.5 - dist / width, 0, 1)
-        else:
-            # A ring whose radius grows with k, at a jittered centre.
-            cx, cy = rng.normal(0, 0.08, size=2)
-            radius = 0.2 + 0.07 * k + rng.normal(0, 0.015)
-            dist = np.abs(np.hypot(xx - cx, yy - cy) - radius)
-            mask = np.clip(1.5 - dist / 0.07, 0, 1)
-        if channels == 1:
-            images[i, 0] = (mask * 255).astype(np.uint8)
-        else:
-            images[i] = (mask[None] * palette[k][:, None, None] * 255).astype(np.uint8)
-    t_images = torch.from_numpy(images)
-    t_labels = torch.from_numpy(labels.astype(np.int64))
-    return DomainData(spec=spec, train_images=t_images[:n_train], train_labels=t_labels[:n_train],
-                      test_images=t_images[n_train:], test_labels=t_labels[n_train:],
-                      source=f"synthetic generator ({kind}, seed {seed})", num_classes=10)
