@@ -1,6 +1,7 @@
 """Compare the runs of two `scripts/same_runs.sh` outputs; exit 1 if anything the method computes differs.
 
-Compared: every .safetensors tensor by tensor, with its metadata as a dict (the files' bytes
+Compared: the sample grids (samples/*.png) byte for byte; every .safetensors tensor by tensor,
+with its metadata as a dict (the files' bytes
 differ between processes: safetensors writes the metadata map in hash order); metrics.jsonl
 without sec_per_step; each checkpoint's state.json without metrics_offset (the byte length of
 metrics.jsonl, whose sec_per_step floats vary in length). Not compared: `rng.torch`, torch's
@@ -27,6 +28,8 @@ def _metrics(path: Path) -> list[dict]:
 def _differences(pa: Path, pb: Path) -> list[str]:
     if not pb.exists():
         return ["missing"]
+    if pa.suffix == ".png":
+        return [] if pa.read_bytes() == pb.read_bytes() else ["pixels"]
     if pa.name == "metrics.jsonl":
         return [] if _metrics(pa) == _metrics(pb) else ["lines"]
     if pa.name == "state.json":
@@ -41,7 +44,7 @@ def _differences(pa: Path, pb: Path) -> list[str]:
 def main(argv: list[str]) -> int:
     a, b = Path(argv[0]), Path(argv[1])
     files = [p for p in sorted(a.rglob("*")) if p.is_file()
-             and (p.suffix == ".safetensors" or p.name in ("metrics.jsonl", "state.json"))]
+             and (p.suffix in (".safetensors", ".png") or p.name in ("metrics.jsonl", "state.json"))]
     bad = 0
     for pa in files:
         diff = _differences(pa, b / pa.relative_to(a))

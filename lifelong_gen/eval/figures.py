@@ -1,8 +1,10 @@
 """Evaluation figures as PNG: sample grids per domain, the d x c grid (paper fig. 3),
 traversals of each continuous code (fig. 4) and the forgetting matrix as a heatmap.
 
-Grids come from the EMA generator with fixed seeds, so reruns draw the same pictures.
-Every file is written atomically (lifelong_gen.atomic).
+Grids come from the EMA generator with fixed seeds, so reruns draw the same pictures; their
+layouts are the runtime's (export/codes.py: `lgen interpolate` draws the same figures from
+the ONNX graphs) and they are written by the one grid writer, images.save_grid. Every file
+is written atomically (lifelong_gen.atomic).
 """
 
 from __future__ import annotations
@@ -11,46 +13,40 @@ import io
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
+from lifelong_gen import images as images_io
 from lifelong_gen.atomic import atomic_write_bytes
+from lifelong_gen.export.codes import category_grid_codes, traversal_codes
 from lifelong_gen.train.domains import to_float
 
 
 def save_grid(images: torch.Tensor, path: Path, columns: int) -> Path:
-    """images: float in [-1, 1] or uint8, [N, C, H, W]."""
-    from torchvision.utils import save_image
-
+    """images: float in [-1, 1] or uint8, [N, C, H, W]: written by images.save_grid, as every lgen grid
+    (same padding, its layout in a PNG text chunk, so `lgen encode` cuts evaluation figures too)."""
     if images.dtype == torch.uint8:
         images = to_float(images)
-    buf = io.BytesIO()
-    save_image(images, buf, nrow=columns, normalize=True, value_range=(-1, 1), format="png", pad_value=0.5)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
+    return images_io.save_grid(images.float().cpu().numpy(), path, columns)
+
+
+def _layout_images(G: torch.nn.Module, codes) -> torch.Tensor:
+    return G(*(torch.from_numpy(a) for a in (codes.z, codes.c, codes.d)))
 
 
 @torch.no_grad()
 def dc_grid(G: torch.nn.Module, rows: int = 8, seed: int = 0) -> tuple[torch.Tensor, int]:
-    """Fig. 3: each column one d, each row one fixed (z, c)."""
-    cfg = G.cfg
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(rows, cfg.z_dim, generator=g).repeat_interleave(cfg.d_dim, 0)
-    c = torch.randn(rows, cfg.c_dim, generator=g).repeat_interleave(cfg.d_dim, 0)
-    d = torch.eye(cfg.d_dim).repeat(rows, 1)
-    return G(z, c, d), cfg.d_dim
+    """Fig. 3: each column one d, each row one c, z shared: the layout of `lgen interpolate --vary d`
+    (export/codes.py's category_grid_codes, the one definition of it)."""
+    return _layout_images(G, category_grid_codes(G.cfg, rows, np.random.default_rng(seed))), G.cfg.d_dim
 
 
 @torch.no_grad()
 def traversal(G: torch.nn.Module, k: int, steps: int = 9, max_rows: int = 20, seed: int = 0) -> tuple[torch.Tensor, int]:
-    """Fig. 4: c_k from -1 to 1 along columns, one row per d; z and the other codes fixed."""
-    cfg = G.cfg
-    rows = min(cfg.d_dim, max_rows)
-    g = torch.Generator().manual_seed(seed)
-    z = torch.randn(1, cfg.z_dim, generator=g).expand(rows * steps, -1)
-    c = torch.zeros(rows * steps, cfg.c_dim)
-    c[:, k] = torch.linspace(-1, 1, steps).repeat(rows)
-    d = torch.eye(cfg.d_dim)[:rows].repeat_interleave(steps, 0)
-    return G(z, c, d), steps
+    """Fig. 4: c_k from -1 to 1 along columns, one row per d; z shared and the other codes 0: the layout
+    of `lgen interpolate --vary cK` (export/codes.py's traversal_codes)."""
+    rows = list(range(min(G.cfg.d_dim, max_rows)))
+    return _layout_images(G, traversal_codes(G.cfg, k, steps, rows, np.random.default_rng(seed))), steps
 
 
 def heatmap(matrix: list[list[Optional[float]]], labels: list[str], title: str, path: Path, fmt: str = "{:.3g}") -> Path:
@@ -58,7 +54,6 @@ def heatmap(matrix: list[list[Optional[float]]], labels: list[str], title: str, 
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     m = np.array([[np.nan if v is None else v for v in row] for row in matrix], dtype=float)
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 + 1.3 * len(labels)), 1.5 + 1.0 * len(labels)))

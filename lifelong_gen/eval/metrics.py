@@ -38,7 +38,7 @@ from lifelong_gen.eval.classifier import DomainClassifier, LabelSpace, load_or_t
 from lifelong_gen.eval.clustering import clustering_scores
 from lifelong_gen.train.checkpoint import load_bundle
 from lifelong_gen.train.domains import DomainData, data_home, load_domain, to_float, to_uint8
-from lifelong_gen.train.replay import sample_codes
+from lifelong_gen.train.replay import sample_codes, sample_noise
 
 log = logging.getLogger("lifelong_gen")
 
@@ -161,8 +161,7 @@ class Evaluator:
         g = torch.Generator().manual_seed(self.seed * 1000 + 7)
         rows = []
         for j in range(d_slots):
-            z = torch.randn(per_code, cfg.z_dim, generator=g)
-            c = torch.randn(per_code, cfg.c_dim, generator=g)
+            z, c = sample_noise(per_code, cfg.z_dim, cfg.c_dim, g)
             d = torch.nn.functional.one_hot(torch.full((per_code,), j), cfg.d_dim).float()
             images = to_uint8(G(z, c, d))
             cls = predict(self.classifier, images)[1].argmax(1)

@@ -153,10 +153,11 @@ def write_grid(G: torch.nn.Module, path: Path, d_slots: int, columns: int = 8) -
     Written by images.save_grid, like `lgen sample`'s grids (its layout recorded for `lgen encode`),
     not torchvision's save_image, whose import (torchvision's models, torch._dynamo) cost seconds.
     """
+    from lifelong_gen.train.replay import sample_noise
+
     cfg, device = G.cfg, next(G.parameters()).device
-    g = torch.Generator().manual_seed(1234)
-    z = torch.randn(columns, cfg.z_dim, generator=g).repeat(d_slots, 1)
-    c = torch.randn(columns, cfg.c_dim, generator=g).repeat(d_slots, 1)
+    z, c = sample_noise(columns, cfg.z_dim, cfg.c_dim, torch.Generator().manual_seed(1234))
+    z, c = z.repeat(d_slots, 1), c.repeat(d_slots, 1)
     d = torch.nn.functional.one_hot(torch.arange(d_slots).repeat_interleave(columns), cfg.d_dim).float()
     images = G(z.to(device), c.to(device), d.to(device)).float().cpu().numpy()
     save_grid(images, path, columns)

@@ -1,4 +1,4 @@
-"""Generative replay, eq. (7): a frozen generator snapshot and its replay batches.
+"""Generative replay, eq. (7): a frozen generator snapshot and its replay batches; the priors' sampler.
 
 At each domain boundary the trainer takes a frozen, eval-mode copy of the EMA
 generator (the best sampler it has; Avalanche and Mammoth freeze the same way).
@@ -16,6 +16,19 @@ import torch
 from lifelong_gen.train.networks import Generator
 
 
+def sample_noise(n: int, z_dim: int, c_dim: int, generator: torch.Generator,
+                 device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """z ~ N(0, I) [n, z_dim], then c ~ N(0, I) [n, c_dim], drawn in that order on `generator`'s device.
+
+    The one place the torch side draws the continuous priors: the trainer's codes, replay, the
+    sample grids and the evaluation all go through it (export/codes.py's random_codes is the numpy twin).
+    """
+    on = generator.device
+    z = torch.randn(n, z_dim, generator=generator, device=on)
+    c = torch.randn(n, c_dim, generator=generator, device=on)
+    return (z, c) if device is None else (z.to(device), c.to(device))
+
+
 def sample_codes(
     n: int, z_dim: int, c_dim: int, d_dim: int, d_slots: int, generator: torch.Generator,
     device: torch.device | str = "cpu",
@@ -26,8 +39,7 @@ def sample_codes(
     a CUDA step draws without host round trips), then moved to `device` if that differs.
     """
     on = generator.device
-    z = torch.randn(n, z_dim, generator=generator, device=on)
-    c = torch.randn(n, c_dim, generator=generator, device=on)
+    z, c = sample_noise(n, z_dim, c_dim, generator)
     d_idx = torch.randint(0, d_slots, (n,), generator=generator, device=on)
     # A comparison, not F.one_hot (it reads the indices' range back to the host) nor scatter_
     # (flagged by CUDA's deterministic-algorithms check): elementwise, no sync, same 0/1 values.
