@@ -31,11 +31,12 @@ import numpy as np
 import torch
 
 from lifelong_gen import __version__
-from lifelong_gen.bundle import CONFIG_NAME, SNAPSHOTS_DIR
-from lifelong_gen.config import RunConfig, domain_slots, read_run_config
+from lifelong_gen.config import RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.eval.classifier import DomainClassifier, LabelSpace, load_or_train, predict, register_with_fidelity
 from lifelong_gen.eval.clustering import clustering_scores
+from lifelong_gen.eval.forgetting import forgetting, snapshot_dirs
+from lifelong_gen.eval.registry import METRICS, Context, register_metric, run_metrics
 from lifelong_gen.train.checkpoint import load_bundle
 from lifelong_gen.train.domains import DomainData, data_home, load_domain, to_float, to_uint8
 from lifelong_gen.train.replay import sample_codes, sample_noise
@@ -79,10 +80,10 @@ class Evaluator:
     # ------------------------------------------------------------ sampling
 
     @torch.no_grad()
-    def generate(self, G: torch.nn.Module, n: int, d_slots: int, seed_offset: int = 0):
+    def generate(self, G: torch.nn.Module, n: int, d_slots: int, seed: int):
         """n samples of G (eval mode) with codes from the priors; d uniform over `d_slots`."""
         cfg = G.cfg
-        g = torch.Generator().manual_seed(self.seed * 1000 + seed_offset)
+        g = torch.Generator().manual_seed(seed)
         z, c, d, d_idx = sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, d_slots, g)
         out = torch.cat([G(z[i:i + 500], c[i:i + 500], d[i:i + 500]) for i in range(0, n, 500)])
         return to_uint8(out), d_idx  # uint8 [n, C, H, W]
@@ -154,11 +155,11 @@ class Evaluator:
         return out
 
     @torch.no_grad()
-    def d_purity(self, G: torch.nn.Module, d_slots: int, per_code: int = D_SAMPLES) -> dict[str, Any]:
+    def d_purity(self, G: torch.nn.Module, d_slots: int, seed: int, per_code: int = D_SAMPLES) -> dict[str, Any]:
         """For each d: the share of its samples in the classifier's most common class (its purity),
         that class's domain and name, and the runner-up class (what d_classes.json records)."""
         cfg = G.cfg
-        g = torch.Generator().manual_seed(self.seed * 1000 + 7)
+        g = torch.Generator().manual_seed(seed)
         rows = []
         for j in range(d_slots):
             z, c = sample_noise(per_code, cfg.z_dim, cfg.c_dim, g)
@@ -178,11 +179,12 @@ class Evaluator:
         return {"mean": float(np.mean([r["purity"] for r in rows])), "samples_per_d": per_code, "per_d": rows}
 
     @torch.no_grad()
-    def traversal_scores(self, G: torch.nn.Module, d_slots: int, n: int = 200, steps: int = 9) -> dict[str, Any]:
+    def traversal_scores(self, G: torch.nn.Module, d_slots: int, seed: int, n: int = 200,
+                         steps: int = 9) -> dict[str, Any]:
         """Per continuous code c_k swept from -1 to 1 (others fixed): how much the classifier's
         output changes (total variation between the endpoints) and the mean pixel change."""
         cfg = G.cfg
-        g = torch.Generator().manual_seed(self.seed * 1000 + 11)
+        g = torch.Generator().manual_seed(seed)
         z, c0, d, _ = sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, d_slots, g)
         out = {}
         for k in range(cfg.c_dim):
@@ -210,10 +212,10 @@ class Evaluator:
 
     # ------------------------------------------------------------ one bundle
 
-    def evaluate_generator(self, G: torch.nn.Module, d_slots: int, domains: list[int],
+    def evaluate_generator(self, G: torch.nn.Module, d_slots: int, domains: list[int], seed: int,
                            progress=None) -> dict[str, Any]:
         """Quality and memory of G on the given domain indices (the ones it has seen)."""
-        images, _ = self.generate(G, self.num_samples, d_slots)
+        images, _ = self.generate(G, self.num_samples, d_slots, seed)
         _, probs = predict(self.classifier, images)
         mem = self.memory(probs)
         per = {}
@@ -257,55 +259,37 @@ def _versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-def _snapshot_number(path: Path) -> int:
-    """K of snapshots/domain-K (0 for a name that is not of that form)."""
-    tail = path.name.rpartition("-")[2]
-    return int(tail) if tail.isdigit() else 0
+# ---------------------------------------------------------------- the registered metrics (registry.py)
 
 
-def _snapshot_dirs(run_dir: Path) -> list[Path]:
-    root = run_dir / SNAPSHOTS_DIR
-    if not root.is_dir():
-        return []
-    return sorted((p for p in root.iterdir() if (p / CONFIG_NAME).is_file() and _snapshot_number(p)),
-                  key=_snapshot_number)
+@register_metric("quality", seed_offset=0, section="core")
+def _quality(ev: Evaluator, ctx: Context, seed: int) -> dict[str, Any]:
+    """FID/KID and memory of the whole model on every domain."""
+    return ev.evaluate_generator(ctx.G, ctx.run.model.d_dim, list(range(len(ctx.run.train.domains))), seed,
+                                 progress=ctx.progress)
 
 
-def forgetting(ev: Evaluator, run: RunConfig, snapshots: list[Path], progress=None) -> dict[str, Any]:
-    """Domains-trained x domains-evaluated matrices of FID, relative sample share and S clustering accuracy.
+@register_metric("clustering", seed_offset=1, section="core")
+def _clustering(ev: Evaluator, ctx: Context, seed: int) -> dict[str, Any]:
+    """S's clustering of real test images (draws nothing)."""
+    return ev.s_clustering(ctx.S)
 
-    Row i is the snapshot after domain i+1, column j domain j+1; cells with j > i are null.
-    Backward transfer (Lopez-Paz & Ranzato) = mean over j < T-1 of (M[T-1, j] - M[j, j]):
-    for FID a positive BWT is forgetting, for share and accuracy a negative one.
-    """
-    T = len(run.train.domains)
-    names = ("fid", "relative_share", "cluster_accuracy")
-    mats = {k: [[None] * T for _ in range(T)] for k in names}
-    # snapshots/domain-K is row K-1. A continued run of an exported parent lacks the rows of the
-    # parent's earlier domains (lineage.py): those rows stay null.
-    rows = {_snapshot_number(p) - 1: p for p in snapshots if 1 <= _snapshot_number(p) <= T}
-    task = progress.add_task("forgetting matrix", total=len(rows)) if progress else None
-    for i, snap in sorted(rows.items()):
-        _, nets = load_bundle(snap, which=("G_ema", "S"))
-        slots = domain_slots(run.train, run.model, i)
-        res = ev.evaluate_generator(nets["G_ema"], slots, list(range(i + 1)))
-        clus = ev.s_clustering(nets["S"])["per_domain"]
-        for j in range(i + 1):
-            spec = run.train.domains[j]
-            mats["fid"][i][j] = res["per_domain"][spec]["fid"]
-            # Share relative to a fair 1/(i+1) split of the domains seen: 1.0 = fully kept.
-            mats["relative_share"][i][j] = res["per_domain"][spec]["sample_share"] * (i + 1)
-            mats["cluster_accuracy"][i][j] = clus.get(spec, {}).get("accuracy")
-        if progress:
-            progress.advance(task)
-    last = max(rows, default=-1)
-    bwt = {}
-    for k in names:
-        diffs = [mats[k][last][j] - mats[k][j][j] for j in range(last)
-                 if mats[k][last][j] is not None and mats[k][j][j] is not None]
-        bwt[k] = float(np.mean(diffs)) if diffs else None
-    return {"domains": list(run.train.domains), "rows": [rows[i].name if i in rows else None for i in range(last + 1)],
-            **mats, "bwt": bwt}
+
+@register_metric("d_purity", seed_offset=7)
+def _d_purity(ev: Evaluator, ctx: Context, seed: int) -> dict[str, Any]:
+    return ev.d_purity(ctx.G, ctx.run.model.d_dim, seed)
+
+
+@register_metric("traversal", seed_offset=11)
+def _traversal(ev: Evaluator, ctx: Context, seed: int) -> dict[str, Any]:
+    return ev.traversal_scores(ctx.G, ctx.run.model.d_dim, seed)
+
+
+@register_metric("forgetting", seed_offset=0, section="core")
+def _forgetting(ev: Evaluator, ctx: Context, seed: int) -> Optional[dict[str, Any]]:
+    """Each per-domain snapshot on the domains seen so far; None for a bundle without snapshots."""
+    snaps = snapshot_dirs(ctx.bundle)
+    return forgetting(ev, ctx.run, snaps, seed, progress=ctx.progress) if snaps else None
 
 
 def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_weights: Optional[Path] = None,
@@ -340,24 +324,21 @@ def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_
         classifier, space, info, path = load_or_train(data)
         ev = Evaluator(data, classifier, space, path, info, num_samples, seed,
                        Path(inception_weights) if inception_weights else None)
-        G, S = nets["G_ema"], nets["S"]
-        all_slots = run.model.d_dim
-        T = len(run.train.domains)
-        res = ev.evaluate_generator(G, all_slots, list(range(T)), progress=bar)
-        task = bar.add_task("interpretability", total=3)
-        clustering = ev.s_clustering(S)
-        bar.advance(task)
-        purity = ev.d_purity(G, all_slots)
-        bar.advance(task)
-        traversal = ev.traversal_scores(G, all_slots)
-        bar.advance(task)
-        snaps = _snapshot_dirs(bundle)
-        forget = forgetting(ev, run, snaps, progress=bar) if snaps else None
+        results = run_metrics(ev, Context(nets["G_ema"], nets["S"], run, bundle, progress=bar))
         if figures_dir is not None:
             from lifelong_gen.eval import figures
 
-            figures.write_all(Path(figures_dir), G, res["images"], res["domain_of_sample"], space, forget)
+            quality = results["quality"]
+            figures.write_all(Path(figures_dir), nets["G_ema"], quality["images"], quality["domain_of_sample"], space,
+                              results["forgetting"])
 
+    return _metrics_json(bundle, run, data, info, path.name, results, seed, num_samples)
+
+
+def _metrics_json(bundle: Path, run: RunConfig, data: list[DomainData], classifier_info: dict, classifier_file: str,
+                  results: dict[str, Any], seed: int, num_samples: int) -> dict[str, Any]:
+    """The metrics.json dictionary (schema SCHEMA_VERSION) from the registered metrics' results."""
+    res, clustering = results["quality"], results["clustering"]
     per_domain = res["per_domain"]
     for spec, scores in clustering["per_domain"].items():
         per_domain[spec]["clustering"] = scores
@@ -375,9 +356,9 @@ def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_
         "data_sources": [d.describe() for d in data],
         "class_names": {d.spec: list(d.class_names) for d in data},
         "classifier": {"feature_extractor": "lgen-classifier (registered with torch-fidelity)",
-                       "cache_file": path.name, **info},
+                       "cache_file": classifier_file, **classifier_info},
         "per_domain": per_domain,
         "overall": {**res["overall"], "joint_clustering": clustering.get("joint")},
-        "interpretability": {"d_purity": purity, "traversal": traversal},
-        "forgetting": forget,
+        "interpretability": {m.name: results[m.name] for m in METRICS.values() if m.section == "interpretability"},
+        "forgetting": results["forgetting"],
     }
