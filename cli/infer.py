@@ -301,16 +301,7 @@ def interpolate(
 
     from lifelong_gen.export import runtime as rt
 
-    by_images = from_image is not None or to_image is not None
-    if (vary is None) == (not by_images):
-        raise LgenError("give either --vary c1|c2|...|d or --from A.png --to B.png")
-    if by_images and (from_image is None or to_image is None):
-        raise LgenError("--from and --to go together")
-    if steps < 2:
-        raise LgenError(f"--steps must be >= 2, got {steps}")
-    if rows is not None and rows < 1:
-        raise LgenError(f"--rows must be >= 1, got {rows}")
-    _check_png_path(out, "--out")
+    by_images = _check_interpolate_flags(vary, from_image, to_image, steps, rows, out)
     model = _open(model_ref, provider)
     rt.check_category(d, model)
     d, chosen = _class_to_d(model, class_name, d)
@@ -322,47 +313,16 @@ def interpolate(
     if by_images:
         if d is not None or rows is not None:
             raise LgenError(f"{d_flag if d is not None else '--rows'} applies to --vary, not to --from/--to")
-        C, R, _ = model.image_shape
-        pieces, notes, warnings = [], [], []
-        for flag, path in (("--from", from_image), ("--to", to_image)):  # one image each: a grid is refused
-            pixels, (end,), warned = rt.read_encoder_inputs([path], C, R, split_grids=False, flag=flag)
-            pieces.append(pixels)
-            notes.append(end.converted)
-            warnings += warned
-        for warning in warnings:
-            _note(f"warning: {warning}")
-        batch = np.concatenate(pieces)  # [2, C, R, R]
-        d_logits, c_mean = model.encode(batch)
-        probs = rt.softmax(d_logits.astype(np.float64)).astype(np.float32)
-        codes = rt.lerp_codes(model, probs, c_mean, steps, rng)
-        columns, mode = steps, "images"
-        which = ("encoder", "generator")
-        for key, path, p, c, note in zip(("from", "to"), (from_image, to_image), probs, c_mean, notes):
-            info[key] = {"file": str(path), "d": int(p.argmax()), "p": round(float(p.max()), 6),
-                         "c": [round(float(v), 6) for v in c], "converted": note}
+        codes, ends = _path_between(model, from_image, to_image, steps, rng)
+        columns, mode, which = steps, "images", ("encoder", "generator")
+        info.update(ends)
     elif vary == "d":
         if d is not None:
             raise LgenError(f"{d_flag} fixes the category; --vary d shows all of them")
-        n_rows = rows if rows is not None else steps
-        codes = rt.category_grid_codes(model, n_rows, rng)
+        codes = rt.category_grid_codes(model, rows if rows is not None else steps, rng)
         columns, mode = model.d_dim, "d"
     else:
-        match = re.fullmatch(r"c(\d+)", vary)
-        if match is None:
-            choices = ", ".join([f"c{i + 1}" for i in range(model.c_dim)] + ["d"])
-            raise LgenError(f"--vary must be one of {choices}, got {vary!r}")
-        k = int(match[1])
-        if not 1 <= k <= model.c_dim:
-            have = ", ".join(f"c{i + 1}" for i in range(model.c_dim)) if model.c_dim else "none"
-            raise LgenError(f"--vary {vary}: the model has {model.c_dim} continuous code(s) ({have})")
-        if d is not None:
-            categories = [d] * (rows if rows is not None else 4)
-        else:
-            n_rows = rows if rows is not None else model.d_dim  # every category: both domains' rows
-            if n_rows > model.d_dim:
-                raise LgenError(f"--rows {n_rows}: the model has {model.d_dim} categories")
-            categories = list(range(n_rows))
-        codes = rt.traversal_codes(model, k - 1, steps, categories, rng, z_per_row=d is not None)
+        codes = _traversal(model, vary, steps, rows, d, rng)
         columns, mode = steps, vary
 
     images = model.sample(codes.z, codes.c, codes.d)  # [rows * columns, C, H, W]
@@ -375,3 +335,64 @@ def interpolate(
                                "cells": codes.as_records(include_z=False)}))
     else:
         typer.echo(str(out))
+
+
+def _check_interpolate_flags(vary: Optional[str], from_image: Optional[Path], to_image: Optional[Path], steps: int,
+                             rows: Optional[int], out: Path) -> bool:
+    """The flag combinations interpolate accepts (one-line errors); True for --from/--to."""
+    by_images = from_image is not None or to_image is not None
+    if (vary is None) == (not by_images):
+        raise LgenError("give either --vary c1|c2|...|d or --from A.png --to B.png")
+    if by_images and (from_image is None or to_image is None):
+        raise LgenError("--from and --to go together")
+    if steps < 2:
+        raise LgenError(f"--steps must be >= 2, got {steps}")
+    if rows is not None and rows < 1:
+        raise LgenError(f"--rows must be >= 1, got {rows}")
+    _check_png_path(out, "--out")
+    return by_images
+
+
+def _path_between(model, from_image: Path, to_image: Path, steps: int, rng) -> tuple[Any, dict[str, Any]]:
+    """--from/--to: the codes of the path between the two encoded images, and what to report of each end."""
+    import numpy as np
+
+    from lifelong_gen.export import runtime as rt
+
+    C, R, _ = model.image_shape
+    pieces, notes, warnings = [], [], []
+    for flag, path in (("--from", from_image), ("--to", to_image)):  # one image each: a grid is refused
+        pixels, (end,), warned = rt.read_encoder_inputs([path], C, R, split_grids=False, flag=flag)
+        pieces.append(pixels)
+        notes.append(end.converted)
+        warnings += warned
+    for warning in warnings:
+        _note(f"warning: {warning}")
+    d_logits, c_mean = model.encode(np.concatenate(pieces))  # [2, C, R, R] in
+    probs = rt.softmax(d_logits.astype(np.float64)).astype(np.float32)
+    ends = {key: {"file": str(path), "d": int(p.argmax()), "p": round(float(p.max()), 6),
+                  "c": [round(float(v), 6) for v in c], "converted": note}
+            for key, path, p, c, note in zip(("from", "to"), (from_image, to_image), probs, c_mean, notes)}
+    return rt.lerp_codes(model, probs, c_mean, steps, rng), ends
+
+
+def _traversal(model, vary: str, steps: int, rows: Optional[int], d: Optional[int], rng):
+    """--vary cK: c_K from -1 to 1 along each row; rows are categories, or with --d one category, new z per row."""
+    from lifelong_gen.export import runtime as rt
+
+    match = re.fullmatch(r"c(\d+)", vary)
+    if match is None:
+        choices = ", ".join([f"c{i + 1}" for i in range(model.c_dim)] + ["d"])
+        raise LgenError(f"--vary must be one of {choices}, got {vary!r}")
+    k = int(match[1])
+    if not 1 <= k <= model.c_dim:
+        have = ", ".join(f"c{i + 1}" for i in range(model.c_dim)) if model.c_dim else "none"
+        raise LgenError(f"--vary {vary}: the model has {model.c_dim} continuous code(s) ({have})")
+    if d is not None:
+        categories = [d] * (rows if rows is not None else 4)
+    else:
+        n_rows = rows if rows is not None else model.d_dim  # every category: both domains' rows
+        if n_rows > model.d_dim:
+            raise LgenError(f"--rows {n_rows}: the model has {model.d_dim} categories")
+        categories = list(range(n_rows))
+    return rt.traversal_codes(model, k - 1, steps, categories, rng, z_per_row=d is not None)
