@@ -176,6 +176,42 @@ def _template():
     return env.from_string(text)
 
 
+def _domain_rows(run: RunConfig) -> list[dict[str, Any]]:
+    """One row per domain: its spec, d range, who learned it, data source and image counts."""
+    model, train = run.model, run.train
+    domains = []
+    sources = {s.get("domain"): s for s in run.data_sources if isinstance(s, dict)}
+    for k, name in enumerate(train.domains):
+        src = sources.get(name, {})
+        if train.d_per_domain is not None and not train.joint:
+            first = domain_slots(train, model, k - 1) if k else 0
+            d_range = f"{first}–{domain_slots(train, model, k) - 1}"
+        else:
+            d_range = f"0–{model.d_dim - 1} (shared)"
+        counts = (f"{src['train_images']:,} / {src['test_images']:,}"
+                  if isinstance(src.get("train_images"), int) and isinstance(src.get("test_images"), int) else "—")
+        domains.append({"index": k + 1, "spec": name, "d_range": d_range, "learned_by": _learned_by(run, k),
+                        "source": str(src.get("source", "—")).replace("|", "\\|"), "images": counts})
+    return domains
+
+
+def _onnx_rows(bundle: Path) -> tuple[list[dict[str, str]], Optional[int]]:
+    """The ONNX files present (size, weights, parity at export) and the opset their metadata records."""
+    onnx_files, opset = [], None
+    for rel in ONNX_FILES:
+        path = bundle / rel
+        if not path.is_file():
+            continue
+        header = onnx_metadata(path)
+        meta = header.get("metadata", {})
+        opset = opset or header.get("opset")
+        weights = meta.get(spec.META_WEIGHTS, "")
+        onnx_files.append({"path": rel, "size": f"{path.stat().st_size / 1e6:.2f} MB",
+                           "weights": {"ema": "EMA generator", "raw": "raw generator"}.get(weights, ""),
+                           "parity": meta.get(spec.META_PARITY, "")})
+    return onnx_files, opset
+
+
 def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[str] = (),
                 title: Optional[str] = None, license: str = "mit", embedded: bool = False,
                 with_critic: bool = False, sections: Sequence[tuple[str, str]] = (),
@@ -199,20 +235,7 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
     run = read_run_config(bundle)
     model, train = run.model, run.train
 
-    domains = []
-    sources = {s.get("domain"): s for s in run.data_sources if isinstance(s, dict)}
-    for k, name in enumerate(train.domains):
-        src = sources.get(name, {})
-        if train.d_per_domain is not None and not train.joint:
-            first = domain_slots(train, model, k - 1) if k else 0
-            d_range = f"{first}–{domain_slots(train, model, k) - 1}"
-        else:
-            d_range = f"0–{model.d_dim - 1} (shared)"
-        counts = (f"{src['train_images']:,} / {src['test_images']:,}"
-                  if isinstance(src.get("train_images"), int) and isinstance(src.get("test_images"), int) else "—")
-        domains.append({"index": k + 1, "spec": name, "d_range": d_range, "learned_by": _learned_by(run, k),
-                        "source": str(src.get("source", "—")).replace("|", "\\|"), "images": counts})
-
+    domains = _domain_rows(run)
     datasets = []
     for name in train.domains:
         hub_name = HUB_DATASETS.get(name)
@@ -223,19 +246,8 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
     d_table, d_table_measured, d_table_status, class_example = _d_classes_section(bundle)
     images = [{"path": rel.as_posix(), "caption": _caption(rel, run)} for rel in bundle_images(bundle)]
 
-    onnx_files = []
-    for rel in ONNX_FILES:
-        path = bundle / rel
-        if not path.is_file():
-            continue
-        header = onnx_metadata(path)
-        meta = header.get("metadata", {})
-        opset = opset or header.get("opset")
-        weights = meta.get(spec.META_WEIGHTS, "")
-        onnx_files.append({"path": rel, "size": f"{path.stat().st_size / 1e6:.2f} MB",
-                           "weights": {"ema": "EMA generator", "raw": "raw generator"}.get(weights, ""),
-                           "parity": meta.get(spec.META_PARITY, "")})
-
+    onnx_files, graph_opset = _onnx_rows(bundle)
+    opset = opset or graph_opset
     if embedded:
         model_flag, python_ref, python_comment = "", "", "the default model shipped in the package"
     elif repo_id:
