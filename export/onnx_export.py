@@ -257,7 +257,6 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
     t0 = time.perf_counter()
     bundle = Path(bundle)
     check_requirements(bundle, generator=generator, opset=opset)
-    import onnx
 
     from lifelong_gen.train.checkpoint import load_bundle
 
@@ -279,18 +278,7 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
     made_onnx_dir, published = not onnx_dir.exists(), False
     try:
         for graph in graphs:
-            proto = _to_proto(graph, opset)
-            _check_outputs_named(proto, graph)
-            data = _serialize(proto, graph, cfg, opset)
-            temps[graph.name] = tmp = write_temp(graph.target, data)
-            try:
-                onnx.checker.check_model(str(tmp), full_check=True)
-            except Exception as e:  # ValidationError, InferenceError
-                raise LgenError(f"exported {graph.name} fails onnx.checker: {one_line(e, first_line=True)}") from e
-            diffs[graph.name] = _parity(graph, tmp, atol, seed)
-            sizes[graph.name] = len(data)
-            log.info("%s: checker ok, max |onnxruntime - torch| %.2e at batches %s", graph.name,
-                     diffs[graph.name], ",".join(map(str, spec.PARITY_BATCHES)))
+            temps[graph.name], sizes[graph.name], diffs[graph.name] = _export_checked(graph, cfg, opset, atol, seed)
         # Both passed: the parity figures go into the files, then both are renamed into place
         # and the manifest after them.
         entries = {_rel(bundle, g): _add_parity_metadata(temps[g.name], diffs[g.name]) for g in graphs}
@@ -308,6 +296,30 @@ def export_bundle(bundle: Path, *, generator: str = "ema", opset: int = spec.DEF
     return ExportResult(bundle=bundle, files={g.name: g.target for g in graphs}, max_abs_diff=diffs,
                         opset=opset, generator_weights=generator, seconds=time.perf_counter() - t0, atol=atol,
                         sizes=sizes)
+
+
+def _export_checked(graph: _Graph, cfg, opset: int, atol: float, seed: int) -> tuple[Path, int, float]:
+    """One graph exported into a temp file beside its target, then checked (onnx.checker, full) and
+    compared with torch: (the temp file, its size, the parity figure). A failed check raises LgenError
+    and removes the temp file (the caller only cleans up the ones it was handed)."""
+    import onnx
+
+    proto = _to_proto(graph, opset)
+    _check_outputs_named(proto, graph)
+    data = _serialize(proto, graph, cfg, opset)
+    tmp = write_temp(graph.target, data)
+    try:
+        try:
+            onnx.checker.check_model(str(tmp), full_check=True)
+        except Exception as e:  # ValidationError, InferenceError
+            raise LgenError(f"exported {graph.name} fails onnx.checker: {one_line(e, first_line=True)}") from e
+        diff = _parity(graph, tmp, atol, seed)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # the caller never saw this temp file: it goes here
+        raise
+    log.info("%s: checker ok, max |onnxruntime - torch| %.2e at batches %s", graph.name, diff,
+             ",".join(map(str, spec.PARITY_BATCHES)))
+    return tmp, len(data), diff
 
 
 def _rel(bundle: Path, graph: _Graph) -> str:
