@@ -18,7 +18,7 @@ Usage: python benchmarks/sample_load.py [--n 10000] [--procs 100] [--per-proc 10
 
 Peak RSS is the kernel's own figure for each finished process, `ru_maxrss` from wait4()
 (no psutil, no /usr/bin/time needed). `lgen sample` has no thread option: its onnxruntime
-session takes one intra-op thread per core in its CPU affinity (export/sessions.py
+session takes one intra-op thread per core in its CPU affinity (lifelong_gen/runtime/sessions.py
 usable_cores), so --threads-per-proc T pins each process to T cores (round-robin over the
 usable cores) and sets OMP_NUM_THREADS=T; without it each process sees every core.
 

@@ -121,8 +121,10 @@ def cuda_benchmark(G, bundle: Path, batches: list[int], args, tmp: str) -> dict:
     """torch eager vs onnxruntime's CUDA provider on the GPU (see the module docstring)."""
     import onnxruntime
 
+    from lifelong_gen import runtime
     from lifelong_gen.errors import LgenError
-    from lifelong_gen.export import runtime, spec
+    from lifelong_gen.export import spec
+    from lifelong_gen.runtime.codes import random_codes
 
     try:
         model = runtime.OnnxModel(bundle, provider="cuda")
@@ -133,7 +135,7 @@ def cuda_benchmark(G, bundle: Path, batches: list[int], args, tmp: str) -> dict:
     G_cuda = G.cuda().eval()
     results = []
     for batch in batches:
-        codes = runtime.random_codes(model, batch, np.random.default_rng(batch))
+        codes = random_codes(model, batch, np.random.default_rng(batch))
         zt, ct, dt = (torch.from_numpy(a).cuda() for a in (codes.z, codes.c, codes.d))
         values = [onnxruntime.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(a, np.float32), "cuda", 0)
                   for a in (codes.z, codes.c, codes.d)]
@@ -209,13 +211,15 @@ def main() -> None:
         print(f"sampling.py: {problem}", file=sys.stderr)
         raise SystemExit(2)
 
+    from lifelong_gen import runtime
     from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig
-    from lifelong_gen.export import runtime
     from lifelong_gen.export.onnx_export import export_bundle
+    from lifelong_gen.runtime.codes import random_codes
+    from lifelong_gen.runtime.sessions import usable_cores
     from lifelong_gen.train import checkpoint as ckpt
     from lifelong_gen.train.networks import build_networks
 
-    cores = runtime.usable_cores()
+    cores = usable_cores()
     thread_counts = [int(t) for t in args.threads.split(",")] if args.threads else sorted({1, cores})
     cfg = ModelConfig(**{"g_width": 64, "fc_width": 1024, **{k: int(v) for k, v in (s.split("=") for s in args.set)}})
     batches = [int(b) for b in args.batches.split(",")]
@@ -252,7 +256,7 @@ def main() -> None:
         for threads, batch in ((t, b) for t in thread_counts for b in batches):
             torch.set_num_threads(threads)
             model = runtime.OnnxModel(bundle, provider="cpu", threads=threads)
-            codes = runtime.random_codes(model, batch, np.random.default_rng(batch))
+            codes = random_codes(model, batch, np.random.default_rng(batch))
             zt, ct, dt = (torch.from_numpy(a) for a in (codes.z, codes.c, codes.d))
 
             def eager():
@@ -303,7 +307,7 @@ def main() -> None:
         "cuda": {"skipped": "measured by `python benchmarks/sampling.py --device cuda` (sampling-cuda.json)"},
         "export_seconds": round(export_seconds, 2),
         "parity_max_abs_diff": exported.max_abs_diff,
-        "machine": {"cpu": cpu_model(), "usable_cores": runtime.usable_cores(), "os": platform.platform(),
+        "machine": {"cpu": cpu_model(), "usable_cores": usable_cores(), "os": platform.platform(),
                     "python": platform.python_version(), "torch": torch.__version__,
                     "onnxruntime": onnxruntime.__version__, "numpy": np.__version__,
                     "load_average_before": [round(x, 2) for x in load_before],

@@ -2,7 +2,7 @@
 
 Registers its commands on the `app` of cli/app.py (imported at the end of that
 module). `export` is torch-side and imports the exporter inside its body; the other
-three use only export/runtime.py (numpy, onnxruntime, Pillow), lifelong_gen/hub.py
+three use only lifelong_gen/runtime/ (numpy, onnxruntime, Pillow), lifelong_gen/hub.py
 (huggingface_hub) and lifelong_gen/embedded.py, so importing this module must never import torch.
 
 `--model` takes an exported directory, the name of a model embedded in the package
@@ -56,7 +56,7 @@ MODEL_HELP = ("Exported run or bundle directory, an embedded model's name (mnist
 def _open(model_ref: Optional[str], provider: Optional[str]):
     """Resolve --model (local directory, embedded model name, Hub repo, or the embedded default) and open it."""
     from lifelong_gen import hub
-    from lifelong_gen.export.runtime import load_model
+    from lifelong_gen.runtime import load_model
 
     if model_ref is not None and hub.as_hub_ref(model_ref) is not None:
         hub.quiet_hub_output()
@@ -111,7 +111,7 @@ def _model_label(model_ref: Optional[str], model) -> str:
 
 def _report_provider(model, verbose: bool, which: tuple[str, ...], model_ref: Optional[str]) -> dict[str, str]:
     from lifelong_gen import embedded
-    from lifelong_gen.export.runtime import usable_cores
+    from lifelong_gen.runtime.sessions import usable_cores
 
     used = {w: model.provider(w) for w in which}
     if model_ref is None:  # said after the work, so that an error in another flag stays one line
@@ -179,7 +179,8 @@ def sample(
     """
     import numpy as np
 
-    from lifelong_gen.export.runtime import check_category, parse_code_flags, random_codes, save_grid, save_png, to_pil, to_uint8
+    from lifelong_gen.images import save_grid, save_png, to_pil, to_uint8
+    from lifelong_gen.runtime.codes import check_category, parse_code_flags, random_codes
 
     if n < 1:
         raise LgenError(f"--n must be >= 1, got {n}")
@@ -227,7 +228,8 @@ def encode(
     A PNG grid written by `lgen sample` or `interpolate` (it records its layout) is cut into
     its images, reported as FILE[row,column] (--json: "cell": [row, column]).
     """
-    from lifelong_gen.export.runtime import read_encoder_inputs, softmax
+    from lifelong_gen.runtime import read_encoder_inputs
+    from lifelong_gen.runtime.codes import softmax
 
     model = _open(model_ref, provider)
     C, R, _ = model.image_shape
@@ -299,11 +301,12 @@ def interpolate(
     """Latent traversals: --vary cK (paper fig. 4), --vary d (fig. 3), or --from A.png --to B.png."""
     import numpy as np
 
-    from lifelong_gen.export import runtime as rt
+    from lifelong_gen.images import save_grid
+    from lifelong_gen.runtime import codes as rc
 
     by_images = _check_interpolate_flags(vary, from_image, to_image, steps, rows, out)
     model = _open(model_ref, provider)
-    rt.check_category(d, model)
+    rc.check_category(d, model)
     d, chosen = _class_to_d(model, class_name, d)
     d_flag = "--class" if class_name is not None else "--d"
     rng = np.random.default_rng(seed)
@@ -319,7 +322,7 @@ def interpolate(
     elif vary == "d":
         if d is not None:
             raise LgenError(f"{d_flag} fixes the category; --vary d shows all of them")
-        codes = rt.category_grid_codes(model, rows if rows is not None else steps, rng)
+        codes = rc.category_grid_codes(model, rows if rows is not None else steps, rng)
         columns, mode = model.d_dim, "d"
     else:
         codes = _traversal(model, vary, steps, rows, d, rng)
@@ -328,7 +331,7 @@ def interpolate(
     images = model.sample(codes.z, codes.c, codes.d)  # [rows * columns, C, H, W]
     used = _report_provider(model, verbose, which, model_ref)
     _class_note(chosen)
-    rt.save_grid(images, out, columns=columns)
+    save_grid(images, out, columns=columns)
     if as_json:
         typer.echo(json.dumps({"model": _model_label(model_ref, model), "provider": used, "mode": mode, "seed": seed,
                                "out": str(out), "rows": len(codes) // columns, "columns": columns, **info,
@@ -357,28 +360,29 @@ def _path_between(model, from_image: Path, to_image: Path, steps: int, rng) -> t
     """--from/--to: the codes of the path between the two encoded images, and what to report of each end."""
     import numpy as np
 
-    from lifelong_gen.export import runtime as rt
+    from lifelong_gen.runtime import read_encoder_inputs
+    from lifelong_gen.runtime.codes import lerp_codes, softmax
 
     C, R, _ = model.image_shape
     pieces, notes, warnings = [], [], []
     for flag, path in (("--from", from_image), ("--to", to_image)):  # one image each: a grid is refused
-        pixels, (end,), warned = rt.read_encoder_inputs([path], C, R, split_grids=False, flag=flag)
+        pixels, (end,), warned = read_encoder_inputs([path], C, R, split_grids=False, flag=flag)
         pieces.append(pixels)
         notes.append(end.converted)
         warnings += warned
     for warning in warnings:
         _note(f"warning: {warning}")
     d_logits, c_mean = model.encode(np.concatenate(pieces))  # [2, C, R, R] in
-    probs = rt.softmax(d_logits.astype(np.float64)).astype(np.float32)
+    probs = softmax(d_logits.astype(np.float64)).astype(np.float32)
     ends = {key: {"file": str(path), "d": int(p.argmax()), "p": round(float(p.max()), 6),
                   "c": [round(float(v), 6) for v in c], "converted": note}
             for key, path, p, c, note in zip(("from", "to"), (from_image, to_image), probs, c_mean, notes)}
-    return rt.lerp_codes(model, probs, c_mean, steps, rng), ends
+    return lerp_codes(model, probs, c_mean, steps, rng), ends
 
 
 def _traversal(model, vary: str, steps: int, rows: Optional[int], d: Optional[int], rng):
     """--vary cK: c_K from -1 to 1 along each row; rows are categories, or with --d one category, new z per row."""
-    from lifelong_gen.export import runtime as rt
+    from lifelong_gen.runtime.codes import traversal_codes
 
     match = re.fullmatch(r"c(\d+)", vary)
     if match is None:
@@ -395,4 +399,4 @@ def _traversal(model, vary: str, steps: int, rows: Optional[int], d: Optional[in
         if n_rows > model.d_dim:
             raise LgenError(f"--rows {n_rows}: the model has {model.d_dim} categories")
         categories = list(range(n_rows))
-    return rt.traversal_codes(model, k - 1, steps, categories, rng, z_per_row=d is not None)
+    return traversal_codes(model, k - 1, steps, categories, rng, z_per_row=d is not None)

@@ -293,7 +293,7 @@ def test_grown_embedded_model_exports_and_samples_all_30_d_torch_free(tmp_path, 
     assert r.returncode == 0, r.stderr
     script = f"""
 import json, numpy as np
-from lifelong_gen.export.runtime import load_model
+from lifelong_gen.runtime import load_model
 m = load_model({str(child)!r})
 cfg = json.load(open({str(child / "config.json")!r}))["model"]
 assert cfg["d_dim"] == 30

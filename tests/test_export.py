@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from conftest import lgen
+from lifelong_gen import runtime
 from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, ONNX_DIR
 from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig
 from lifelong_gen.errors import LgenError
-from lifelong_gen.export import onnx_export, runtime, spec
+from lifelong_gen.export import onnx_export, spec
+from lifelong_gen.runtime.codes import random_codes, softmax
 from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train.networks import build_networks
 from tiny_onnx import copy_bundle
@@ -51,8 +53,8 @@ def test_onnxruntime_matches_torch(bundle, n):
     _, nets = ckpt.load_bundle(bundle, which=("G_ema", "S"))
     model = runtime.OnnxModel(bundle, provider="cpu")
     rng = np.random.default_rng(n)
-    codes = runtime.random_codes(model, n, rng)
-    codes.d[: n // 2] = runtime.softmax(rng.standard_normal((n // 2, model.d_dim)))  # soft d too
+    codes = random_codes(model, n, rng)
+    codes.d[: n // 2] = softmax(rng.standard_normal((n // 2, model.d_dim)))  # soft d too
     images = model.sample(codes.z, codes.c, codes.d)
     with torch.no_grad():
         expected = nets["G_ema"](*(torch.from_numpy(a) for a in (codes.z, codes.c, codes.d))).numpy()
@@ -68,7 +70,7 @@ def test_onnxruntime_matches_torch(bundle, n):
 def test_encoder_recovers_generated_d(bundle):
     # The point of the trained fixture: S inverts G on d (InfoGAN's MI term did its job).
     model = runtime.OnnxModel(bundle)
-    codes = runtime.random_codes(model, 200, np.random.default_rng(7))
+    codes = random_codes(model, 200, np.random.default_rng(7))
     d_logits, _ = model.encode(model.sample(codes.z, codes.c, codes.d))
     accuracy = float((d_logits.argmax(1) == codes.d.argmax(1)).mean())
     assert accuracy >= 0.9, accuracy
@@ -99,7 +101,7 @@ def test_raw_generator_and_no_continuous_codes(tmp_path):
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / GENERATOR_ONNX)).metadata_props}
     assert meta[spec.META_WEIGHTS] == "raw"
     model = runtime.OnnxModel(tmp_path, provider="cpu")
-    codes = runtime.random_codes(model, 5, np.random.default_rng(0))
+    codes = random_codes(model, 5, np.random.default_rng(0))
     images = model.sample(codes.z, codes.c, codes.d)
     with torch.no_grad():
         expected = G.eval()(*(torch.from_numpy(a) for a in (codes.z, codes.c, codes.d))).numpy()

@@ -240,7 +240,7 @@ def test_full_disk_in_the_cli_is_one_line(tmp_path):
     # Outside the places that say more, an OSError still ends in one line, exit 2.
     code = ("import errno, sys\nfrom lifelong_gen import cli\nfrom lifelong_gen.cli import app as a\n"
             "def boom(*args, **kw):\n    raise OSError(errno.ENOSPC, 'No space left on device', 'x.png')\n"
-            "import lifelong_gen.export.runtime as rt\nrt.save_grid = boom\n"
+            "import lifelong_gen.images as im\nim.save_grid = boom\n"
             "cli.main(['sample', '--n', '2', '--out', sys.argv[1]])\n")
     r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "s.png")], capture_output=True, text=True,
                        timeout=120)
@@ -318,7 +318,7 @@ def _encode(tmp_path, path: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def test_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
-    from lifelong_gen.export.runtime import MAX_IMAGE_PIXELS
+    from lifelong_gen.images import MAX_IMAGE_PIXELS
 
     path = tmp_path / "huge.png"
     side = int(MAX_IMAGE_PIXELS ** 0.5) + 10
@@ -373,11 +373,11 @@ def test_image_kinds_are_handled_on_purpose_without_warnings(tmp_path, kind, suf
 
 
 def test_exif_rotation_is_applied_before_preprocessing(tmp_path):
-    from lifelong_gen.export import runtime
+    from lifelong_gen import images
 
     path = tmp_path / "r.jpg"
     _make("exif-rotated", path)
-    image = runtime.open_image(path)
+    image = images.open_image(path)
     assert image.size == (40, 28)  # 28 wide x 40 high, turned upright: 40 wide x 28 high
     arr = np.asarray(image)
     assert arr[:, -6:].mean() > 200 and arr[:, :6].mean() < 50  # the bright top rows are now the right side

@@ -396,7 +396,7 @@ def test_hub_embedded_default_weights_load_and_match_its_onnx():
     # compute what they compute: the two halves of the bundle are the same model.
     import torch
 
-    from lifelong_gen.export.runtime import OnnxModel
+    from lifelong_gen.runtime import OnnxModel
     from lifelong_gen.train.checkpoint import load_bundle
 
     path = embedded.pretrained_path()

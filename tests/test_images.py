@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lifelong_gen.export import runtime
+from lifelong_gen import images as runtime_images
 from lifelong_gen.images import read_model_pixels
 from lifelong_gen.train.domains import load_domain
 
@@ -60,7 +60,7 @@ def test_training_folder_and_encode_see_the_same_pixels(tmp_path, channels, reso
     # Files in sorted order; every 10th (here the first) is the test split.
     trained = np.concatenate([data.test_images.numpy(), data.train_images.numpy()])  # uint8 [5, C, R, R]
     files = sorted(folder.iterdir())
-    encoded, notes = runtime.load_images(files, channels, resolution)  # float32 [5, C, R, R] in [-1, 1]
+    encoded, notes = runtime_images.load_images(files, channels, resolution)  # float32 [5, C, R, R] in [-1, 1]
     assert np.array_equal(np.rint((encoded + 1) * 127.5).astype(np.uint8), trained)
     for path, pixels in zip(files, trained):
         assert np.array_equal(read_model_pixels(path, channels, resolution)[0], pixels), path.name

@@ -148,7 +148,7 @@ def test_a_flipped_byte_in_the_tensor_data_fails_load_bundle_naming_the_file(run
 
 
 def test_a_changed_config_value_that_still_parses_is_caught(exported_copy):
-    from lifelong_gen.export.runtime import read_model_config
+    from lifelong_gen.runtime import read_model_config
     from lifelong_gen.train.checkpoint import load_bundle
 
     path = exported_copy / CONFIG_NAME

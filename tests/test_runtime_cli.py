@@ -17,9 +17,10 @@ import pytest
 from PIL import Image
 
 from conftest import lgen
+from lifelong_gen import images, runtime
 from lifelong_gen.bundle import GENERATOR_ONNX
 from lifelong_gen.errors import LgenError
-from lifelong_gen.export import runtime
+from lifelong_gen.runtime import sessions
 from tiny_onnx import torch_free_env
 
 Z_DIM, C_DIM, D_DIM = 8, 2, 10  # the TINY model of tiny_onnx.py
@@ -41,7 +42,7 @@ def test_environment_really_blocks_torch(no_torch):
             "for m in ('torch', 'onnx', 'safetensors', 'lifelong_gen.train.networks'):\n"
             "    try:\n        importlib.import_module(m)\n        print('imported', m)\n"
             "    except ImportError:\n        pass\n"
-            "import lifelong_gen.cli, lifelong_gen.export.runtime\nprint('ok')")
+            "import lifelong_gen.cli, lifelong_gen.runtime\nprint('ok')")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, **no_torch})
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
 
@@ -201,11 +202,11 @@ def test_missing_onnxruntime_names_the_extra(bundle, tmp_path_factory, tmp_path)
 
 def test_provider_choice():
     cpu, cuda = "CPUExecutionProvider", "CUDAExecutionProvider"
-    assert runtime.choose_providers(None, [cpu]) == [cpu]
-    assert runtime.choose_providers(None, [cuda, cpu]) == [cuda, cpu]
-    assert runtime.choose_providers("cpu", [cuda, cpu]) == [cpu]
+    assert sessions.choose_providers(None, [cpu]) == [cpu]
+    assert sessions.choose_providers(None, [cuda, cpu]) == [cuda, cpu]
+    assert sessions.choose_providers("cpu", [cuda, cpu]) == [cpu]
     with pytest.raises(LgenError, match="lifelong-gen\\[gpu\\]"):
-        runtime.choose_providers("cuda", [cpu])
+        sessions.choose_providers("cuda", [cpu])
 
 
 def test_sessions_cached_and_inputs_checked(bundle):
@@ -219,13 +220,13 @@ def test_sessions_cached_and_inputs_checked(bundle):
 
 def test_preprocess_and_grid():
     grey16 = Image.fromarray((np.arange(40 * 30, dtype=np.uint16).reshape(30, 40) * 50))  # "I;16"
-    arr, note = runtime.preprocess(grey16, 3, 28)
+    arr, note = images.preprocess(grey16, 3, 28)
     assert arr.shape == (3, 28, 28) and arr.dtype == np.float32 and -1 <= arr.min() <= arr.max() <= 1
     assert "scaled to 8 bits" in note and "centre crop 30x30" in note
-    same, note = runtime.preprocess(Image.new("L", (28, 28), 255), 1, 28)
+    same, note = images.preprocess(Image.new("L", (28, 28), 255), 1, 28)
     assert note is None and np.all(same == 1.0)
-    images = np.stack([np.full((3, 4, 4), v, np.float32) for v in (-1.0, 0.0, 1.0)])
-    grid = runtime.make_grid(images, columns=2, padding=1)
+    tiles = np.stack([np.full((3, 4, 4), v, np.float32) for v in (-1.0, 0.0, 1.0)])
+    grid = images.make_grid(tiles, columns=2, padding=1)
     assert grid.shape == (2 * 5 + 1, 2 * 5 + 1, 3)
     assert grid[1, 1, 0] == 0 and grid[1, 6, 0] == 128 and grid[6, 1, 0] == 255 and grid[0, 0, 0] == 0
 

@@ -20,7 +20,7 @@ import warnings
 import pytest
 
 from lifelong_gen.errors import LgenError
-from lifelong_gen.export import sessions
+from lifelong_gen.runtime import sessions
 
 CPU, CUDA = "CPUExecutionProvider", "CUDAExecutionProvider"
 MISSING = "Failed to load libcublasLt.so.13: libcublasLt.so.13: cannot open shared object file: No such file or directory"
@@ -220,11 +220,11 @@ def InferenceSession(path, sess_options=None, providers=None, **kwargs):
 ort.get_available_providers = lambda: ["TensorrtExecutionProvider", {CUDA!r}, {CPU!r}]
 ort.set_default_logger_severity, ort.preload_dlls = set_default_logger_severity, preload_dlls
 ort.InferenceSession = InferenceSession
-import lifelong_gen.export.sessions as s
+import lifelong_gen.runtime.sessions as s
 s.cuda_driver_missing = lambda: None  # try CUDA, as on a machine with the driver
 """
 
-BYPASS_DRIVER_SITE = "import lifelong_gen.export.sessions as s\ns.cuda_driver_missing = lambda: None\n"
+BYPASS_DRIVER_SITE = "import lifelong_gen.runtime.sessions as s\ns.cuda_driver_missing = lambda: None\n"
 
 
 def lgen_sample(site_dir, *args):

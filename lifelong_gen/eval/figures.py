@@ -2,7 +2,7 @@
 traversals of each continuous code (fig. 4) and the forgetting matrix as a heatmap.
 
 Grids come from the EMA generator with fixed seeds, so reruns draw the same pictures; their
-layouts are the runtime's (export/codes.py: `lgen interpolate` draws the same figures from
+layouts are the runtime's (runtime/codes.py: `lgen interpolate` draws the same figures from
 the ONNX graphs) and they are written by the one grid writer, images.save_grid. Every file
 is written atomically (lifelong_gen.atomic).
 """
@@ -18,7 +18,7 @@ import torch
 
 from lifelong_gen import images as images_io
 from lifelong_gen.atomic import atomic_write_bytes
-from lifelong_gen.export.codes import category_grid_codes, traversal_codes
+from lifelong_gen.runtime.codes import category_grid_codes, traversal_codes
 from lifelong_gen.train.domains import to_float
 
 
@@ -37,14 +37,14 @@ def _layout_images(G: torch.nn.Module, codes) -> torch.Tensor:
 @torch.no_grad()
 def dc_grid(G: torch.nn.Module, rows: int = 8, seed: int = 0) -> tuple[torch.Tensor, int]:
     """Fig. 3: each column one d, each row one c, z shared: the layout of `lgen interpolate --vary d`
-    (export/codes.py's category_grid_codes, the one definition of it)."""
+    (runtime/codes.py's category_grid_codes, the one definition of it)."""
     return _layout_images(G, category_grid_codes(G.cfg, rows, np.random.default_rng(seed))), G.cfg.d_dim
 
 
 @torch.no_grad()
 def traversal(G: torch.nn.Module, k: int, steps: int = 9, max_rows: int = 20, seed: int = 0) -> tuple[torch.Tensor, int]:
     """Fig. 4: c_k from -1 to 1 along columns, one row per d; z shared and the other codes 0: the layout
-    of `lgen interpolate --vary cK` (export/codes.py's traversal_codes)."""
+    of `lgen interpolate --vary cK` (runtime/codes.py's traversal_codes)."""
     rows = list(range(min(G.cfg.d_dim, max_rows)))
     return _layout_images(G, traversal_codes(G.cfg, k, steps, rows, np.random.default_rng(seed))), steps
 

@@ -21,7 +21,7 @@ def sample_noise(n: int, z_dim: int, c_dim: int, generator: torch.Generator,
     """z ~ N(0, I) [n, z_dim], then c ~ N(0, I) [n, c_dim], drawn in that order on `generator`'s device.
 
     The one place the torch side draws the continuous priors: the trainer's codes, replay, the
-    sample grids and the evaluation all go through it (export/codes.py's random_codes is the numpy twin).
+    sample grids and the evaluation all go through it (runtime/codes.py's random_codes is the numpy twin).
     """
     on = generator.device
     z = torch.randn(n, z_dim, generator=generator, device=on)

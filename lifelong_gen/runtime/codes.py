@@ -3,7 +3,7 @@
 Owns `Codes` (z, c, d for a batch), `random_codes` (z, c ~ N(0, I), d uniform: the numpy
 twin of the torch side's replay.sample_codes), the paper's traversal and d x c grid
 layouts, the path between two encoded images, and the parsing of `--cK VALUE` / `--d`.
-`model` arguments are anything with z_dim, c_dim and d_dim (runtime.OnnxModel).
+`model` arguments are anything with z_dim, c_dim and d_dim (lifelong_gen.runtime.OnnxModel, a ModelConfig).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from lifelong_gen.errors import LgenError
 
 if TYPE_CHECKING:
-    from lifelong_gen.export.runtime import OnnxModel
+    from lifelong_gen.runtime import OnnxModel
 
 _CODE_FLAG = re.compile(r"--c(\d+)(?:=(.*))?")
 

@@ -1,16 +1,22 @@
-"""Torch-free inference on an exported bundle: the public API of sample, encode, interpolate.
+"""Torch-free inference on an exported bundle: the library side of `lgen sample | encode | interpolate`.
 
-Owns `OnnxModel` (a bundle's onnx/generator.onnx and onnx/encoder.onnx under onnxruntime:
+The torch-free side of the ONNX line has this folder to itself (the exporter, torch-side, is
+export/onnx_export.py; the graph contract both sides share is export/spec.py). This module
+owns `OnnxModel` (a bundle's onnx/generator.onnx and onnx/encoder.onnx under onnxruntime:
 G(z, c, d) -> images, S(o) -> (d_logits, c_mean)), `load_model` and `read_encoder_inputs`
 (image files as the encoder's batch: lgen's PNG grids cut into their cells, a warning for an
-image far from the model's shape); re-exports what a caller
-of `lgen sample | encode | interpolate`'s library side needs from the modules that own it:
-sessions.py (onnxruntime, providers, cached and checked sessions), codes.py (the generator's
-inputs in numpy) and lifelong_gen/images.py (image files in, PNG grids out). Imports only
-numpy, onnxruntime, Pillow and torch-free lifelong_gen modules: it runs where PyTorch (and
-the onnx package) is not installed. The graph contract is documented in spec.py. config.json,
-and each ONNX file when its session is opened (sessions.py), are checked against the bundle's
-manifest.json first (lifelong_gen/manifest.py): only what is read is hashed.
+image far from the model's shape). Its helpers live where they are owned, with one import
+path each: runtime/codes.py (the generator's inputs in numpy: priors, traversals, paths),
+runtime/sessions.py (onnxruntime, providers, cached and checked sessions) and
+lifelong_gen/images.py (image files in, PNG grids out).
+
+    from lifelong_gen.runtime import load_model
+    from lifelong_gen.runtime.codes import random_codes
+
+Imports only numpy, onnxruntime, Pillow and torch-free lifelong_gen modules: it runs where
+PyTorch (and the onnx package) is not installed. config.json, and each ONNX file when its
+session is opened (sessions.py), are checked against the bundle's manifest.json first
+(lifelong_gen/manifest.py): only what is read is hashed.
 """
 
 from __future__ import annotations
@@ -26,44 +32,10 @@ from lifelong_gen.bundle import CONFIG_NAME, ENCODER_ONNX, GENERATOR_ONNX, ONNX_
 from lifelong_gen.config import ModelConfig, RunConfig, read_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
-from lifelong_gen.export.codes import (
-    Codes,
-    category_grid_codes,
-    check_category,
-    lerp_codes,
-    parse_code_flags,
-    random_codes,
-    softmax,
-    traversal_codes,
-)
-from lifelong_gen.export.sessions import checked_session, choose_providers, import_onnxruntime, usable_cores
-from lifelong_gen.images import (
-    GRID_KEY,
-    MAX_IMAGE_PIXELS,
-    grid_cells,
-    grid_layout,
-    load_images,
-    make_grid,
-    open_image,
-    preprocess,
-    save_grid,
-    save_png,
-    to_float,
-    to_model_pixels,
-    to_pil,
-    to_uint8,
-)
+from lifelong_gen.images import grid_cells, grid_layout, open_image, to_float, to_model_pixels
+from lifelong_gen.runtime.sessions import checked_session, choose_providers, import_onnxruntime
 
-# The public inference API: defined here, or re-exported from the module that owns it.
-__all__ = [
-    "OnnxModel", "load_model", "read_model_config",
-    "Codes", "random_codes", "traversal_codes", "category_grid_codes", "lerp_codes", "softmax",
-    "parse_code_flags", "check_category",
-    "choose_providers", "import_onnxruntime", "usable_cores",
-    "MAX_IMAGE_PIXELS", "open_image", "preprocess", "load_images", "to_uint8", "make_grid", "to_pil", "save_png",
-    "save_grid", "GRID_KEY", "grid_layout", "grid_cells",
-    "EncoderInput", "read_encoder_inputs", "shape_warning",
-]
+__all__ = ["OnnxModel", "load_model", "read_model_config", "EncoderInput", "read_encoder_inputs", "shape_warning"]
 
 # Beyond these an image is far from what the model was trained on (a square of its resolution):
 # the centre crop drops much of a wide or tall image, and shrinking a large one by more than 8x
