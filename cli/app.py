@@ -89,67 +89,84 @@ def _setup_logging(verbose: bool = True) -> None:
     log.propagate = False
 
 
-@app.command(short_help="Lifelong training over a list of domains; writes a model bundle.")
-def train(
-    domains: Optional[str] = typer.Option(None, help="Domains in order, e.g. mnist,fashion-mnist or folder:/data/celeba,folder:/data/chairs"),
-    preset: Optional[str] = typer.Option(None, help="Named settings: mnist-fashion, celeba-chairs"),
-    quick: bool = typer.Option(False, "--quick", help="The preset's small demo-sized variant"),
-    out: Optional[Path] = typer.Option(None, help="Run directory (default: runs/<preset or 'run'>)"),
-    resume: Optional[Path] = typer.Option(None, help="Continue the run in this directory with its stored config"),
-    from_model: Optional[str] = typer.Option(None, "--from", help="Continue a trained model onto the new --domains, without its old data: a run or bundle directory, an embedded model (mnist-fashion) or a Hub repo ORG/NAME[@REV]"),
-    critic: str = typer.Option("auto", "--critic", help="With --from: auto (the parent's critic when it has one), parent, or fresh"),
-    critic_warmup: Optional[int] = typer.Option(None, help="With --from: critic-only updates before G moves (default 0: measured in experiments/continuation.md)"),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and exit"),
-    steps_per_domain: Optional[int] = typer.Option(None, help="Generator steps per domain"),
-    batch_size: Optional[int] = typer.Option(None),
-    seed: Optional[int] = typer.Option(None),
-    checkpoint_every: Optional[int] = typer.Option(None, help="Checkpoint every N generator steps"),
-    log_every: Optional[int] = typer.Option(None, help="Write averaged losses to metrics.jsonl every N steps"),
-    n_critic: Optional[int] = typer.Option(None, help="Critic steps per generator step (default 5)"),
-    lr_g: Optional[float] = typer.Option(None, help="Adam lr of G and S (default 1e-4)"),
-    lr_d: Optional[float] = typer.Option(None, help="Adam lr of the critic (default 1e-4)"),
-    beta1: Optional[float] = typer.Option(None, help="Adam beta1 (default 0.5)"),
-    beta2: Optional[float] = typer.Option(None, help="Adam beta2 (default 0.9)"),
-    gp_lambda: Optional[float] = typer.Option(None, help="Gradient penalty weight λ (default 10)"),
-    info_weight_discrete: Optional[float] = typer.Option(None, help="Weight of the d cross-entropy in L_MI"),
-    info_weight_continuous: Optional[float] = typer.Option(None, help="Weight of the c Gaussian NLL in L_MI"),
-    replay: Optional[bool] = typer.Option(None, "--replay/--no-replay", help="Generative replay (default on)"),
-    replay_ratio: Optional[float] = typer.Option(None, help="Share of replayed images in the critic's real batch (default k/(k+1))"),
-    replay_alignment: Optional[float] = typer.Option(None, help="Weight of MeRGAN replay alignment (default 0: off)"),
-    d_per_domain: Optional[int] = typer.Option(None, help="Each domain adds N discrete categories"),
-    joint: Optional[bool] = typer.Option(None, "--joint/--lifelong", help="Train on all domains at once (upper bound)"),
-    ema_decay: Optional[float] = typer.Option(None),
-    z_dim: Optional[int] = typer.Option(None),
-    z_scale: Optional[float] = typer.Option(None, help="G sees z * z_scale (default 1: z ~ N(0, I)); < 1 ties classes to d"),
-    c_dim: Optional[int] = typer.Option(None),
-    c_scale: Optional[float] = typer.Option(None, help="G sees c * c_scale (default 1); S still recovers c itself"),
-    d_dim: Optional[int] = typer.Option(None),
-    g_conditioning: Optional[str] = typer.Option(None, help="How d enters G: input (the paper: concatenated at the input) or cbn (also conditional batch norm at every layer)"),
-    info_augment_weight: Optional[float] = typer.Option(None, help="Weight of S's d cross-entropy on augmented G images (Elastic-InfoGAN; default 0: off)"),
-    s_real_weight: Optional[float] = typer.Option(None, help="Weight of S's clustering objective on real images (IMSAT; default 0: off)"),
-    s_balance_weight: Optional[float] = typer.Option(None, help="Weight of the category-balance term inside --s-real-weight's objective (default 1)"),
-    g_width: Optional[int] = typer.Option(None),
-    d_width: Optional[int] = typer.Option(None),
-    fc_width: Optional[int] = typer.Option(None),
-    encoder_shares_critic: Optional[bool] = typer.Option(None, "--shared-encoder/--separate-encoder",
-                                                         help="S as heads on the critic's trunk (InfoGAN) or separate"),
-    img_resolution: Optional[int] = typer.Option(None, help="28 or 64 (default: from the domains)"),
-    img_channels: Optional[int] = typer.Option(None, help="1 or 3 (default: from the domains)"),
-    data_root: Optional[str] = typer.Option(None, help="Root with torchvision's MNIST/ FashionMNIST/ layout"),
-    download: Optional[bool] = typer.Option(None, "--download/--no-download", help="Allow torchvision downloads"),
-    precision: Optional[str] = typer.Option(None, help="fp32 (default, bit-reproducible) or bf16 (CPU autocast, fp32 master weights)"),
-    cuda_deterministic: Optional[bool] = typer.Option(None, "--cuda-deterministic/--cuda-fastest", help="CUDA: deterministic kernels where they exist (default) or the fastest cuDNN picks; the CPU is always deterministic"),
-    compile: Optional[str] = typer.Option(None, "--compile", help="torch.compile the step's forwards: off (default), default, reduce-overhead (+ CUDA graphs on a GPU) or max-autotune"),
-    device: str = typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda; under torchrun each rank uses GPU LOCAL_RANK"),
-    progress: bool = typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr"),
-) -> None:
+# ------------------------------------------------------------ lgen train: its options
+
+# The options of `lgen train` that are not settings of a run (config.py declares those, once).
+_RUN_OPTIONS_HEAD = {
+    "preset": (Optional[str], typer.Option(None, help="Named settings: mnist-fashion, celeba-chairs")),
+    "quick": (bool, typer.Option(False, "--quick", help="The preset's small demo-sized variant")),
+    "out": (Optional[Path], typer.Option(None, help="Run directory (default: runs/<preset or 'run'>)")),
+    "resume": (Optional[Path], typer.Option(None, help="Continue the run in this directory with its stored config")),
+    "from_model": (Optional[str], typer.Option(None, "--from", help="Continue a trained model onto the new --domains, "
+                                               "without its old data: a run or bundle directory, an embedded model "
+                                               "(mnist-fashion) or a Hub repo ORG/NAME[@REV]")),
+    "critic": (str, typer.Option("auto", "--critic", help="With --from: auto (the parent's critic when it has one), "
+                                                          "parent, or fresh")),
+    "dry_run": (bool, typer.Option(False, "--dry-run", help="Print the resolved config and exit")),
+}
+# betas is one setting given as two flags.
+_BETA_OPTIONS = {
+    "beta1": (Optional[float], typer.Option(None, help="Adam beta1 [default: 0.5]")),
+    "beta2": (Optional[float], typer.Option(None, help="Adam beta2 [default: 0.9]")),
+}
+_RUN_OPTIONS_TAIL = {
+    "device": (str, typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda; under torchrun each "
+                                              "rank uses GPU LOCAL_RANK")),
+    "progress": (bool, typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr")),
+}
+
+
+def _default_text(s) -> str:
+    """The setting's own default, as help shows it (a preset may override it: presets.py)."""
+    if s.default is None or s.name == "domains":
+        return ""
+    if s.type is bool:
+        on, _, off = s.flags[0].partition("/")
+        return f" [default: {on if s.default else off}]"
+    return f" [default: {s.default:g}]" if isinstance(s.default, float) else f" [default: {s.default}]"
+
+
+def _train_parameters() -> tuple[list, tuple[str, ...]]:
+    """`lgen train`'s parameters (generated from the settings' declarations) and the settings' names.
+
+    Order: the run options, then the settings by kind (method, levers, data, cadence, execution),
+    Adam's betas beside the learning rates, the model's settings after the loop's.
+    """
+    import inspect
+
+    from lifelong_gen.config import ModelConfig, TrainConfig
+    from lifelong_gen.settings import KINDS, settings_of
+
+    declared = settings_of(TrainConfig) + settings_of(ModelConfig)
+    head = [s for s in declared if s.name in ("domains", "critic_warmup")]
+    rest = sorted((s for s in declared if s not in head), key=lambda s: KINDS.index(s.kind))  # stable: field order kept
+    options: dict[str, tuple[Any, Any]] = {"domains": None, **_RUN_OPTIONS_HEAD, "critic_warmup": None}
+    for s in rest:
+        options[s.name] = None
+        if s.name == "lr_d":
+            options.update(_BETA_OPTIONS)
+    options.update(_RUN_OPTIONS_TAIL)
+    by_name = {s.name: s for s in declared}
+    params = []
+    for name, spec in options.items():
+        if spec is None:  # a declared setting: None unless given, so a preset's value is not overridden
+            s = by_name[name]
+            spec = (Optional[s.type], typer.Option(None, *s.flags, help=s.help + _default_text(s)))
+        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=spec[1], annotation=spec[0]))
+    return params, tuple(by_name)
+
+
+def train(**options: Any) -> None:
     """Lifelong training over a list of domains; writes a model bundle into the run directory."""
     _setup_logging()
-    explicit = {k: v for k, v in locals().items()
-                if v is not None and k not in ("preset", "quick", "out", "resume", "dry_run", "progress", "device", "beta1", "beta2",
-                                               "from_model", "critic")}
+    preset, quick, out, resume = options["preset"], options["quick"], options["out"], options["resume"]
+    from_model, critic, dry_run = options["from_model"], options["critic"], options["dry_run"]
+    device, progress = options["device"], options["progress"]
+    explicit = {k: v for k, v in options.items() if k in _SETTING_NAMES and v is not None}
+    beta1, beta2 = options["beta1"], options["beta2"]
     if beta1 is not None or beta2 is not None:
         explicit["betas"] = (0.5 if beta1 is None else beta1, 0.9 if beta2 is None else beta2)
+    critic_warmup = explicit.get("critic_warmup")
 
     if from_model is not None:
         _continue(from_model, explicit, preset, quick, resume, critic, out, dry_run, progress, device)
@@ -187,6 +204,11 @@ def train(
         trainer.train()
         if ctx.is_main:
             typer.echo(str(run_dir))
+
+
+_PARAMETERS, _SETTING_NAMES = _train_parameters()
+train.__signature__ = __import__("inspect").Signature(_PARAMETERS)  # typer reads the options from it
+app.command(short_help="Lifelong training over a list of domains; writes a model bundle.")(train)
 
 
 @contextlib.contextmanager

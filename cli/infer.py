@@ -1,21 +1,20 @@
 """`lgen export | sample | encode | interpolate`: ONNX export and torch-free inference.
 
-Registers its commands on the `app` of cli/app.py (imported at the end of that
-module). `export` is torch-side and imports the exporter inside its body; the other
-three use only lifelong_gen/runtime/ (numpy, onnxruntime, Pillow), lifelong_gen/hub.py
-(huggingface_hub) and lifelong_gen/embedded.py, so importing this module must never import torch.
+Registers its commands on the `app` of cli/app.py (cli/__init__.py imports this module).
+`export` is torch-side and imports the exporter inside its body; the other three use only
+lifelong_gen/runtime/ (numpy, onnxruntime, Pillow), hub.py (huggingface_hub), embedded.py
+and d_classes.py (`--class`, the class beside each d), so importing this module never imports torch.
 
 `--model` takes an exported directory, the name of a model embedded in the package
 (`mnist-fashion`; a local directory of that name wins), a Hub repo `ORG/NAME[@REV]`
-(lifelong_gen/hub.py fetches config.json and onnx/*.onnx only, through the HF cache, offline
-from it with HF_HUB_OFFLINE=1) or nothing: the default embedded model.
-
+(hub.py fetches config.json, onnx/*.onnx and d_classes.json only, through the HF cache,
+offline from it with HF_HUB_OFFLINE=1) or nothing: the default embedded model.
 `encode` cuts a PNG grid that lgen wrote (its layout is in a text chunk) into its images and
 warns about an image far from the model's shape; `interpolate --from/--to` refuse a grid.
 
-Every command validates all of its input (flags, model directory, ONNX files,
-images) before it writes anything: bad input ends as one line `lgen: error: ...`
-(an LgenError; main() prints it), exit code 2, and no output file.
+Every command validates all of its input (flags, model directory, ONNX files, images) before
+it writes anything: bad input ends as one line `lgen: error: ...` (an LgenError; main()
+prints it), exit code 2, and no output file.
 """
 
 from __future__ import annotations
@@ -80,28 +79,21 @@ def _d_table(model):
 
 def _class_to_d(model, class_name: Optional[str], d: Optional[int]) -> tuple[Optional[int], Optional[dict]]:
     """--class NAME as the purest d of that class (and what to report of it); --d as given otherwise."""
-    from lifelong_gen.bundle import D_CLASSES_NAME
+    from lifelong_gen import d_classes
 
     if class_name is None:
         return d, None
     if d is not None:
         raise LgenError("--class picks the d: give --class or --d, not both")
-    table = _d_table(model)
-    if table is None:
-        raise LgenError(f"--class needs the d -> class table of the model, and {model.bundle} has no "
-                        f"{D_CLASSES_NAME}: `lgen evaluate BUNDLE` writes it (or use --d)")
-    row = table.resolve(class_name)
-    if not 0 <= row.d < model.d_dim:
-        raise LgenError(f"{table.path} names d {row.d}, but the model has {model.d_dim} categories: "
-                        f"re-run `lgen evaluate` on it")
-    return row.d, {"name": row.name, "domain": row.domain, "d": row.d, "share": row.share}
+    return d_classes.choose(_d_table(model), model.bundle, class_name, model.d_dim)
 
 
 def _class_note(chosen: Optional[dict]) -> None:
     """What --class chose, said after the work (so that an error in another flag stays one line)."""
     if chosen:
-        _note(f"--class {chosen['name']}: d {chosen['d']}, {chosen['share']:.0%} of whose samples the evaluation "
-              f"classifier calls {chosen['name']} ({chosen['domain']})")
+        from lifelong_gen.d_classes import chosen_note
+
+        _note(chosen_note(chosen))
 
 
 def _model_label(model_ref: Optional[str], model) -> str:

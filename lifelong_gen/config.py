@@ -1,9 +1,10 @@
 """Configuration: the model's dimensions, every training setting, and how they are resolved.
 
-Owns `ModelConfig` (what is needed to rebuild G, D and S from a bundle alone),
-`TrainConfig` (the lifelong loop, replay, optimisers) and their JSON form, the named
-presets of `lgen train`, the domain names (`parse_domains`, the shape each comes in)
-and `resolve_run_config`: preset + flags + domain list -> one validated RunConfig.
+Owns `ModelConfig` (what is needed to rebuild G, D and S from a bundle alone) and
+`TrainConfig` (the lifelong loop, replay, optimisers), each setting declared once with its
+default, help and kind (settings.py; `lgen train`'s options are generated from them), their
+JSON form, the domain names (`parse_domains`, the shape each comes in) and
+`resolve_run_config`: preset (presets.py, data only) + flags + domain list -> one validated RunConfig.
 Torch-free, so the ONNX runtime can read a bundle's config.json and
 `lgen train --dry-run` can print a resolved config where torch is not installed.
 """
@@ -19,6 +20,8 @@ from typing import Any, Optional
 from lifelong_gen import __version__
 from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.errors import LgenError
+from lifelong_gen.presets import PRESETS
+from lifelong_gen.settings import RESUMABLE_KINDS, setting
 
 # Bumped when config.json changes incompatibly; readers refuse newer versions.
 # 2: TrainConfig's inherited_domains / critic_warmup and RunConfig's parent (lineage.py).
@@ -40,30 +43,27 @@ class ModelConfig:
     domains not yet learned exist but are never sampled).
     """
 
-    z_dim: int = 62
-    c_dim: int = 2
-    d_dim: int = 10
-    img_channels: int = 1
-    img_resolution: int = 28
-    g_width: int = 64  # channels of the last generator conv block; others scale from it
-    d_width: int = 64  # channels of the first critic/encoder conv block
-    fc_width: int = 1024  # hidden width of the fully connected layers (28x28 nets)
-    # S as a separate network (default) or as heads on the critic's trunk (InfoGAN).
-    # See networks.py for the measurement behind the default.
-    encoder_shares_critic: bool = False
-    # G multiplies z by this before its first layer, i.e. it sees z ~ N(0, z_scale^2 I)
-    # while every caller (training, replay, ONNX) still draws z ~ N(0, I). Below 1 the
-    # discrete code dominates G's first layer, so G must put distinct modes (classes)
-    # on distinct d (ClusterGAN's sigma = 0.1); 1.0 is the paper's plain N(0, I).
-    z_scale: float = 1.0
-    # The same for c (S still regresses the unscaled c). With z_scale < 1 alone, the
-    # measured G moved between classes along c instead (experiments/mnist-fashion.md).
-    c_scale: float = 1.0
-    # How d enters G. "input": concatenated with z and c at G's input only (the paper's
-    # setting). "cbn": also class-conditional batch norm at every G layer (a per-channel
-    # gain and bias projected from d; de Vries et al. 2017, Miyato & Koyama 2018), so d
-    # shapes every layer instead of competing with z for the first one.
-    g_conditioning: str = "input"
+    z_dim: int = setting(62, help="Noise dimensions of z", kind="method")
+    c_dim: int = setting(2, help="Continuous codes c (c1, c2, ...)", kind="method")
+    d_dim: int = setting(10, help="Discrete categories d (with --d-per-domain: N x the domains)", kind="method")
+    img_channels: int = setting(1, help="1 or 3 (default: from the domains)", kind="method", show_default=False)
+    img_resolution: int = setting(28, help="28 or 64 (default: from the domains)", kind="method", show_default=False)
+    g_width: int = setting(64, help="Channels of G's last conv block (the others scale from it)", kind="method")
+    d_width: int = setting(64, help="Channels of the critic's (and S's) first conv block", kind="method")
+    fc_width: int = setting(1024, help="Hidden width of the fully connected layers (28x28 nets)", kind="method")
+    # See networks.py for the measurement behind a separate S by default.
+    encoder_shares_critic: bool = setting(False, help="S as heads on the critic's trunk (InfoGAN) or separate",
+                                          kind="method", flags=("--shared-encoder/--separate-encoder",))
+    # G multiplies z by this before its first layer, i.e. it sees z ~ N(0, z_scale^2 I) while every
+    # caller (training, replay, ONNX) still draws z ~ N(0, I). Below 1 the discrete code dominates
+    # G's first layer, so G must put distinct modes (classes) on distinct d (ClusterGAN's sigma = 0.1).
+    z_scale: float = setting(1.0, help="G sees z * z_scale (1: z ~ N(0, I)); < 1 ties classes to d", kind="method")
+    # With z_scale < 1 alone, the measured G moved between classes along c (experiments/mnist-fashion.md).
+    c_scale: float = setting(1.0, help="G sees c * c_scale; S still recovers c itself", kind="method")
+    # "cbn": class-conditional batch norm at every G layer (de Vries et al. 2017, Miyato & Koyama
+    # 2018), so d shapes every layer instead of competing with z for the first one.
+    g_conditioning: str = setting("input", help="How d enters G: input (the paper: concatenated at the input) or cbn "
+                                               "(also conditional batch norm at every layer)", kind="method")
 
     def validate(self) -> None:
         if self.img_resolution not in SUPPORTED_RESOLUTIONS:
@@ -85,66 +85,59 @@ class ModelConfig:
                             f"(choose one of {', '.join(G_CONDITIONINGS)})")
 
 
-# A TrainConfig field of this kind changes how a run executes, not what it learns (device-side
-# options, data location, logging and checkpoint cadence): `lgen train --resume` may change it.
-# Every other field is the method's (networks, losses, codes, replay, schedule, seed), fixed for a run.
-EXECUTION = {"kind": "execution"}
-
-
 @dataclass
 class TrainConfig:
     """Every setting of a lifelong run. Defaults follow the paper (Adam, lr 1e-4, λ = 10)."""
 
-    domains: list[str] = field(default_factory=list)
-    steps_per_domain: int = 2000  # generator steps per domain
-    batch_size: int = 64
-    n_critic: int = 5  # critic steps per generator step
-    lr_g: float = 1e-4  # G and S share one Adam (they maximise L_MI together)
-    lr_d: float = 1e-4
-    betas: tuple[float, float] = (0.5, 0.9)
-    gp_lambda: float = 10.0
-    info_weight_discrete: float = 1.0  # InfoGAN: 1 for the categorical code
-    info_weight_continuous: float = 0.1  # smaller for the Gaussian codes
-    replay: bool = True  # False: the paper's forgetting baseline (fig. 2b)
-    # Share of the critic's "real" batch drawn from the frozen snapshot while learning
-    # domain k (0-based). None: k / (k + 1), so every domain seen keeps equal weight.
-    replay_ratio: Optional[float] = None
+    domains: list[str] = setting(default_factory=list, kind="method", help="Domains in order, e.g. mnist,fashion-mnist "
+                                 "or folder:/data/celeba,folder:/data/chairs")
+    steps_per_domain: int = setting(2000, help="Generator steps per domain", kind="method")
+    batch_size: int = setting(64, help="Images per batch (critic and generator updates)", kind="method")
+    n_critic: int = setting(5, help="Critic updates per generator step", kind="method")
+    lr_g: float = setting(1e-4, help="Adam lr of G and S (one optimiser: they maximise L_MI together)", kind="method")
+    lr_d: float = setting(1e-4, help="Adam lr of the critic", kind="method")
+    betas: tuple[float, float] = setting((0.5, 0.9), help="Adam betas", kind="method", cli=False)  # --beta1, --beta2
+    gp_lambda: float = setting(10.0, help="Gradient penalty weight λ", kind="method")
+    info_weight_discrete: float = setting(1.0, help="Weight of the d cross-entropy in L_MI", kind="method")
+    info_weight_continuous: float = setting(0.1, help="Weight of the c Gaussian NLL in L_MI", kind="method")
+    replay: bool = setting(True, help="Generative replay (off: the paper's forgetting baseline, fig. 2b)", kind="method")
+    # None: k / (k + 1) while learning domain k (0-based), so every domain seen keeps equal weight.
+    replay_ratio: Optional[float] = setting(None, help="Share of replayed images in the critic's real batch "
+                                                       "(default k/(k+1) in domain k)", kind="method")
     # Interpretability levers beyond the paper (issue 11; 0 = off, the paper's objective).
-    # Weight of the d cross-entropy of S on a randomly rotated/scaled/shifted copy of G's
-    # image (Elastic-InfoGAN): d may only carry what survives such changes, i.e. the class.
-    info_augment_weight: float = 0.0
-    # Weight of S's clustering objective on the critic's real batch (IMSAT): S's d kept
-    # under augmentation, confident per image, balanced over the active categories.
-    s_real_weight: float = 0.0
-    s_balance_weight: float = 1.0  # weight of the balance (marginal entropy) term in it
-    # MeRGAN replay alignment: weight of ||G_k(z,c,d) - G_{k-1}(z,c,d)||^2 on old codes.
-    replay_alignment: float = 0.0
-    # None: one Cat(d_dim) shared by all domains (the paper). N: each domain adds N categories.
-    d_per_domain: Optional[int] = None
-    joint: bool = False  # train on the union of all domains at once (upper-bound baseline)
-    # A continued run (`lgen train --from PARENT`, lineage.py): `domains` is the whole lineage,
-    # the parent's domains first; the first `inherited_domains` of them were learned by the
-    # parent and are only replayed, never loaded. 0: a run from scratch.
-    inherited_domains: int = 0
-    # Critic-only updates before the first generator step of a continued run, so a fresh
-    # critic has learned the replay + new-data mix before its gradients move G.
-    critic_warmup: int = 0
-    ema_decay: float = 0.999  # EMA copy of G used for sampling and export
-    seed: int = 0
-    checkpoint_every: int = field(default=500, metadata=EXECUTION)  # generator steps
-    log_every: int = field(default=50, metadata=EXECUTION)
-    data_root: Optional[str] = field(default=None, metadata=EXECUTION)
-    download: bool = field(default=True, metadata=EXECUTION)  # allow torchvision's downloaders when files are missing
-    # "bf16": forwards under CPU autocast in bfloat16 (fp32 master weights, fp32 losses and
-    # gradient-penalty norm); "fp32" keeps the bit-reproducible default.
-    precision: str = field(default="fp32", metadata=EXECUTION)
-    # torch.compile of the step's forwards (train/forwards.py): "off" (eager, the bit-reproducible
-    # default), "default", "reduce-overhead" (+ CUDA graphs on a GPU) or "max-autotune".
-    compile: str = field(default="off", metadata=EXECUTION)
-    # CUDA only: True picks deterministic kernels where they exist (reproducible, ~10% slower
-    # per step as measured on an H200); False lets cuDNN benchmark and pick the fastest. CPU
-    # training always runs with deterministic algorithms.
-    cuda_deterministic: bool = field(default=True, metadata=EXECUTION)
+    # Elastic-InfoGAN: d may only carry what survives a random rotation/scale/shift of G's image.
+    info_augment_weight: float = setting(0.0, help="Weight of S's d cross-entropy on augmented G images "
+                                                   "(Elastic-InfoGAN; 0: off)", kind="lever")
+    # IMSAT: S's d kept under augmentation, confident per image, balanced over the active categories.
+    s_real_weight: float = setting(0.0, help="Weight of S's clustering objective on real images (IMSAT; 0: off)",
+                                   kind="lever")
+    s_balance_weight: float = setting(1.0, help="Weight of the category-balance term inside --s-real-weight's "
+                                                "objective", kind="lever")
+    replay_alignment: float = setting(0.0, help="Weight of MeRGAN replay alignment ||G_k - G_k-1||^2 on old codes "
+                                                "(0: off)", kind="lever")
+    d_per_domain: Optional[int] = setting(None, help="Each domain adds N discrete categories (default: one Cat(d_dim) "
+                                                     "shared by all, the paper)", kind="method")
+    joint: bool = setting(False, help="Train on all domains at once (upper bound)", kind="method",
+                          flags=("--joint/--lifelong",))
+    # A continued run (`lgen train --from PARENT`, lineage.py): `domains` is the whole lineage, the
+    # parent's first; the first `inherited_domains` were learned by the parent and are only replayed.
+    inherited_domains: int = setting(0, help="Domains learned by the parent (set by --from)", kind="method", cli=False)
+    critic_warmup: int = setting(0, help="With --from: critic-only updates before G moves (measured in "
+                                         "experiments/continuation.md)", kind="method")
+    ema_decay: float = setting(0.999, help="Decay of the EMA copy of G that sampling and export use", kind="method")
+    seed: int = setting(0, help="Seed of the networks' initialisation and of the run's random stream", kind="method")
+    checkpoint_every: int = setting(500, help="Checkpoint every N generator steps", kind="cadence")
+    log_every: int = setting(50, help="Write averaged losses to metrics.jsonl every N steps", kind="cadence")
+    data_root: Optional[str] = setting(None, help="Root with torchvision's MNIST/ FashionMNIST/ layout", kind="data")
+    download: bool = setting(True, help="Allow torchvision downloads when files are missing", kind="data")
+    precision: str = setting("fp32", help="fp32 (bit-reproducible) or bf16 (CPU autocast, fp32 master weights, "
+                                          "losses and gradient-penalty norm)", kind="execution")
+    compile: str = setting("off", help="torch.compile the step's forwards (train/forwards.py): off, default, "
+                                       "reduce-overhead (+ CUDA graphs on a GPU) or max-autotune", kind="execution")
+    # Deterministic CUDA kernels are ~10% slower per step (measured on an H200); the CPU is always deterministic.
+    cuda_deterministic: bool = setting(True, help="CUDA: deterministic kernels where they exist, or the fastest "
+                                                  "cuDNN picks; the CPU is always deterministic", kind="execution",
+                                       flags=("--cuda-deterministic/--cuda-fastest",))
 
     def replay_ratio_for(self, domain_index: int) -> float:
         """Share of replayed images in the critic's real batch while learning `domain_index`."""
@@ -251,42 +244,10 @@ def domain_slots(train: TrainConfig, model: ModelConfig, domain_index: int) -> i
     return train.d_per_domain * (domain_index + 1)
 
 
-# Named presets of `lgen train`. Each maps setting names to values; `quick` entries
-# override the preset for a small demo-sized run.
-PRESETS: dict[str, dict[str, Any]] = {
-    "mnist-fashion": {
-        # The reference model (issue 6); every choice measured in experiments/mnist-fashion.md.
-        "domains": ["mnist", "fashion-mnist"],
-        # 10 categories per domain, so S can tell all 20 classes apart (joint clustering).
-        "d_per_domain": 10,
-        "steps_per_domain": 8000,
-        "batch_size": 64,
-        # Narrow InfoGAN nets, n_critic 2 and lr 5e-4: the paper's widths, n_critic 5 and lr
-        # 1e-4 learn far less in the 40 CPU minutes this model is allowed.
-        "g_width": 32, "d_width": 32, "fc_width": 256,
-        "n_critic": 2, "lr_g": 5e-4, "lr_d": 5e-4,
-        # G sees z and c at a tenth of their scale, so d is what separates the classes:
-        # S's real-digit clustering 0.28 -> 0.39 (1,500 steps) and rising with training.
-        "z_scale": 0.1, "c_scale": 0.1,
-        # Issue 11's levers (experiments/interpretability.md): d conditions every G layer, S must
-        # read d from augmented G images, and S clusters the critic's real batch (IMSAT).
-        "g_conditioning": "cbn", "info_augment_weight": 1.0, "s_real_weight": 1.0,
-        "checkpoint_every": 500,
-        # Quick: a demo-sized run of the same model (a few minutes on 2 CPU cores).
-        "quick": {"steps_per_domain": 1000, "batch_size": 32, "checkpoint_every": 250},
-    },
-    "celeba-chairs": {
-        "domains": ["folder:data/celeba", "folder:data/chairs"],
-        "c_dim": 3,
-        "d_dim": 4,
-        "steps_per_domain": 5000,
-        "quick": {"steps_per_domain": 50, "batch_size": 16, "g_width": 16, "d_width": 16, "checkpoint_every": 25},
-    },
-}
-
 MODEL_KEYS = {f.name for f in dataclasses.fields(ModelConfig)}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
-EXECUTION_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("kind") == "execution")
+# What `lgen train --resume` may change (settings.RESUMABLE_KINDS): how a run executes, not what it learns.
+EXECUTION_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["kind"] in RESUMABLE_KINDS)
 
 
 def flag_of(name: str) -> str:

@@ -14,10 +14,10 @@ labelled real data of the domains at evaluation time only) applied to samples of
                 "runner_up": {"domain": "mnist", "class": "1", "share": 0.04}}, ...]}
 
 Owns building that dictionary (`build`), reading it with one-line errors (`read`; `load` checks
-it against the bundle's manifest or checksums first), naming a d
-(`DTable.label`), resolving `lgen sample --class NAME` to the purest d of that class
-(`DTable.resolve`), the stale check against the bundle's current weights (`stale_warning`)
-and the Markdown table of model cards and reports (`markdown`). Torch-free and numpy-free.
+it against the bundle's manifest or checksums first), naming a d (`DTable.label`), resolving
+`lgen sample --class NAME` to the purest d of that class (`DTable.resolve`; `choose` adds the
+command's checks and `chosen_note` its report), the stale check against the bundle's current
+weights (`stale_warning`) and the Markdown table of model cards and reports (`markdown`). Torch-free and numpy-free.
 """
 
 from __future__ import annotations
@@ -131,6 +131,31 @@ class DTable:
             return None
         return (f"{self.path} was measured on other weights than {Path(bundle) / MEASURED_WEIGHTS}: "
                 f"re-run `lgen evaluate {bundle}` to name the d's of these weights")
+
+
+# ---------------------------------------------------------------- --class
+
+
+def choose(table: Optional[DTable], bundle: Path, name: str, d_dim: int, flag: str = "--class") -> tuple[int, dict]:
+    """The d that `--class NAME` draws from (the purest of that class) and what to report of the choice.
+
+    Raises:
+        LgenError: the bundle has no table, the name is no d's class, or the table names a d
+            the model lacks (one line each).
+    """
+    if table is None:
+        raise LgenError(f"{flag} needs the d -> class table of the model, and {bundle} has no {D_CLASSES_NAME}: "
+                        f"`lgen evaluate BUNDLE` writes it (or use --d)")
+    row = table.resolve(name, flag)
+    if not 0 <= row.d < d_dim:
+        raise LgenError(f"{table.path} names d {row.d}, but the model has {d_dim} categories: re-run `lgen evaluate` on it")
+    return row.d, {"name": row.name, "domain": row.domain, "d": row.d, "share": row.share}
+
+
+def chosen_note(chosen: dict) -> str:
+    """The line that says which d `--class` chose and how pure it is."""
+    return (f"--class {chosen['name']}: d {chosen['d']}, {chosen['share']:.0%} of whose samples the evaluation "
+            f"classifier calls {chosen['name']} ({chosen['domain']})")
 
 
 # ---------------------------------------------------------------- building
