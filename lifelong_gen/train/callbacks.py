@@ -1,6 +1,6 @@
 """Hooks of the lifelong loop, and the callbacks that carry its side work.
 
-The trainer owns the method (critic and generator phases, replay, checkpoints); what a
+The trainer owns the method (critic and generator updates, replay, checkpoints); what a
 run shows and writes along the way lives here, as Avalanche-style callbacks called at
 `before_domain` / `after_step` / `after_domain`: the progress display (a rich bar on a
 terminal, plain log lines otherwise), the sample grid of each domain's end and the

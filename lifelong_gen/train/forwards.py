@@ -8,7 +8,7 @@ in every setting:
 - `G`, `D`, `S`: the forwards whose gradients the optimizers use (DDP under torchrun;
   with S on the critic's trunk, `D` is `CriticWithHeads` and `D(o, codes=True)` is S).
 - `G_fakes`: G under no_grad for the critic's fakes (never DDP: no gradient to reduce).
-- `D_frozen`: the critic in the generator phase, its parameters frozen (never DDP: its
+- `D_frozen`: the critic in the generator update, its parameters frozen (never DDP: its
   reducer would wait for gradients that never come).
 - `D_penalty`: the critic inside the gradient penalty. Always eager: the penalty
   differentiates D's gradient (a double backward), which torch.compile's AOTAutograd
