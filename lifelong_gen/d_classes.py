@@ -43,6 +43,12 @@ def _key(name: str) -> str:
     return re.sub(r"[\s_-]+", " ", name.strip().lower())
 
 
+def _names(class_name: str, wanted: str) -> bool:
+    """Whether a --class key names the class: its whole name, or one side of a name like "T-shirt/top"."""
+    key = _key(class_name)
+    return wanted == key or wanted in key.split("/")
+
+
 @dataclass(frozen=True)
 class DEntry:
     """One row of the table: d's majority class under the evaluation classifier, and its runner-up."""
@@ -102,7 +108,7 @@ class DTable:
         """
         domain, _, bare = name.rpartition(":") if ":" in name else ("", "", name)
         wanted = _key(bare)
-        matches = [r for r in self.rows if _key(r.name) == wanted and (not domain or _key(r.domain) == _key(domain))]
+        matches = [r for r in self.rows if _names(r.name, wanted) and (not domain or _key(r.domain) == _key(domain))]
         domains = {r.domain for r in matches}
         if len(domains) > 1:
             raise LgenError(f"{flag} {name!r} is a class of {' and '.join(sorted(domains))}: "
@@ -111,9 +117,9 @@ class DTable:
             return max(matches, key=lambda r: (r.share, -r.d))
         known = ", ".join(self.known())
         owners = [dom for dom, names in self.classes.items()
-                  if (not domain or _key(dom) == _key(domain)) and wanted in {_key(c) for c in names}]
+                  if (not domain or _key(dom) == _key(domain)) and any(_names(c, wanted) for c in names)]
         if owners:  # a class of the model's data that no d draws mostly
-            second = [r for r in self.rows if r.runner_up and _key(r.runner_up[1]) == wanted
+            second = [r for r in self.rows if r.runner_up and _names(r.runner_up[1], wanted)
                       and r.runner_up[0] in owners]
             hint = ""
             if second:

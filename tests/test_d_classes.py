@@ -60,7 +60,8 @@ def test_a_table_reads_back_what_was_built(tmp_path):
 
 
 @pytest.mark.parametrize("name, d", [("7", 7), ("bag", 12), ("Bag", 12), ("ankle boot", 10), ("Ankle-Boot", 10),
-                                     ("ankle_boot", 10), ("t-shirt/top", 13), ("fashion-mnist:bag", 12),
+                                     ("ankle_boot", 10), ("t-shirt/top", 13), ("T-shirt", 13), ("top", 13),
+                                     ("fashion-mnist:bag", 12),
                                      ("mnist:3", 3)])
 def test_class_names_resolve_to_the_purest_d_of_that_class(tmp_path, name, d):
     assert _table(tmp_path).resolve(name).d == d
