@@ -11,6 +11,7 @@ line on stderr, `lgen: error: ...`, and exit code 2; `main()` owns that translat
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ from typing import Any, Optional
 import typer
 
 from lifelong_gen.bundle import CONFIG_NAME
+from lifelong_gen.config import ModelConfig, TrainConfig
 from lifelong_gen.errors import LgenError, TrainingInterrupted
 from lifelong_gen.runlock import run_lock
+from lifelong_gen.settings import KINDS, Setting, settings_of
 
 app = typer.Typer(
     name="lgen",
@@ -104,11 +107,10 @@ _RUN_OPTIONS_HEAD = {
                                                           "parent, or fresh")),
     "dry_run": (bool, typer.Option(False, "--dry-run", help="Print the resolved config and exit")),
 }
-# betas is one setting given as two flags.
-_BETA_OPTIONS = {
-    "beta1": (Optional[float], typer.Option(None, help="Adam beta1 [default: 0.5]")),
-    "beta2": (Optional[float], typer.Option(None, help="Adam beta2 [default: 0.9]")),
-}
+# betas is one setting given as two flags, each defaulting to its half of the declared default.
+_BETAS = TrainConfig.__dataclass_fields__["betas"].default
+_BETA_OPTIONS = {f"beta{i + 1}": (Optional[float], typer.Option(None, help=f"Adam beta{i + 1} [default: {b:g}]"))
+                 for i, b in enumerate(_BETAS)}
 _RUN_OPTIONS_TAIL = {
     "device": (str, typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda; under torchrun each "
                                               "rank uses GPU LOCAL_RANK")),
@@ -116,7 +118,7 @@ _RUN_OPTIONS_TAIL = {
 }
 
 
-def _default_text(s) -> str:
+def _default_text(s: Setting) -> str:
     """The setting's own default, as help shows it (a preset may override it: presets.py)."""
     if s.default is None or s.name == "domains":
         return ""
@@ -132,11 +134,6 @@ def _train_parameters() -> tuple[list, tuple[str, ...]]:
     Order: the run options, then the settings by kind (method, levers, data, cadence, execution),
     Adam's betas beside the learning rates, the model's settings after the loop's.
     """
-    import inspect
-
-    from lifelong_gen.config import ModelConfig, TrainConfig
-    from lifelong_gen.settings import KINDS, settings_of
-
     declared = settings_of(TrainConfig) + settings_of(ModelConfig)
     head = [s for s in declared if s.name in ("domains", "critic_warmup")]
     rest = sorted((s for s in declared if s not in head), key=lambda s: KINDS.index(s.kind))  # stable: field order kept
@@ -165,7 +162,7 @@ def train(**options: Any) -> None:
     explicit = {k: v for k, v in options.items() if k in _SETTING_NAMES and v is not None}
     beta1, beta2 = options["beta1"], options["beta2"]
     if beta1 is not None or beta2 is not None:
-        explicit["betas"] = (0.5 if beta1 is None else beta1, 0.9 if beta2 is None else beta2)
+        explicit["betas"] = (_BETAS[0] if beta1 is None else beta1, _BETAS[1] if beta2 is None else beta2)
     critic_warmup = explicit.get("critic_warmup")
 
     if from_model is not None:
@@ -207,7 +204,7 @@ def train(**options: Any) -> None:
 
 
 _PARAMETERS, _SETTING_NAMES = _train_parameters()
-train.__signature__ = __import__("inspect").Signature(_PARAMETERS)  # typer reads the options from it
+train.__signature__ = inspect.Signature(_PARAMETERS)  # typer reads the options from it
 app.command(short_help="Lifelong training over a list of domains; writes a model bundle.")(train)
 
 
