@@ -85,7 +85,8 @@ def test_sdist_holds_what_rebuilding_and_testing_need(dist):
         names = {n.split("/", 1)[1] for n in sdist.getnames() if "/" in n}
     for needed in ("pyproject.toml", "README.md", "LICENSE", "Makefile", "scripts/setup.sh", "tests/conftest.py",
                    "tests/test_wheel.py", "lifelong_gen/pretrained/mnist-fashion/encoder.safetensors",
-                   "cli/app.py", "export/runtime.py", "model_cards/bundle_card.md.j2", "benchmarks/sampling.py"):
+                   "cli/app.py", "export/onnx_export.py", "lifelong_gen/runtime/__init__.py",
+                   "model_cards/bundle_card.md.j2", "benchmarks/sampling.py"):
         assert needed in names, needed
 
 
