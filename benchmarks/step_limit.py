@@ -23,6 +23,9 @@ Reports, in one run on one machine:
   generator forwards (D, G, S), the gradient penalty, backward passes, the levers, replay
   sampling, the optimizers and the EMA, each in the critic or the generator update it ran in;
   each part's exclusive wall time (a nested range's time is its own) and share of the step;
+- what bounds it: the profiled self time of the GEMM-like ops (convolutions, matmuls: where
+  every counted FLOP runs) against all other ops (elementwise, batch norm, copies, Adam), and
+  the counted FLOPs' rate inside the GEMM-like ops alone;
 - the machine: CPU model, ISA (torch's CPU capability and the bf16/AMX flags), threads, load.
 """
 
@@ -127,7 +130,34 @@ def breakdown(trainer, phase, steps: int) -> dict:
     rows = {k: {"ms_per_step": round(v, 2), "share": round(v / wall_ms, 3)}
             for k, v in sorted(exclusive.items(), key=lambda kv: -kv[1])}
     rows["the rest (between the parts)"] = {"ms_per_step": round(rest, 2), "share": round(rest / wall_ms, 3)}
-    return {"profiled_ms_per_step": round(wall_ms, 2), "parts": rows}
+    return {"profiled_ms_per_step": round(wall_ms, 2), "parts": rows, "ops": op_classes(prof, steps, wall_ms)}
+
+
+def is_gemm_like(op: str) -> bool:
+    """The ops whose FLOPs the counter counts: convolutions (forward, transposed, backward) and matmuls."""
+    return "conv" in op or op.endswith(("::mm", "::addmm", "::bmm", "::baddbmm"))
+
+
+def op_classes(prof, steps: int, wall_ms: float) -> dict:
+    """Self time per step of the GEMM-like ops against all the others (the ten largest by name).
+
+    The split says what bounds the step: the counted FLOPs run only inside the GEMM-like ops,
+    so their own rate (counted GFLOP / their time) against the peak tells how well the
+    convolutions use the cores, and the others' share is time no FLOP is counted in.
+    """
+    self_ms: dict[str, float] = {}
+    for avg in prof.key_averages():
+        if avg.key.startswith("aten::") or avg.key.startswith("mkldnn"):
+            self_ms[avg.key] = self_ms.get(avg.key, 0.0) + avg.self_cpu_time_total / 1e3 / steps
+    gemm = {k: v for k, v in self_ms.items() if is_gemm_like(k)}
+    other = {k: v for k, v in self_ms.items() if not is_gemm_like(k)}
+    top = dict(sorted(other.items(), key=lambda kv: -kv[1])[:10])
+    return {"gemm_like_ms_per_step": round(sum(gemm.values()), 2),
+            "gemm_like_share": round(sum(gemm.values()) / wall_ms, 3),
+            "gemm_like": {k: round(v, 2) for k, v in sorted(gemm.items(), key=lambda kv: -kv[1])},
+            "other_ms_per_step": round(sum(other.values()), 2),
+            "other_share": round(sum(other.values()) / wall_ms, 3),
+            "other_largest": {k: round(v, 2) for k, v in top.items()}}
 
 
 def _update_of(event) -> str:
@@ -200,6 +230,10 @@ def main() -> None:
         "images_per_s": round(tc.batch_size / best, 1),
         "flops": flops, "peak": peak, "counted_gflops_per_s": round(rate, 1),
         "share_of_fp32_peak": round(rate / peak["fp32_gflops"], 3),
+        # The counted FLOPs over the GEMM-like ops' own (profiled) time: how near the peak the
+        # convolutions themselves run, apart from the time spent outside them.
+        "gemm_like_gflops_per_s": round(flops["gflop_per_generator_step"] / parts["ops"]["gemm_like_ms_per_step"]
+                                        * 1e3, 1),
         "breakdown": parts,
         "machine": {"cpu": cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),
                     "bf16": has_bf16, "amx": "amx_tile" in flags, "threads": torch.get_num_threads(),

@@ -6,6 +6,8 @@ networks and optimiser, `--domains mnist`, a fixed number of generator steps), e
 with `lgen evaluate` and appends one JSON line per run to ROOT/results.jsonl. Runs already
 in results.jsonl are skipped, so the script resumes after an interruption.
 
+`--domain fashion-mnist` is the same protocol on Fashion-MNIST alone (issue 20), into its own root.
+
 `python experiments/study.py --table --root exp/study` prints the settings -> mean ± sd table
 (S's clustering accuracy and NMI on real test digits, d-purity, FID on the classifier's
 features, c1 class change, minutes) that goes into experiments/interpretability.md.
@@ -24,7 +26,7 @@ import time
 from pathlib import Path
 
 # The reference preset's networks and optimiser on MNIST alone (what the levers change).
-BASE = ["--domains", "mnist", "--batch-size", "64", "--g-width", "32", "--d-width", "32", "--fc-width", "256",
+BASE = ["--batch-size", "64", "--g-width", "32", "--d-width", "32", "--fc-width", "256",
         "--n-critic", "2", "--lr-g", "5e-4", "--lr-d", "5e-4", "--z-scale", "0.1", "--c-scale", "0.1",
         "--d-dim", "10", "--checkpoint-every", "500", "--no-progress"]
 
@@ -37,9 +39,16 @@ SETTINGS: dict[str, list[str]] = {
     "cbn": ["--g-conditioning", "cbn"],
     "cbn+aug+real": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1"],
     "cbn+aug": ["--g-conditioning", "cbn", "--info-augment-weight", "1"],
+    # Issue 23: the preset's objective with the step's speed settings (benchmarks/step_candidates.py).
+    "fast": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
+             "--s-real-reuse", "--fused-critic-forward", "--gp-every", "2", "--precision", "bf16"],
+    "fast-fp32": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
+                  "--s-real-reuse", "--fused-critic-forward", "--gp-every", "2"],
 }
+# The protocols: one domain learned alone (issue 11's MNIST one; issue 20's Fashion-MNIST one).
+DOMAINS = ("mnist", "fashion-mnist")
 
-COLUMNS = [("S acc (MNIST)", "acc"), ("S NMI", "nmi"), ("d-purity", "purity"), ("FID (classifier)", "fid"),
+COLUMNS = [("S acc", "acc"), ("S NMI", "nmi"), ("d-purity", "purity"), ("FID (classifier)", "fid"),
            ("c1 class change", "c1_change"), ("minutes", "minutes")]
 
 
@@ -47,9 +56,10 @@ def lgen() -> list[str]:
     return [sys.executable, "-m", "lifelong_gen.cli"]
 
 
-def run_one(root: Path, setting: str, seed: int, steps: int) -> dict:
+def run_one(root: Path, setting: str, seed: int, steps: int, domain: str = "mnist") -> dict:
     run_dir = root / f"{setting}-s{seed}"
-    cmd = lgen() + ["train", *BASE, *SETTINGS[setting], "--steps-per-domain", str(steps), "--seed", str(seed)]
+    cmd = lgen() + ["train", "--domains", domain, *BASE, *SETTINGS[setting], "--steps-per-domain", str(steps),
+                    "--seed", str(seed)]
     t0 = time.time()
     if (run_dir / "config.json").exists():
         subprocess.run(lgen() + ["train", "--resume", str(run_dir), "--no-progress"], check=True)
@@ -59,10 +69,10 @@ def run_one(root: Path, setting: str, seed: int, steps: int) -> dict:
     subprocess.run(lgen() + ["evaluate", str(run_dir), "--num-samples", "2000"], check=True,
                    stdout=subprocess.DEVNULL)
     m = json.loads((run_dir / "metrics.json").read_text())
-    mnist = m["per_domain"]["mnist"]
-    return {"setting": setting, "seed": seed, "steps": steps, "minutes": minutes,
-            "acc": mnist["clustering"]["accuracy"], "nmi": mnist["clustering"]["nmi"],
-            "purity": m["interpretability"]["d_purity"]["mean"], "fid": mnist["fid"],
+    learned = m["per_domain"][domain]
+    return {"setting": setting, "seed": seed, "steps": steps, "minutes": minutes, "domain": domain,
+            "acc": learned["clustering"]["accuracy"], "nmi": learned["clustering"]["nmi"],
+            "purity": m["interpretability"]["d_purity"]["mean"], "fid": learned["fid"],
             "c1_change": m["interpretability"]["traversal"]["c1"]["class_change"],
             "flags": SETTINGS[setting]}
 
@@ -93,6 +103,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--steps", type=int, default=2000)
     ap.add_argument("--root", type=Path, default=Path("exp/study"))
+    ap.add_argument("--domain", default="mnist", choices=DOMAINS, help="the protocol: the domain learned alone")
     ap.add_argument("--table", action="store_true")
     args = ap.parse_args()
     if args.table:
@@ -109,7 +120,7 @@ def main() -> None:
         for seed in map(int, args.seeds.split(",")):
             if (setting, seed) in done:
                 continue
-            row = run_one(args.root, setting, seed, args.steps)
+            row = run_one(args.root, setting, seed, args.steps, args.domain)
             with open(results, "a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)

@@ -98,6 +98,15 @@ class TrainConfig:
     lr_d: float = setting(1e-4, help="Adam lr of the critic", kind="method")
     betas: tuple[float, float] = setting((0.5, 0.9), help="Adam betas", kind="method", cli=False)  # --beta1, --beta2
     gp_lambda: float = setting(10.0, help="Gradient penalty weight λ", kind="method")
+    # Lazy regularisation (Karras et al. 2020, StyleGAN2's lazy R1): the penalty's double backward
+    # is the critic update's dearest part (benchmarks/step_limit.json); in expectation k·λ every
+    # k-th update adds the same penalty as λ every update.
+    gp_every: int = setting(1, help="Apply the gradient penalty on every k-th critic update only, weighted k·λ "
+                                    "(lazy, as StyleGAN2's R1; 1: every update, the paper)", kind="method")
+    # The critic has no batch norm, so one forward of [real; fake] scores each image as two would,
+    # up to float summation order: faster, not bit-identical to runs made with two forwards.
+    fused_critic_forward: bool = setting(False, help="Score the critic's real and fake batch in one forward "
+                                                     "(as --compile does; not bit-identical to two)", kind="method")
     info_weight_discrete: float = setting(1.0, help="Weight of the d cross-entropy in L_MI", kind="method")
     info_weight_continuous: float = setting(0.1, help="Weight of the c Gaussian NLL in L_MI", kind="method")
     replay: bool = setting(True, help="Generative replay (off: the paper's forgetting baseline, fig. 2b)", kind="method")
@@ -111,6 +120,10 @@ class TrainConfig:
     # IMSAT: S's d kept under augmentation, confident per image, balanced over the active categories.
     s_real_weight: float = setting(0.0, help="Weight of S's clustering objective on real images (IMSAT; 0: off)",
                                    kind="lever")
+    # The critic's last real batch is a fresh draw of the same mix (domain images + replay) made in
+    # the same generator step, so S can cluster it instead of paying another replay render.
+    s_real_reuse: bool = setting(False, help="--s-real-weight clusters the last critic update's real batch "
+                                             "(replay included) instead of drawing one of its own", kind="lever")
     s_balance_weight: float = setting(1.0, help="Weight of the category-balance term inside --s-real-weight's "
                                                 "objective", kind="lever")
     replay_alignment: float = setting(0.0, help="Weight of MeRGAN replay alignment ||G_k - G_k-1||^2 on old codes "
@@ -150,7 +163,7 @@ class TrainConfig:
     def validate(self) -> None:
         if not self.domains:
             raise LgenError("no domains given: pass --domains A,B,... or --preset")
-        positive = ("steps_per_domain", "batch_size", "n_critic", "checkpoint_every", "log_every")
+        positive = ("steps_per_domain", "batch_size", "n_critic", "gp_every", "checkpoint_every", "log_every")
         for name in positive:
             if getattr(self, name) < 1:
                 raise LgenError(f"{flag_of(name)} must be >= 1, got {getattr(self, name)}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from conftest import TINY
@@ -12,8 +13,16 @@ from lifelong_gen.train.trainer import Trainer
 from lifelong_gen.train.training_state import TrainingState
 
 
-def test_capture_then_apply_continues_exactly_as_the_original(tmp_path, synthetic28):
-    run = resolve_run_config({**TINY, "domains": ["synthetic:bars", "synthetic:rings"], "steps_per_domain": 4})
+# The step's speed settings (issue 23) change what a step computes, so each must resume exactly too:
+# the lazy penalty's rhythm follows the step count, the reused real batch is drawn in the same step.
+FAST = {"gp_every": 3, "fused_critic_forward": True, "s_real_weight": 1.0, "s_real_reuse": True,
+        "info_augment_weight": 1.0}
+
+
+@pytest.mark.parametrize("extra", [{}, FAST, {**FAST, "precision": "bf16"}], ids=["preset-step", "fast", "fast-bf16"])
+def test_capture_then_apply_continues_exactly_as_the_original(tmp_path, synthetic28, extra):
+    run = resolve_run_config({**TINY, "domains": ["synthetic:bars", "synthetic:rings"], "steps_per_domain": 4,
+                              **extra})
     a = Trainer(run, tmp_path / "a", data=synthetic28, progress=False)
     a.train_step(a.phases[0])
     a.advance_domain(a.phases[0])  # a replay snapshot to carry too

@@ -7,7 +7,7 @@ off at weight 0), with their diagnostics kept apart so they are logged, never su
   (losses.augmented_info_loss), through G;
 - `s_real_weight`: S alone clusters real images (with replay, as the critic sees them)
   over the categories active in the phase, consistent under augmentation and balanced
-  (losses.clustering_loss).
+  (losses.clustering_loss); `s_real_reuse` takes the critic's last real batch for it.
 
 Off, a lever draws nothing from the run's random stream, so a run without levers is
 bit-identical to one made before they existed.
@@ -45,7 +45,8 @@ def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch
         terms["info_aug"] = (tc.info_augment_weight, augmented_info_loss(d_logits_aug.float(), d_idx))
     if tc.s_real_weight > 0:
         with torch.no_grad():
-            real = trainer.real_batch(phase, tc.batch_size)
+            # --s-real-reuse: the critic's last batch, drawn in this same step from the same mix.
+            real = trainer.last_real if tc.s_real_reuse else trainer.real_batch(phase, tc.batch_size)
             augmented = random_affine(real, trainer.rng)
         with trainer.autocast():
             logits = fw.S(torch.cat([real, augmented]))[0].float()[:, :phase.d_slots]

@@ -9,7 +9,8 @@ is forwards.py. One generator step is:
 
 1. the critic update, `n_critic` times: a "real" batch = the current domain's images mixed
    with samples of the frozen snapshot G_{k-1} (eq. (7), replay.py); fakes from G; WGAN
-   critic loss + gradient penalty (eq. (2)); Adam step on D.
+   critic loss + gradient penalty (eq. (2); `gp_every` > 1: on every k-th update, weighted k·λ);
+   Adam step on D.
 2. the generator update, D frozen: −E[D(G(z, u))] + λ_MI·(−L_MI) (eq. (10)) [+ replay
    alignment, + the interpretability levers]; Adam step on G ∪ S; EMA update of G.
 
@@ -116,6 +117,7 @@ class Trainer:
         self.step = 0  # generator steps done in the current phase
         self.global_step = 0
         self.snapshot: Optional[ReplaySnapshot] = None
+        self.last_real: Optional[torch.Tensor] = None  # the last critic update's real batch
         if parent_nets is not None:
             self.snapshot = start_from_parent(self, parent_nets)
         self.metrics_log = MetricsLog(self.run_dir, self.tc.log_every, self.dist)
@@ -197,27 +199,40 @@ class Trainer:
         """`n_critic` critic updates, then one G + S update; the losses as 0-dim device tensors."""
         self.G.train()
         self.S.train()
-        for _ in range(self.tc.n_critic):
-            critic = self.critic_step(phase)
+        n, k = self.tc.n_critic, self.tc.gp_every
+        penalties = []
+        for i in range(n):
+            # Which updates are penalised follows the phase's step count, so a resume keeps the rhythm.
+            critic = self.critic_step(phase, penalize=(self.step * n + i) % k == 0)
+            penalties.append(critic["gp"])
+        if k > 1:  # lazy: the penalty a critic update carried, on average over this step's updates
+            critic["gp"] = torch.stack(penalties).mean()
         return {**critic, **self.generator_step(phase)}
 
-    def critic_step(self, phase: Phase) -> Losses:
-        """The critic update, eq. (2): WGAN loss on real (with replay) vs G's fakes + gradient penalty."""
+    def critic_step(self, phase: Phase, penalize: bool = True) -> Losses:
+        """The critic update, eq. (2): WGAN loss on real (with replay) vs G's fakes + gradient penalty.
+
+        Args:
+            penalize: add the gradient penalty (weighted gp_every·λ; `--gp-every` skips it on the others).
+        """
         tc, fw, B = self.tc, self.fw, self.tc.batch_size
         fw.step_begins()
-        real = self.real_batch(phase, B)
+        real = self.last_real = self.real_batch(phase, B)  # kept for --s-real-reuse
         z, c, d, d_idx = self._codes(B, phase.d_slots)
         with torch.no_grad(), self.autocast():
             fake = fw.G_fakes(z, c, d).float()
         with self.autocast():
-            if fw.compiled:  # one compiled call (and CUDA graph) for both halves: D has no batch norm
+            if fw.compiled or tc.fused_critic_forward:  # one call (and CUDA graph) for both: D has no batch norm
                 real_scores, fake_scores = fw.D(torch.cat([real, fake])).float().split(B)
             else:  # two calls, as runs made before --compile existed (bit-identical on CPU)
                 real_scores = fw.D(real).float()
                 fake_scores = fw.D(fake).float()
-        eps = torch.rand(B, generator=self.rng, device=self.rng.device)
-        gp = gradient_penalty(fw.D_penalty, real, fake, eps, tc.gp_lambda,
-                              autocast_dtype=self.amp_dtype if self.gp_autocast else None)
+        if penalize:
+            eps = torch.rand(B, generator=self.rng, device=self.rng.device)
+            gp = gradient_penalty(fw.D_penalty, real, fake, eps, tc.gp_lambda * tc.gp_every,
+                                  autocast_dtype=self.amp_dtype if self.gp_autocast else None)
+        else:
+            gp = torch.zeros((), device=self.device)
         loss_c = critic_loss(real_scores, fake_scores)
         loss_d = loss_c + gp
         if self.cfg.encoder_shares_critic:  # S's heads learn with the critic (InfoGAN)
@@ -282,8 +297,8 @@ class Trainer:
         to G point somewhere (lineage.FRESH_CRITIC_WARMUP; experiments/continuation.md)."""
         log.info("critic warm-up: %d critic updates before G moves", self.tc.critic_warmup)
         self.G.train()
-        for _ in range(self.tc.critic_warmup):
-            self.critic_step(phase)
+        for i in range(self.tc.critic_warmup):
+            self.critic_step(phase, penalize=i % self.tc.gp_every == 0)
 
     def advance_domain(self, phase: Phase) -> None:
         """Freeze the EMA generator as the replay snapshot G_{k} of the next domain, and move to it.
