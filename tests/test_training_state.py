@@ -12,7 +12,6 @@ from lifelong_gen.config import resolve_run_config
 from lifelong_gen.train.trainer import Trainer
 from lifelong_gen.train.training_state import TrainingState
 
-
 # The step's speed settings (issue 23) change what a step computes, so each must resume exactly too:
 # the lazy penalty's rhythm follows the step count, the reused real batch is drawn in the same step.
 FAST = {"gp_every": 3, "fused_critic_forward": True, "s_real_weight": 1.0, "s_real_reuse": True,
