@@ -39,7 +39,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from sampling import cpu_model  # noqa: E402
-from step_limit import cpu_flags  # noqa: E402
+
+from lifelong_gen.train.process import NATIVE_BF16_FLAGS, cpu_flags  # noqa: E402
 
 COMBINED = {"s_real_reuse": True, "fused_critic_forward": True, "gp_every": 2}
 # name -> (setting overrides, how the process runs it)
@@ -115,7 +116,7 @@ def main() -> None:
 
     flags = cpu_flags()
     names = [n for n in CANDIDATES if not args.only or n == "preset" or n in args.only.split(",")]
-    if not {"avx512_bf16", "amx_bf16"} & flags:
+    if not NATIVE_BF16_FLAGS & flags:
         names = [n for n in names if "bf16" not in n]  # emulated bf16 would only measure the emulation
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,7 +140,7 @@ def main() -> None:
                            "images_per_s_over_preset": round(rate[n] / rate["preset"], 3),
                            "ms_per_round": [round(x * 1e3, 2) for x in rounds[n]]} for n in names},
         "machine": {"cpu": cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),
-                    "bf16": bool({"avx512_bf16", "amx_bf16"} & flags), "amx": "amx_tile" in flags,
+                    "bf16": bool(NATIVE_BF16_FLAGS & flags), "amx": "amx_tile" in flags,
                     "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "python": platform.python_version(),
                     "load_average_before": [round(x, 2) for x in load_before],

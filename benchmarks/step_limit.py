@@ -49,18 +49,11 @@ from device_step import make_trainer  # noqa: E402
 from sampling import cpu_model  # noqa: E402
 from training import GlobalFlopCounter, matmul_gflops  # noqa: E402
 
+from lifelong_gen.train.process import NATIVE_BF16_FLAGS, cpu_flags  # noqa: E402
+
 UPDATES = ("critic update", "generator update")
 PARTS = ("critic update", "generator update", "forward D", "forward G", "forward S", "gradient penalty", "backward",
          "levers", "replay sampling", "optimizer", "EMA")
-
-
-def cpu_flags() -> set[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return set()
-    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
-    return set(line.split(":", 1)[-1].split())
 
 
 def _ranged(name: str, fn):
@@ -202,7 +195,7 @@ def main() -> None:
     args = ap.parse_args()
 
     flags = cpu_flags()
-    has_bf16 = bool({"avx512_bf16", "amx_bf16"} & flags)
+    has_bf16 = bool(NATIVE_BF16_FLAGS & flags)
     load_before = os.getloadavg()
     peak = {"fp32_gflops": round(matmul_gflops(torch.float32), 1)}
     if has_bf16:

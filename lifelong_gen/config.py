@@ -28,7 +28,7 @@ from lifelong_gen.settings import RESUMABLE_KINDS, setting
 FORMAT_VERSION = 2
 
 SUPPORTED_RESOLUTIONS = (28, 64)
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16", "auto")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 G_CONDITIONINGS = ("input", "cbn")
 SYNTHETIC_KINDS = ("bars", "rings")  # the tiny generated domains of tests and demos
@@ -143,8 +143,11 @@ class TrainConfig:
     log_every: int = setting(50, help="Write averaged losses to metrics.jsonl every N steps", kind="cadence")
     data_root: Optional[str] = setting(None, help="Root with torchvision's MNIST/ FashionMNIST/ layout", kind="data")
     download: bool = setting(True, help="Allow torchvision downloads when files are missing", kind="data")
-    precision: str = setting("fp32", help="fp32 (bit-reproducible) or bf16 (CPU autocast, fp32 master weights, "
-                                          "losses and gradient-penalty norm)", kind="execution")
+    # auto: bf16 only where it was measured faster at the preset's quality (experiments/throughput.md);
+    # a run's config.json records what auto chose (Trainer), so a resume elsewhere keeps it.
+    precision: str = setting("fp32", help="fp32; bf16 (CPU autocast, fp32 master weights, losses and "
+                                          "gradient-penalty norm); or auto: bf16 where the CPU has bf16 "
+                                          "instructions (avx512_bf16, AMX), fp32 elsewhere", kind="execution")
     compile: str = setting("off", help="torch.compile the step's forwards (train/forwards.py): off, default, "
                                        "reduce-overhead (+ CUDA graphs on a GPU) or max-autotune", kind="execution")
     # Deterministic CUDA kernels are ~10% slower per step (measured on an H200); the CPU is always deterministic.

@@ -37,9 +37,9 @@ def reference(tmp_path_factory):
     return out
 
 
-def kill_when(out, predicate, extra_delay):
+def kill_when(out, predicate, extra_delay, args=ARGS):
     """Start a run, SIGKILL it once `predicate(out)` holds (+ a delay), return the exit code."""
-    proc = subprocess.Popen([sys.executable, "-m", "lifelong_gen.cli", *ARGS, "--out", str(out)],
+    proc = subprocess.Popen([sys.executable, "-m", "lifelong_gen.cli", *args, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not predicate(out) and proc.poll() is None and time.time() < deadline:
@@ -64,4 +64,22 @@ def test_kill9_then_resume_is_bit_identical(tmp_path, reference, moment):
     assert r.returncode == 0, r.stderr
     if moment != "before-any-checkpoint":
         assert "resumed" in r.stderr  # continued from a checkpoint, not from scratch
+    assert_same_weights(reference, out)
+
+
+# Issue 23's speed settings with bf16 autocast (what `--precision auto` picks on a bf16 CPU):
+# a new process must pick the same kernels, so kill -9 and resume still end bit-identical.
+FAST_ARGS = [*ARGS, "--gp-every", "2", "--fused-critic-forward", "--s-real-weight", "0.5", "--s-real-reuse",
+             "--precision", "bf16"]
+
+
+def test_kill9_then_resume_is_bit_identical_with_the_speed_settings_and_bf16(tmp_path):
+    reference = tmp_path / "reference"
+    r = lgen(*FAST_ARGS, "--out", str(reference))
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "run"
+    code = kill_when(out, lambda o: (o / "checkpoints" / "latest").is_file(), 0.05, FAST_ARGS)
+    assert code == -signal.SIGKILL, "the run finished before it could be killed; make it longer"
+    r = lgen("train", "--resume", str(out), "--no-progress")
+    assert r.returncode == 0 and "resumed" in r.stderr, r.stderr
     assert_same_weights(reference, out)

@@ -1,8 +1,10 @@
-"""Process-wide concerns of a training: the kernels it allows and the signals it catches.
+"""Process-wide concerns of a training: the kernels it allows, the precision the machine
+suits, and the signals it catches.
 
-Owns `choose_kernels` (deterministic algorithms, cuDNN's benchmark) and `stop_on_signals`
-(SIGINT / SIGTERM become a flag the loop checks after each step). Both change state of the
-whole process, not of one Trainer, which is why they live apart from the method.
+Owns `choose_kernels` (deterministic algorithms, cuDNN's benchmark), `resolve_precision`
+(what `--precision auto` means on this machine) and `stop_on_signals` (SIGINT / SIGTERM
+become a flag the loop checks after each step). They concern the whole process or machine,
+not one Trainer, which is why they live apart from the method.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from pathlib import Path
 from typing import Iterator, Optional
 
 import torch
@@ -29,6 +32,33 @@ def choose_kernels(device: torch.device, cuda_deterministic: bool, compiled: boo
     else:  # the same switch without importing inductor, which cost every `lgen train` 1-3 s
         torch._C._set_deterministic_algorithms(deterministic, warn_only=device.type == "cuda")
     torch.backends.cudnn.benchmark = not deterministic
+
+
+# Instructions that run bf16 matmuls natively; without them oneDNN emulates bf16 through fp32
+# (AVX2-only and plain AVX-512 CPUs), which is slower than fp32 itself.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags (Linux); empty where /proc/cpuinfo cannot be read."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return frozenset(line.split(":", 1)[-1].split())
+
+
+def resolve_precision(precision: str, device: torch.device, flags: Optional[frozenset[str]] = None) -> str:
+    """`auto` as this machine runs it: bf16 on a CPU with native bf16 instructions, fp32 elsewhere.
+
+    CUDA gets fp32: bf16 was measured (speed and quality) on the CPU only. Other values pass through.
+    """
+    if precision != "auto":
+        return precision
+    if device.type != "cpu":
+        return "fp32"
+    return "bf16" if NATIVE_BF16_FLAGS & (cpu_flags() if flags is None else flags) else "fp32"
 
 
 class StopFlag:

@@ -55,7 +55,7 @@ from lifelong_gen.train.losses import alignment_loss, critic_loss, generator_los
 from lifelong_gen.train.metrics_log import MetricsLog
 from lifelong_gen.train.networks import build_networks, frozen, parameter_groups, update_ema
 from lifelong_gen.train.phase import Losses, Phase, make_phases
-from lifelong_gen.train.process import choose_kernels, stop_on_signals
+from lifelong_gen.train.process import choose_kernels, resolve_precision, stop_on_signals
 from lifelong_gen.train.replay import ReplaySnapshot, sample_codes
 
 log = logging.getLogger("lifelong_gen")
@@ -92,6 +92,11 @@ class Trainer:
         self.dist = distributed.current()
         self.device = distributed.pick_device(device, self.dist)
         self.progress = progress and self.dist.is_main
+        precision = resolve_precision(run.train.precision, self.device)
+        if precision != run.train.precision:  # config.json records what auto chose
+            log.info("precision %s: %s on this machine", run.train.precision, precision)
+            run = dataclasses.replace(run, train=dataclasses.replace(run.train, precision=precision))
+            self.run, self.tc = run, run.train
         # bf16: autocast around forwards only; parameters, optimizer state and losses stay fp32.
         self.amp_dtype: Optional[torch.dtype] = torch.bfloat16 if self.tc.precision == "bf16" else None
         choose_kernels(self.device, self.tc.cuda_deterministic, compiled=self.tc.compile != "off")
