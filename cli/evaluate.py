@@ -99,7 +99,15 @@ def _evaluate_one(run: Path, out: Path, num_samples: int, seed: int, inception: 
     atomic_write_json(out / METRICS_NAME, metrics)
     atomic_write_text(out / REPORT_NAME, run_report(metrics, figures))
     _write_d_classes(run, out, metrics)
+    log.info(timing_line(metrics["timings_s"]))
     return metrics
+
+
+def timing_line(timings: dict[str, float]) -> str:
+    """Where the evaluation's time went, largest first (metrics.json keeps the whole table)."""
+    parts = ", ".join(f"{name} {sec:.0f} s" for name, sec in sorted(timings.items(), key=lambda kv: -kv[1])
+                      if sec >= 0.5)
+    return f"evaluated in {sum(timings.values()):.0f} s: {parts}"
 
 
 def _write_d_classes(run: Path, out: Path, metrics: dict) -> None:

@@ -101,6 +101,11 @@ def test_cli_writes_report_and_compares(runs, tmp_path):
         assert f"figures/{fig}" in m["figures"] and (out / "figures" / fig).is_file()
     report = (out / "report.md").read_text()
     assert "## Forgetting matrix" in report and "synthetic:bars" in report
+    # Where the time went: every metric, the data, the classifier and the figures, and the log's sum of them.
+    timings = m["timings_s"]
+    assert {"data", "classifier", "figures"} | {f"metric:{k}" for k in ("quality", "clustering", "forgetting")} \
+        <= set(timings) and all(v >= 0 for v in timings.values())
+    assert f"evaluated in {sum(timings.values()):.0f} s: " in r.stderr
     # The d -> class table: into the run itself (listed in its manifest), whatever --out says, and beside metrics.json.
     from lifelong_gen import d_classes, manifest
 

@@ -36,7 +36,7 @@ from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.eval.classifier import DomainClassifier, LabelSpace, load_or_train, predict, register_with_fidelity
 from lifelong_gen.eval.clustering import clustering_scores
 from lifelong_gen.eval.forgetting import forgetting, snapshot_dirs
-from lifelong_gen.eval.registry import METRICS, Context, register_metric, run_metrics
+from lifelong_gen.eval.registry import METRICS, Context, register_metric, run_metrics, timed
 from lifelong_gen.train.checkpoint import load_bundle
 from lifelong_gen.train.domains import DomainData, data_home, load_domain, to_float, to_uint8
 from lifelong_gen.train.replay import sample_codes, sample_noise
@@ -316,23 +316,27 @@ def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_
     # The bundle first: a damaged weight file ends in one line before any data or classifier work.
     _, nets = load_bundle(bundle, which=("G_ema", "S"))
     torch.manual_seed(seed)
-    if data is None:
-        data = [load_domain(s, run.model.img_channels, run.model.img_resolution, run.train.data_root,
-                            run.train.download) for s in run.train.domains]
+    timings: dict[str, float] = {}
+    with timed(timings, "data"):
+        if data is None:
+            data = [load_domain(s, run.model.img_channels, run.model.img_resolution, run.train.data_root,
+                                run.train.download) for s in run.train.domains]
     bar = Progress(console=Console(stderr=True), transient=True, disable=not progress)
     with bar:
-        classifier, space, info, path = load_or_train(data)
+        with timed(timings, "classifier"):  # read from its cache, or trained once per data
+            classifier, space, info, path = load_or_train(data)
         ev = Evaluator(data, classifier, space, path, info, num_samples, seed,
                        Path(inception_weights) if inception_weights else None)
-        results = run_metrics(ev, Context(nets["G_ema"], nets["S"], run, bundle, progress=bar))
+        results = run_metrics(ev, Context(nets["G_ema"], nets["S"], run, bundle, progress=bar), timings)
         if figures_dir is not None:
             from lifelong_gen.eval import figures
 
             quality = results["quality"]
-            figures.write_all(Path(figures_dir), nets["G_ema"], quality["images"], quality["domain_of_sample"], space,
-                              results["forgetting"])
+            with timed(timings, "figures"):
+                figures.write_all(Path(figures_dir), nets["G_ema"], quality["images"], quality["domain_of_sample"],
+                                  space, results["forgetting"])
 
-    return _metrics_json(bundle, run, data, info, path.name, results, seed, num_samples)
+    return {**_metrics_json(bundle, run, data, info, path.name, results, seed, num_samples), "timings_s": timings}
 
 
 def _metrics_json(bundle: Path, run: RunConfig, data: list[DomainData], classifier_info: dict, classifier_file: str,

@@ -1,7 +1,7 @@
 """The registry of `lgen evaluate`'s metrics: adding a metric is one decorated function.
 
 Owns `register_metric` (StyleGAN2-ADA's `metric_main.register_metric` idea: a name -> function
-table) and `run_metrics`. Each metric declares its name, the offset of its random seed (its
+table), `run_metrics` and `timed` (where an evaluation's time goes). Each metric declares its name, the offset of its random seed (its
 samples come from a generator seeded `seed * 1000 + offset`, so a new metric changes no other's
 numbers) and where metrics.json puts its result: under
 "interpretability" (its own key, in the report's summary when it is a mean) or "core" (the
@@ -11,9 +11,11 @@ in registration order.
 
 from __future__ import annotations
 
+import contextlib
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -64,13 +66,29 @@ def register_metric(name: str, *, seed_offset: int, section: str = "interpretabi
     return decorate
 
 
-def run_metrics(evaluator, context: Context) -> dict[str, Optional[dict]]:
-    """Every registered metric's result by name (None for one that does not apply to this bundle)."""
+@contextlib.contextmanager
+def timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    """Adds the wall seconds of the block to timings[name] (metrics.json's "timings_s")."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t0, 2)
+
+
+def run_metrics(evaluator, context: Context, timings: Optional[dict[str, float]] = None) -> dict[str, Optional[dict]]:
+    """Every registered metric's result by name (None for one that does not apply to this bundle).
+
+    Args:
+        timings: where each metric's wall seconds go, under "metric:NAME".
+    """
     bar = context.progress
     task = bar.add_task("metrics", total=len(METRICS)) if bar else None
+    timings = {} if timings is None else timings
     results = {}
     for metric in METRICS.values():
-        results[metric.name] = metric.fn(evaluator, context, evaluator.seed * 1000 + metric.seed_offset)
+        with timed(timings, f"metric:{metric.name}"):
+            results[metric.name] = metric.fn(evaluator, context, evaluator.seed * 1000 + metric.seed_offset)
         if bar:
             bar.advance(task)
     return results
