@@ -42,6 +42,10 @@ SETTINGS: dict[str, list[str]] = {
     # Issue 23: the preset's objective with the step's speed settings (benchmarks/step_candidates.py).
     "fast": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
              "--s-real-reuse", "--fused-critic-forward", "--gp-every", "2", "--precision", "bf16"],
+    "fast-nolazy": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
+                    "--s-real-reuse", "--fused-critic-forward", "--precision", "bf16"],
+    "fast-sub2": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
+                  "--s-real-reuse", "--fused-critic-forward", "--gp-subsample", "2", "--precision", "bf16"],
     "fast-fp32": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
                   "--s-real-reuse", "--fused-critic-forward", "--gp-every", "2"],
 }

@@ -116,3 +116,18 @@ def test_auto_precision_is_recorded_as_what_ran(tmp_path, synthetic28):
     assert (trainer.amp_dtype is torch.bfloat16) == (chosen == "bf16")
     trainer.train()
     assert json.loads((tmp_path / "auto" / "config.json").read_text())["train"]["precision"] == chosen
+
+
+def test_gp_subsample_penalises_every_kth_interpolate_of_new_data_and_replay(tmp_path, synthetic28, monkeypatch):
+    import lifelong_gen.train.trainer as trainer_module
+
+    trainer = _trainer(tmp_path, synthetic28, "sub", gp_subsample=2, batch_size=8, replay_ratio=0.5)
+    trainer.advance_domain(trainer.phases[0])  # real batch: 4 domain images, then 4 replayed
+    seen, penalty = [], trainer_module.gradient_penalty
+    monkeypatch.setattr(trainer_module, "gradient_penalty",
+                        lambda critic, real, fake, eps, lam, **kw: seen.append((real, fake, eps, lam)) or
+                        penalty(critic, real, fake, eps, lam, **kw))
+    trainer.critic_step(trainer.phases[1])
+    real, fake, eps, lam = seen[0]
+    assert real.shape[0] == fake.shape[0] == eps.shape[0] == 4 and lam == trainer.tc.gp_lambda
+    assert torch.equal(real, trainer.last_real[::2])  # rows 0, 2 (new data) and 4, 6 (replay)

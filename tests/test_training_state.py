@@ -14,7 +14,7 @@ from lifelong_gen.train.training_state import TrainingState
 
 # The step's speed settings (issue 23) change what a step computes, so each must resume exactly too:
 # the lazy penalty's rhythm follows the step count, the reused real batch is drawn in the same step.
-FAST = {"gp_every": 3, "fused_critic_forward": True, "s_real_weight": 1.0, "s_real_reuse": True,
+FAST = {"gp_every": 3, "gp_subsample": 2, "fused_critic_forward": True, "s_real_weight": 1.0, "s_real_reuse": True,
         "info_augment_weight": 1.0}
 
 

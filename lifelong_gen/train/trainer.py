@@ -9,7 +9,8 @@ is forwards.py. One generator step is:
 
 1. the critic update, `n_critic` times: a "real" batch = the current domain's images mixed
    with samples of the frozen snapshot G_{k-1} (eq. (7), replay.py); fakes from G; WGAN
-   critic loss + gradient penalty (eq. (2); `gp_every` > 1: on every k-th update, weighted k·λ);
+   critic loss + gradient penalty (eq. (2); `gp_every` > 1: on every k-th update, weighted k·λ;
+   `gp_subsample` > 1: on every k-th interpolate);
    Adam step on D.
 2. the generator update, D frozen: −E[D(G(z, u))] + λ_MI·(−L_MI) (eq. (10)) [+ replay
    alignment, + the interpretability levers]; Adam step on G ∪ S; EMA update of G.
@@ -233,8 +234,10 @@ class Trainer:
                 real_scores = fw.D(real).float()
                 fake_scores = fw.D(fake).float()
         if penalize:
-            eps = torch.rand(B, generator=self.rng, device=self.rng.device)
-            gp = gradient_penalty(fw.D_penalty, real, fake, eps, tc.gp_lambda * tc.gp_every,
+            k = tc.gp_subsample  # every k-th interpolate (1: all): new data and replay in proportion
+            picked_real, picked_fake = (real, fake) if k == 1 else (real[::k], fake[::k])
+            eps = torch.rand(picked_real.shape[0], generator=self.rng, device=self.rng.device)
+            gp = gradient_penalty(fw.D_penalty, picked_real, picked_fake, eps, tc.gp_lambda * tc.gp_every,
                                   autocast_dtype=self.amp_dtype if self.gp_autocast else None)
         else:
             gp = torch.zeros((), device=self.device)
