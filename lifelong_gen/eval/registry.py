@@ -2,11 +2,11 @@
 
 Owns `register_metric` (StyleGAN2-ADA's `metric_main.register_metric` idea: a name -> function
 table), `run_metrics` and `timed` (where an evaluation's time goes). Each metric declares its
-name, the offset of its random seed (its samples come from a generator seeded `seed * 1000 + offset`, so a new metric changes no other's
-numbers) and where metrics.json puts its result: under
-"interpretability" (its own key, in the report's summary when it is a mean) or "core" (the
-quality, clustering and forgetting results that evaluate() arranges per domain). Metrics run
-in registration order.
+name, the offset of its random seed (its samples come from a generator seeded
+`seed * 1000 + offset`, so a new metric changes no other's numbers) and where metrics.json
+puts its result: under "interpretability" (its own key, in the report's summary when it is a
+mean) or "core" (the quality, clustering and forgetting results that evaluate() arranges per
+domain). Metrics run in registration order.
 """
 
 from __future__ import annotations
