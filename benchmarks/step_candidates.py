@@ -1,26 +1,27 @@
-"""Issue 23's speed candidates for the reference preset's step, each against the preset, in one run.
+"""Issue 23's speed candidates for the reference preset's step, each against the preset before them, in one run.
 
 Usage: python benchmarks/step_candidates.py [--preset mnist-fashion] [--steps 10] [--rounds 5]
                                             [--only NAME,...] [--out benchmarks/step_candidates.json]
 
 Every candidate is the preset's real `Trainer.train_step` on its second domain (replay on),
 built on synthetic domains of the preset's shape (benchmarks/step_limit.py times the same
-step), changed in one way. The candidates are timed in turns, round after round in one
+step), changed in one way from the preset as it was before issue 23 (`before`: every speed
+setting at its default, fp32). The candidates are timed in turns, round after round in one
 process, so a change of machine load falls on all of them alike; each candidate's figure is
-its best round, and its ratio is its images/s over the preset's.
+its best round (the median is reported too), and its ratio is its images/s over `before`'s.
 
 Candidates (settings are `lgen train` flags; the others change only how this process runs):
-- s-real-reuse:  --s-real-reuse (S clusters the critic's last real batch);
-- fused-critic:  --fused-critic-forward (one critic forward of [real; fake]);
-- lazy-gp-2 / lazy-gp-4: --gp-every 2 / 4;
-- channels-last: the networks' weights and inputs in channels-last memory format (oneDNN);
-- 1-thread:      torch.set_num_threads(1) (the default is one thread per core);
-- batch-128:     --batch-size 128 (ratio per image: the same images in half the steps);
-- bf16:          --precision bf16 (CPU autocast; where the CPU has bf16 instructions);
-- combined:      s-real-reuse + fused-critic + lazy-gp-2; combined+bf16: with bf16 too.
-
-Which ones change the numerics, and how that is checked for quality, is in
-experiments/throughput.md.
+- s-real-reuse:   --s-real-reuse (S clusters the critic's last real batch);
+- fused-critic:   --fused-critic-forward (one critic forward of [real; fake]);
+- lazy-gp-2:      --gp-every 2 (measured, then rejected for quality: experiments/throughput.md);
+- gp-subsample-2: --gp-subsample 2 (the penalty on every other interpolate);
+- channels-last:  the networks' weights and inputs in channels-last memory format (oneDNN);
+- 1-thread:       torch.set_num_threads(1) (the default is one thread per core);
+- batch-128:      --batch-size 128 (ratio per image: the same images in half the steps);
+- bf16:           --precision bf16 (CPU autocast; only where the CPU has bf16 instructions);
+- combined-fp32:  s-real-reuse + fused-critic + gp-subsample-2;
+- combined+bf16:  the same with bf16;
+- preset-now:     the preset as it is (its --precision auto resolved on this machine).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import contextlib
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -42,20 +44,23 @@ from sampling import cpu_model  # noqa: E402
 
 from lifelong_gen.train.process import NATIVE_BF16_FLAGS, cpu_flags  # noqa: E402
 
-COMBINED = {"s_real_reuse": True, "fused_critic_forward": True, "gp_every": 2}
-# name -> (setting overrides, how the process runs it)
-CANDIDATES: dict[str, tuple[dict, str]] = {
-    "preset": ({}, ""),
+# The preset as it was before issue 23 (every speed setting at its default): the baseline.
+BEFORE = {"s_real_reuse": False, "fused_critic_forward": False, "gp_every": 1, "gp_subsample": 1, "precision": "fp32"}
+COMBINED = {"s_real_reuse": True, "fused_critic_forward": True, "gp_subsample": 2}
+# name -> (setting overrides on top of BEFORE, how the process runs it); None: the preset as it is now.
+CANDIDATES: dict[str, tuple[dict | None, str]] = {
+    "before": ({}, ""),
     "s-real-reuse": ({"s_real_reuse": True}, ""),
     "fused-critic": ({"fused_critic_forward": True}, ""),
     "lazy-gp-2": ({"gp_every": 2}, ""),
-    "lazy-gp-4": ({"gp_every": 4}, ""),
+    "gp-subsample-2": ({"gp_subsample": 2}, ""),
     "channels-last": ({}, "channels_last"),
     "1-thread": ({}, "one_thread"),
     "batch-128": ({"batch_size": 128}, ""),
     "bf16": ({"precision": "bf16"}, ""),
-    "combined": (COMBINED, ""),
+    "combined-fp32": (COMBINED, ""),
     "combined+bf16": ({**COMBINED, "precision": "bf16"}, ""),
+    "preset-now": (None, ""),
 }
 
 
@@ -68,7 +73,9 @@ def build(preset: str, overrides: dict, mode: str, tmp: Path, name: str):
     settings = preset_settings(preset, False)
     shape = resolve_run_config(settings).model
     kind = "synthetic" if shape.img_resolution == 28 else "synthetic64"
-    settings.update(domains=[f"{kind}:{k}" for k in ("bars", "rings")][:len(settings["domains"])], **overrides)
+    settings.update(domains=[f"{kind}:{k}" for k in ("bars", "rings")][:len(settings["domains"])])
+    if overrides is not None:
+        settings.update({**BEFORE, **overrides})
     run = resolve_run_config(settings)
     data = [load_domain(s, run.model.img_channels, run.model.img_resolution) for s in run.train.domains]
     trainer = Trainer(run, tmp / name, data=data, progress=False, device="cpu")
@@ -110,12 +117,12 @@ def main() -> None:
     ap.add_argument("--preset", default="mnist-fashion")
     ap.add_argument("--steps", type=int, default=10, help="generator steps per candidate and round")
     ap.add_argument("--rounds", type=int, default=5)
-    ap.add_argument("--only", default="", help="comma-separated candidates (the preset is always timed)")
+    ap.add_argument("--only", default="", help="comma-separated candidates ('before' is always timed)")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("step_candidates.json"))
     args = ap.parse_args()
 
     flags = cpu_flags()
-    names = [n for n in CANDIDATES if not args.only or n == "preset" or n in args.only.split(",")]
+    names = [n for n in CANDIDATES if not args.only or n == "before" or n in args.only.split(",")]
     if not NATIVE_BF16_FLAGS & flags:
         names = [n for n in names if "bf16" not in n]  # emulated bf16 would only measure the emulation
     load_before = os.getloadavg()
@@ -130,6 +137,7 @@ def main() -> None:
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {rounds[n][-1] * 1e3:.1f}" for n in names),
                   flush=True)
         batch = {n: trainers[n].tc.batch_size for n in names}
+        trainers_precision = {n: trainers[n].tc.precision for n in names}
     best = {n: min(v) for n, v in rounds.items()}
     rate = {n: batch[n] / best[n] for n in names}
     report = {
@@ -137,7 +145,9 @@ def main() -> None:
         "candidates": {n: {"settings": CANDIDATES[n][0], "process": CANDIDATES[n][1] or None,
                            "batch_size": batch[n], "ms_per_generator_step": round(best[n] * 1e3, 2),
                            "images_per_s": round(rate[n], 1),
-                           "images_per_s_over_preset": round(rate[n] / rate["preset"], 3),
+                           "images_per_s_over_before": round(rate[n] / rate["before"], 3),
+                           "median_ms_per_generator_step": round(statistics.median(rounds[n]) * 1e3, 2),
+                           "precision": trainers_precision[n],
                            "ms_per_round": [round(x * 1e3, 2) for x in rounds[n]]} for n in names},
         "machine": {"cpu": cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(),
                     "bf16": bool(NATIVE_BF16_FLAGS & flags), "amx": "amx_tile" in flags,
@@ -149,7 +159,7 @@ def main() -> None:
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     for n in names:
-        print(f"{n:15s} {best[n] * 1e3:7.1f} ms/step {rate[n]:7.1f} img/s  x{rate[n] / rate['preset']:.3f}")
+        print(f"{n:15s} {best[n] * 1e3:7.1f} ms/step {rate[n]:7.1f} img/s  x{rate[n] / rate['before']:.3f}")
     print(f"wrote {args.out}")
 
 
