@@ -1,11 +1,14 @@
 """The reference preset's training step against the machine's own limit (issue 23, item 1), in one run.
 
-Usage: python benchmarks/step_limit.py [--preset mnist-fashion] [--steps 20] [--rounds 3]
+Usage: python benchmarks/step_limit.py [--preset mnist-fashion] [--before] [--steps 20] [--rounds 3]
                                        [--profile-steps 5] [--out benchmarks/step_limit.json]
+
+`--before`: the preset as it was before issue 23's speed settings (fp32, two critic forwards,
+the full penalty, S's own real batch), as benchmarks/step_candidates.py's baseline.
 
 Times the real `Trainer.train_step` of the preset (its networks, batch, n_critic and levers) on
 its second domain (replay on: the more expensive step), on synthetic domains of the preset's
-shape (speed does not depend on the pixels; benchmarks/device_step.py builds the trainer).
+shape (speed does not depend on the pixels; benchmarks/step_candidates.py builds the trainer).
 Reports, in one run on one machine:
 
 - ms per generator step and images/s (best of `--rounds` rounds of `--steps` steps);
@@ -45,8 +48,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from device_step import make_trainer  # noqa: E402
 from sampling import cpu_model  # noqa: E402
+from step_candidates import BEFORE, build  # noqa: E402
 from training import GlobalFlopCounter, matmul_gflops  # noqa: E402
 
 from lifelong_gen.train.process import NATIVE_BF16_FLAGS, cpu_flags  # noqa: E402
@@ -192,6 +195,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--profile-steps", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("step_limit.json"))
+    ap.add_argument("--before", action="store_true", help="the preset as it was before issue 23's speed settings")
     args = ap.parse_args()
 
     flags = cpu_flags()
@@ -201,7 +205,7 @@ def main() -> None:
     if has_bf16:
         peak["bf16_gflops"] = round(matmul_gflops(torch.bfloat16), 1)
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = make_trainer(args.preset, False, ("off", True), "cpu", tmp)
+        trainer = build(args.preset, {} if args.before else None, "", Path(tmp), "limit")
         phase = trainer.phases[1]
         for _ in range(3):  # warm-up: oneDNN's primitive caches
             trainer.train_step(phase)
@@ -217,12 +221,15 @@ def main() -> None:
         tc = trainer.tc
     rate = flops["gflop_per_generator_step"] / best
     report = {
-        "preset": args.preset, "batch_size": tc.batch_size, "n_critic": tc.n_critic,
+        "preset": args.preset + (" (before issue 23)" if args.before else ""), "batch_size": tc.batch_size,
+        "n_critic": tc.n_critic, "precision": tc.precision,
         "levers": {"info_augment_weight": tc.info_augment_weight, "s_real_weight": tc.s_real_weight},
+        "speed_settings": {k: getattr(tc, k) for k in BEFORE},
         "ms_per_generator_step": round(best * 1e3, 2), "ms_per_round": [round(r * 1e3, 2) for r in rounds],
         "images_per_s": round(tc.batch_size / best, 1),
         "flops": flops, "peak": peak, "counted_gflops_per_s": round(rate, 1),
         "share_of_fp32_peak": round(rate / peak["fp32_gflops"], 3),
+        **({"share_of_bf16_peak": round(rate / peak["bf16_gflops"], 3)} if tc.precision == "bf16" else {}),
         # The counted FLOPs over the GEMM-like ops' own (profiled) time: how near the peak the
         # convolutions themselves run, apart from the time spent outside them.
         "gemm_like_gflops_per_s": round(flops["gflop_per_generator_step"] / parts["ops"]["gemm_like_ms_per_step"]
