@@ -30,7 +30,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # Issue 23's step, 1.6x the images/s: S clusters the critic's batch, one critic forward of
         # real and fake, the penalty on every other interpolate, bf16 where the CPU has bf16
         # instructions. Over 3 seeds (experiments/throughput.md) S accuracy and d-purity rose on
-        # MNIST and Fashion-MNIST alike; MNIST's FID fell back 5 points (--gp-subsample 1 keeps it).
+        # MNIST and Fashion-MNIST alike; MNIST's FID got 5 points worse (--gp-subsample 1 avoids that).
         "s_real_reuse": True, "fused_critic_forward": True, "gp_subsample": 2, "precision": "auto",
         "checkpoint_every": 500,
         # Quick: a demo-sized run of the same model (a few minutes on 2 CPU cores).
