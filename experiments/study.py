@@ -46,6 +46,11 @@ SETTINGS: dict[str, list[str]] = {
                     "--s-real-reuse", "--fused-critic-forward", "--precision", "bf16"],
     "fast-sub2": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
                   "--s-real-reuse", "--fused-critic-forward", "--gp-subsample", "2", "--precision", "bf16"],
+    # Issue 20's screening: ClusterGAN trains Fashion-MNIST with beta_n = 0 (no weight on
+    # recovering the continuous part of the latent); here the c term of L_MI.
+    "fast-sub2-c0": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
+                     "--s-real-reuse", "--fused-critic-forward", "--gp-subsample", "2", "--precision", "bf16",
+                     "--info-weight-continuous", "0"],
     "fast-fp32": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
                   "--s-real-reuse", "--fused-critic-forward", "--gp-every", "2"],
 }
