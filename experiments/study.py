@@ -30,6 +30,10 @@ BASE = ["--batch-size", "64", "--g-width", "32", "--d-width", "32", "--fc-width"
         "--n-critic", "2", "--lr-g", "5e-4", "--lr-d", "5e-4", "--z-scale", "0.1", "--c-scale", "0.1",
         "--d-dim", "10", "--checkpoint-every", "500", "--no-progress"]
 
+# The preset's objective (issue 11's levers) and issue 23's step changes, which settings combine.
+OBJECTIVE = ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1"]
+FAST_STEP = ["--s-real-reuse", "--fused-critic-forward"]
+
 # Each setting: extra flags on top of BASE. "base" is the shipped preset's objective.
 SETTINGS: dict[str, list[str]] = {
     "base": [],
@@ -37,22 +41,18 @@ SETTINGS: dict[str, list[str]] = {
     "real": ["--s-real-weight", "1"],
     "aug+real": ["--info-augment-weight", "1", "--s-real-weight", "1"],
     "cbn": ["--g-conditioning", "cbn"],
-    "cbn+aug+real": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1"],
+    "cbn+aug+real": OBJECTIVE,
     "cbn+aug": ["--g-conditioning", "cbn", "--info-augment-weight", "1"],
     # Issue 23: the preset's objective with the step's speed settings (benchmarks/step_candidates.py).
-    "fast": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
-             "--s-real-reuse", "--fused-critic-forward", "--gp-every", "2", "--precision", "bf16"],
-    "fast-nolazy": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
-                    "--s-real-reuse", "--fused-critic-forward", "--precision", "bf16"],
-    "fast-sub2": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
-                  "--s-real-reuse", "--fused-critic-forward", "--gp-subsample", "2", "--precision", "bf16"],
+    "fast": [*OBJECTIVE, *FAST_STEP, "--gp-every", "2", "--precision", "bf16"],
+    "fast-nolazy": [*OBJECTIVE, *FAST_STEP, "--precision", "bf16"],
+    "fast-sub2": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16"],
     # Issue 20's screening: ClusterGAN trains Fashion-MNIST with beta_n = 0 (no weight on
     # recovering the continuous part of the latent); here the c term of L_MI.
-    "fast-sub2-c0": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
-                     "--s-real-reuse", "--fused-critic-forward", "--gp-subsample", "2", "--precision", "bf16",
+    "fast-sub2-c0": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
                      "--info-weight-continuous", "0"],
-    "fast-fp32": ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1",
-                  "--s-real-reuse", "--fused-critic-forward", "--gp-every", "2"],
+    # The preset's step where `--precision auto` is fp32 (no bf16 instructions); not run yet.
+    "fast-sub2-fp32": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2"],
 }
 # The protocols: one domain learned alone (issue 11's MNIST one; issue 20's Fashion-MNIST one).
 DOMAINS = ("mnist", "fashion-mnist")
