@@ -64,8 +64,11 @@ CANDIDATES: dict[str, tuple[dict | None, str]] = {
 }
 
 
-def build(preset: str, overrides: dict, mode: str, tmp: Path, name: str):
-    """The preset's trainer on synthetic domains of its shape, on its second domain (replay on)."""
+def build(preset: str, overrides: dict | None, mode: str, tmp: Path, name: str):
+    """The preset's trainer on synthetic domains of its shape, on its second domain (replay on).
+
+    overrides: settings on top of BEFORE (the preset before issue 23), or None for the preset as it is.
+    """
     from lifelong_gen.config import preset_settings, resolve_run_config
     from lifelong_gen.train.domains import load_domain
     from lifelong_gen.train.trainer import Trainer
