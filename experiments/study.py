@@ -75,6 +75,12 @@ def run_one(root: Path, setting: str, seed: int, steps: int, domain: str = "mnis
     else:
         subprocess.run(cmd + ["--out", str(run_dir)], check=True)
     minutes = (time.time() - t0) / 60
+    return evaluated_row(run_dir, setting, seed, steps, domain, minutes, SETTINGS[setting])
+
+
+def evaluated_row(run_dir: Path, setting: str, seed: int, steps: int, domain: str, minutes: float,
+                  flags: list[str]) -> dict:
+    """`lgen evaluate` of a study run and its results.jsonl row (also experiments/self_label_posthoc.py's)."""
     subprocess.run(lgen() + ["evaluate", str(run_dir), "--num-samples", "2000"], check=True,
                    stdout=subprocess.DEVNULL)
     m = json.loads((run_dir / "metrics.json").read_text())
@@ -83,7 +89,7 @@ def run_one(root: Path, setting: str, seed: int, steps: int, domain: str = "mnis
             "acc": learned["clustering"]["accuracy"], "nmi": learned["clustering"]["nmi"],
             "purity": m["interpretability"]["d_purity"]["mean"], "fid": learned["fid"],
             "c1_change": m["interpretability"]["traversal"]["c1"]["class_change"],
-            "flags": SETTINGS[setting]}
+            "flags": flags}
 
 
 def table(root: Path) -> str:

@@ -132,6 +132,14 @@ class TrainConfig:
                                              "(replay included) instead of drawing one of its own", kind="lever")
     s_balance_weight: float = setting(1.0, help="Weight of the category-balance term inside --s-real-weight's "
                                                 "objective", kind="lever")
+    # SCAN's self-labelling (Van Gansbeke et al. 2020), as a pass of S alone after each domain
+    # (train/self_label.py): confident real predictions become balanced targets for strong views.
+    self_label_steps: int = setting(0, help="After each domain, N updates of S alone on its own confident "
+                                            "predictions of real images (SCAN self-labelling; 0: off)", kind="lever")
+    self_label_threshold: float = setting(0.99, help="--self-label-steps: an image is a target when S's top "
+                                                     "probability exceeds this (SCAN: 0.99)", kind="lever")
+    self_label_lr: float = setting(1e-4, help="--self-label-steps: Adam lr of S's pass (a fresh optimiser, "
+                                              "as SCAN)", kind="lever")
     replay_alignment: float = setting(0.0, help="Weight of MeRGAN replay alignment ||G_k - G_k-1||^2 on old codes "
                                                 "(0: off)", kind="lever")
     d_per_domain: Optional[int] = setting(None, help="Each domain adds N discrete categories (default: one Cat(d_dim) "
@@ -188,6 +196,12 @@ class TrainConfig:
             raise LgenError(f"inherited_domains must be in [0, {len(self.domains)}), got {self.inherited_domains}")
         if self.critic_warmup < 0:
             raise LgenError(f"--critic-warmup must be >= 0, got {self.critic_warmup}")
+        if self.self_label_steps < 0:
+            raise LgenError(f"--self-label-steps must be >= 0, got {self.self_label_steps}")
+        if not 0.0 <= self.self_label_threshold < 1.0:
+            raise LgenError(f"--self-label-threshold must be in [0, 1), got {self.self_label_threshold}")
+        if not self.self_label_lr > 0:
+            raise LgenError(f"--self-label-lr must be > 0, got {self.self_label_lr}")
         if self.d_per_domain is not None and self.d_per_domain < 1:
             raise LgenError(f"--d-per-domain must be >= 1, got {self.d_per_domain}")
         if self.gp_subsample > self.batch_size:

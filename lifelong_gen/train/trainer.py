@@ -15,6 +15,8 @@ is forwards.py. One generator step is:
 2. the generator update, D frozen: −E[D(G(z, u))] + λ_MI·(−L_MI) (eq. (10)) [+ replay
    alignment, + the interpretability levers]; Adam step on G ∪ S; EMA update of G.
 
+After a domain's steps, `self_label_steps` > 0 adds a pass of S alone (self_label.py, SCAN).
+
 The step stays on the training device: domain images live there as uint8, every random
 draw (codes, data indices, interpolation weights, replay codes) comes from one
 `torch.Generator` on that device whose state is checkpointed, and the losses stay there
@@ -58,6 +60,7 @@ from lifelong_gen.train.networks import build_networks, frozen, parameter_groups
 from lifelong_gen.train.phase import Losses, Phase, make_phases
 from lifelong_gen.train.process import choose_kernels, resolve_precision, stop_on_signals
 from lifelong_gen.train.replay import ReplaySnapshot, sample_codes
+from lifelong_gen.train.self_label import self_label_pass
 
 log = logging.getLogger("lifelong_gen")
 
@@ -378,6 +381,8 @@ class Trainer:
                             f"{self.step}: checkpoint written; continue with `lgen train --resume {self.run_dir}`"))
                     if self.step % self.tc.checkpoint_every == 0 and self.step < phase.steps:
                         self.checkpoint()
+                if self.tc.self_label_steps:  # S alone, before the domain's snapshot and checkpoint
+                    self_label_pass(self, phase)
                 self.advance_domain(phase)
                 for cb in callbacks:
                     cb.after_domain(self, phase)
