@@ -2,8 +2,8 @@
 
 Owns `render_card` / `write_card`: the Jinja2 template `model_cards/bundle_card.md.j2`
 (installed as `lifelong_gen.model_cards`) filled from the bundle's `config.json` (domains,
-every model and training setting), `metrics.json` when `lgen evaluate` wrote one (every
-numeric leaf, whatever its nesting), the preview PNGs present (`samples/`, `figures/`),
+every model and training setting), `metrics.json` when `lgen evaluate` wrote one (its
+headline figures, metrics_summary.py; the full file stays beside the card), the preview PNGs present (`samples/`, `figures/`),
 the ONNX files (size, and the opset and parity the export recorded in their metadata,
 read with onnxruntime) and the ONNX contract of export/spec.py. Torch-free:
 `lgen card` and `lgen push` run where PyTorch is not installed.
@@ -24,6 +24,7 @@ from lifelong_gen.config import RunConfig, domain_slots, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
 from lifelong_gen.lineage import lineage_chain
+from lifelong_gen.metrics_summary import fmt, summary_rows
 
 TEMPLATE = "bundle_card.md.j2"
 LIBRARY_NAME = "lifelong-gen"
@@ -31,7 +32,6 @@ PIPELINE_TAG = "unconditional-image-generation"
 TAGS = ("lifelong-learning", "gan", "infogan", "wgan-gp", "generative-replay", "onnx")
 # Domain spec -> Hub dataset id, for the card's `datasets:` metadata.
 HUB_DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist"}
-MAX_METRIC_ROWS = 200  # a card stays readable; the full file is in the repo
 
 
 # ---------------------------------------------------------------- inputs
@@ -42,52 +42,31 @@ def _format_value(value: Any) -> str:
     return "`" + json.dumps(value).replace("|", "\\|") + "`"
 
 
-def _format_number(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return f"{value:.4g}"
+def read_metrics(bundle: Path) -> tuple[list[tuple[str, str]], str]:
+    """(the headline rows of BUNDLE/metrics.json, formatted; the text shown when there are none).
 
-
-def flatten_metrics(obj: Any, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, str]]:
-    """Every finite numeric leaf of a JSON value as ("a / b / [0]", "1.234"), in file order.
-
-    Strings, booleans and nulls are skipped: the table is of measurements.
+    The card shows what metrics_summary.summary_rows picks (as `lgen evaluate`'s report does):
+    per domain the sample share, classes present, FID, KID, confidence and S's clustering, then
+    the joint figures, d-purity and traversals, and the forgetting summary. The rest (every
+    per-d and per-class value, the classifier, versions) stays in metrics.json.
     """
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
-        return
-    if isinstance(obj, (int, float)):
-        if math.isfinite(obj):
-            yield (" / ".join(prefix) or "value"), _format_number(obj)
-        return
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            if str(key).endswith("version"):  # schema bookkeeping, not a measurement
-                continue
-            yield from flatten_metrics(value, prefix + (str(key).replace("|", "\\|"),))
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            # Index suffixes join the previous key: "forgetting / matrix[0][1]".
-            head = prefix[:-1] + (f"{prefix[-1]}[{i}]",) if prefix else (f"[{i}]",)
-            yield from flatten_metrics(value, head)
-
-
-def read_metrics(bundle: Path) -> tuple[list[tuple[str, str]], str, str]:
-    """(table rows, status text when there are none, truncation note) from BUNDLE/metrics.json."""
     path = Path(bundle) / METRICS_NAME
     if not path.is_file():
-        return [], "Not evaluated: this bundle has no `metrics.json` (`lgen evaluate` writes one).", ""
+        return [], "Not evaluated: this bundle has no `metrics.json` (`lgen evaluate` writes one)."
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        return [], f"Not evaluated: `metrics.json` is unreadable ({one_line(e)}).", ""
-    rows = list(flatten_metrics(data))
+        return [], f"Not evaluated: `metrics.json` is unreadable ({one_line(e)})."
+    try:
+        rows = summary_rows(data)
+    except (KeyError, TypeError, AttributeError, IndexError) as e:
+        return [], f"`metrics.json` is not in the layout `lgen evaluate` writes (no {one_line(e)}); see the file itself."
+    # Not measured (None) and undefined (NaN: e.g. a backward transfer with one domain) are left out.
+    rows = [(name.replace("|", "\\|"), fmt(value)) for name, value in rows
+            if value is not None and not (isinstance(value, float) and not math.isfinite(value))]
     if not rows:
-        return [], "Not evaluated: `metrics.json` holds no numeric results.", ""
-    note = ""
-    if len(rows) > MAX_METRIC_ROWS:
-        note = f"; the first {MAX_METRIC_ROWS} of {len(rows)} values, all in the file"
-        rows = rows[:MAX_METRIC_ROWS]
-    return rows, "", note
+        return [], "Not evaluated: `metrics.json` holds no headline figures."
+    return rows, ""
 
 
 def _d_classes_section(bundle: Path) -> tuple[str, str, str, str]:
@@ -242,7 +221,7 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
         if hub_name and hub_name not in datasets:
             datasets.append(hub_name)
 
-    metrics_rows, metrics_status, metrics_truncated = read_metrics(bundle)
+    metrics_rows, metrics_status = read_metrics(bundle)
     d_table, d_table_measured, d_table_status, class_example = _d_classes_section(bundle)
     images = [{"path": rel.as_posix(), "caption": _caption(rel, run)} for rel in bundle_images(bundle)]
 
@@ -263,7 +242,7 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
         package_version=run.package_version,
         model_settings=[(k, _format_value(v)) for k, v in run.to_dict()["model"].items()],
         train_settings=[(k, _format_value(v)) for k, v in run.to_dict()["train"].items()],
-        metrics_rows=metrics_rows, metrics_status=metrics_status, metrics_truncated=metrics_truncated,
+        metrics_rows=metrics_rows, metrics_status=metrics_status,
         d_table=d_table, d_table_measured=d_table_measured, d_table_status=d_table_status, class_example=class_example,
         images=images, onnx={"files": onnx_files, "opset": opset},
         weights=[w for key, w in NETWORK_FILES.items() if (bundle / w).is_file() and (with_critic or key != "D")],

@@ -313,10 +313,15 @@ def test_hub_model_card_renders_metadata_and_parses_back(bundle, no_torch, tmp_p
     shutil.copytree(bundle / "samples", copy / "samples")
     (copy / "figures").mkdir()
     shutil.copy(bundle / "samples" / "domain-1.png", copy / "figures" / "traversal_c1.png")
-    metrics = {"schema_version": 1,
+    metrics = {"schema_version": 1,  # the layout `lgen evaluate` writes, cut down
+               "training": {"domains": ["synthetic:bars"], "d_per_domain": None, "joint": False},
                "per_domain": {"synthetic:bars": {"fid": 12.3456, "sample_share": 0.5, "covered_classes": 10,
                                                  "clustering": {"accuracy": 0.91, "nmi": None}, "note": "text"}},
-               "forgetting": {"matrix": [[1.5, float("nan")], [2.25, 3.0]], "mean": 0.75}}
+               "overall": {"fid": 20.5, "joint_clustering": {"accuracy": 0.8}},
+               "interpretability": {"d_purity": {"mean": 0.75, "per_d": [{"d": 0, "class": "x", "purity": 0.75}]},
+                                    "traversal": {"c1": {"class_change": 0.125, "pixel_change": 0.3}}},
+               "forgetting": {"bwt": {"fid": float("nan"), "relative_share": 0.0, "cluster_accuracy": None},
+                              "fid": [[1.5]]}}
     (copy / "metrics.json").write_text(json.dumps(metrics))
 
     r = run(hub_env(no_torch, None, tmp_path / "home"), "card", copy, "--repo-id", "org/tiny", "--note", "A test note.")
@@ -331,11 +336,15 @@ def test_hub_model_card_renders_metadata_and_parses_back(bundle, no_torch, tmp_p
     text = card.text
     assert "> **Note:** A test note." in text
     assert "| 1 | `synthetic:bars` | 0–9 (shared) |" in text
-    for row in ("| per_domain / synthetic:bars / fid | 12.35 |", "| per_domain / synthetic:bars / covered_classes | 10 |",
-                "| per_domain / synthetic:bars / clustering / accuracy | 0.91 |", "| forgetting / matrix[0][0] | 1.5 |",
-                "| forgetting / matrix[1][1] | 3 |", "| forgetting / mean | 0.75 |"):
-        assert row in text, row
-    assert "matrix[0][1]" not in text and "schema_version" not in text and "nmi" not in text  # NaN, bookkeeping, null
+    # The headline figures, as `lgen evaluate`'s report has them; not the whole file.
+    evaluation = text[text.index("## Evaluation"):text.index("### What each d draws")]
+    rows = [line for line in evaluation.splitlines() if line.startswith("| ") and "metric" not in line]
+    assert rows == ["| synthetic:bars: sample share | 0.500 |", "| synthetic:bars: classes present (≥1%) | 10 |",
+                    "| synthetic:bars: FID (classifier) | 12.346 |", "| synthetic:bars: S clustering accuracy | 0.910 |",
+                    "| overall FID (classifier) | 20.500 |", "| joint S clustering accuracy | 0.800 |",
+                    "| d purity (mean) | 0.750 |", "| c1 traversal: class change | 0.125 |",
+                    "| BWT relative share (− = forgetting) | 0.000 |"]  # not measured (None, NaN): left out
+    assert "metrics.json`, which holds every value" in evaluation
     assert "![EMA generator after domain 1 (synthetic:bars)" in text and "(samples/domain-1.png)" in text
     assert "Traversal of c1 from -1 to 1" in text and "(figures/traversal_c1.png)" in text
     assert "`z` float32 [N, 8]" in text and "`d_logits` float32 [N, 10]" in text
@@ -344,9 +353,22 @@ def test_hub_model_card_renders_metadata_and_parses_back(bundle, no_torch, tmp_p
     assert "max \\|onnxruntime − PyTorch\\|" in text  # parity read from the ONNX metadata
     assert f"(opset {spec.DEFAULT_OPSET})" in text  # the opset the exporter recorded there too
 
+    (copy / "metrics.json").write_text(json.dumps({"per_domain": {"synthetic:bars": {}}}))  # another layout
+    assert "not in the layout `lgen evaluate` writes" in model_card.render_card(copy)
     (copy / "metrics.json").unlink()
     card = ModelCard(model_card.render_card(copy))
     assert "Not evaluated" in card.text and "--model BUNDLE" in card.text
+
+
+def test_hub_card_headline_gives_each_domains_own_d_purity():
+    from lifelong_gen.metrics_summary import domain_purities
+
+    per_d = [{"d": d, "purity": p} for d, p in enumerate([1.0, 0.5, 0.25, 0.75])]
+    m = {"training": {"domains": ["a", "b"], "d_per_domain": 2, "joint": False},
+         "interpretability": {"d_purity": {"per_d": per_d}}}
+    assert domain_purities(m) == {"a": 0.75, "b": 0.5}  # a owns d 0-1, b owns d 2-3
+    assert domain_purities({**m, "training": {**m["training"], "joint": True}}) == {}  # a joint run shares its d
+    assert domain_purities({**m, "training": {**m["training"], "d_per_domain": None}}) == {}
 
 
 def test_hub_model_card_without_onnxruntime_lists_the_onnx_files_plainly(bundle, tmp_path_factory, tmp_path):

@@ -1,54 +1,15 @@
 """Markdown for evaluation results: one run's report, and the comparison table of several.
 
 Torch-free: works from metrics.json dictionaries alone, so `lgen evaluate --compare` can
-tabulate runs evaluated earlier.
+tabulate runs evaluated earlier. The headline figures themselves (`summary_rows`) are
+metrics_summary.py's, which the model card shares.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
-
-def fmt(v: Any, digits: int = 3) -> str:
-    if v is None:
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}" if abs(v) < 1000 else f"{v:.0f}"
-    return str(v)
-
-
-def table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def summary_rows(m: dict) -> list[tuple[str, Optional[float]]]:
-    """(metric name, value) pairs that summarise one evaluation, in a stable order."""
-    rows: list[tuple[str, Optional[float]]] = []
-    for spec, e in m["per_domain"].items():
-        rows += [(f"{spec}: sample share", e["sample_share"]),
-                 (f"{spec}: classes present (≥1%)", e["covered_classes"]),
-                 (f"{spec}: FID (classifier)", e.get("fid")),
-                 (f"{spec}: KID", e.get("kid_mean")),
-                 (f"{spec}: confidence", e.get("confidence")),
-                 (f"{spec}: S clustering accuracy", e.get("clustering", {}).get("accuracy")),
-                 (f"{spec}: S NMI", e.get("clustering", {}).get("nmi"))]
-        if "inception_fid" in e:
-            rows.append((f"{spec}: FID (Inception)", e["inception_fid"]))
-    joint = m["overall"].get("joint_clustering") or {}
-    rows += [("overall FID (classifier)", m["overall"].get("fid")),
-             ("joint S clustering accuracy", joint.get("accuracy")),
-             ("joint S NMI", joint.get("nmi")),
-             ("d purity (mean)", m["interpretability"]["d_purity"]["mean"])]
-    for name, t in m["interpretability"]["traversal"].items():
-        rows.append((f"{name} traversal: class change", t["class_change"]))
-    f = m.get("forgetting")
-    if f:
-        rows += [("BWT FID (+ = forgetting)", f["bwt"]["fid"]),
-                 ("BWT relative share (− = forgetting)", f["bwt"]["relative_share"]),
-                 ("BWT S accuracy (− = forgetting)", f["bwt"]["cluster_accuracy"])]
-    return rows
+from lifelong_gen.metrics_summary import fmt, summary_rows, table
 
 
 def run_report(m: dict, figures: list[str]) -> str:
