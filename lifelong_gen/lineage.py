@@ -163,6 +163,10 @@ def continue_config(parent: Parent, domains: str | list[str], overrides: dict[st
     use_parent_critic = parent.has_critic and critic != "fresh"
     settings = {k: v for k, v in overrides.items() if k in TRAINING_SETTINGS}
     settings.setdefault("critic_warmup", 0 if use_parent_critic else FRESH_CRITIC_WARMUP)
+    # A continuation trains on this machine, so its precision is chosen here (`auto`: bf16 where the
+    # CPU has bf16 instructions), not inherited: the parent's config.json records what *its* machine
+    # chose, and bf16 on a CPU without them is slower than fp32.
+    settings.setdefault("precision", "auto")
     train = dataclasses.replace(pt, domains=list(pt.domains) + new, inherited_domains=len(pt.domains),
                                 joint=False, **settings)
     train.validate()

@@ -95,6 +95,9 @@ def test_continue_config_inherits_the_method_and_grows_d(parent):
     assert run.train.steps_per_domain == 7 and run.train.lr_g == 1e-3
     assert run.model.g_conditioning == "cbn" and run.train.seed == 1  # the parent's
     assert run.parent["critic"] == "parent" and run.train.critic_warmup == 0
+    # Precision is chosen on the machine that continues (the trainer resolves auto), unless given.
+    assert run.train.precision == "auto"
+    assert continue_config(p, "synthetic:rings", {"precision": "fp32"}).train.precision == "fp32"
     assert run.parent["weights"]["generator_ema.safetensors"] == __import__("hashlib").sha256(
         (parent / "generator_ema.safetensors").read_bytes()).hexdigest()
     fresh = continue_config(p, "synthetic:rings", {}, critic="fresh")
