@@ -134,5 +134,8 @@ def test_self_label_settings_are_validated():
         resolve_run_config({**base, "self_label_threshold": 1.0})
     with pytest.raises(LgenError, match="--self-label-lr must be > 0"):
         resolve_run_config({**base, "self_label_lr": 0.0})
+    shared = resolve_run_config({**TINY, **base, "self_label_steps": 1, "encoder_shares_critic": True})
+    with pytest.raises(LgenError, match="separate S"):
+        Trainer(shared, "/nonexistent", data=[], progress=False)
     assert resolve_run_config(base).train.self_label_steps == 0 and math.isclose(
         resolve_run_config(base).train.self_label_threshold, 0.99)

@@ -157,6 +157,8 @@ class Trainer:
         shared = self.cfg.encoder_shares_critic
         if shared and self.tc.s_real_weight > 0:
             raise LgenError("s_real_weight trains S on real images and needs a separate S (drop --shared-encoder)")
+        if shared and self.tc.self_label_steps > 0:
+            raise LgenError("--self-label-steps trains S alone and needs a separate S (drop --shared-encoder)")
         groups = parameter_groups(self.G, self.D, self.S)
         d_params, g_params = ([p for _, p in groups[k]] for k in ("opt_d", "opt_g"))
         # CUDA: the fused Adam kernel (one launch per step instead of several per tensor).
