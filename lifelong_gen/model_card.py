@@ -16,7 +16,7 @@ import math
 import re
 from importlib import resources
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 from lifelong_gen.atomic import atomic_write_text
 from lifelong_gen.bundle import CARD_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES, ONNX_FILES
