@@ -97,8 +97,9 @@ class Trainer:
         self.device = distributed.pick_device(device, self.dist)
         self.progress = progress and self.dist.is_main
         precision = resolve_precision(run.train.precision, self.device)
+        chose = None
         if precision != run.train.precision:  # config.json records what auto chose
-            log.info("precision %s: %s on this machine", run.train.precision, precision)
+            chose = f"precision {run.train.precision}: {precision} on this machine"
             run = dataclasses.replace(run, train=dataclasses.replace(run.train, precision=precision))
             self.run, self.tc = run, run.train
         # bf16: autocast around forwards only; parameters, optimizer state and losses stay fp32.
@@ -115,6 +116,8 @@ class Trainer:
         self.data = data if data is not None else [
             load_domain(spec, self.cfg.img_channels, self.cfg.img_resolution, self.tc.data_root, self.tc.download)
             for spec in self.tc.domains[inherited:]]
+        if chose is not None:  # said once the parent and the data have loaded: an error there stays one line
+            log.info(chose)
         # The caller's config is left as it was given; this run's copy names where its data came from.
         self.run = run = dataclasses.replace(
             run, data_sources=list(run.data_sources)[:inherited] + [d.describe() for d in self.data])
