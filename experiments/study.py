@@ -51,6 +51,10 @@ SETTINGS: dict[str, list[str]] = {
     # recovering the continuous part of the latent); here the c term of L_MI.
     "fast-sub2-c0": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
                      "--info-weight-continuous", "0"],
+    # Issue 20's Fashion-tuned view for the consistency terms (NMCE's ranges: scale, vertical
+    # shift, blur, brightness; no rotation), losses.clothes_augment.
+    "fast-sub2-clothes": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
+                          "--consistency-augment", "clothes"],
     # The preset's step where `--precision auto` is fp32 (no bf16 instructions); not run yet.
     "fast-sub2-fp32": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2"],
 }

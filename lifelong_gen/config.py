@@ -31,6 +31,9 @@ SUPPORTED_RESOLUTIONS = (28, 64)
 PRECISIONS = ("fp32", "bf16", "auto")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 G_CONDITIONINGS = ("input", "cbn")
+# The views of --info-augment-weight and --s-real-weight (train/losses.py CONSISTENCY_AUGMENTS; kept
+# here too so the torch-free config can validate them).
+CONSISTENCY_AUGMENTS = ("affine", "clothes")
 SYNTHETIC_KINDS = ("bars", "rings")  # the tiny generated domains of tests and demos
 
 
@@ -132,6 +135,11 @@ class TrainConfig:
                                              "(replay included) instead of drawing one of its own", kind="lever")
     s_balance_weight: float = setting(1.0, help="Weight of the category-balance term inside --s-real-weight's "
                                                 "objective", kind="lever")
+    # Issue 20: garments are upright and centred, so rotation may turn one class's look into another's.
+    consistency_augment: str = setting("affine", help="The augmented view of --info-augment-weight and --s-real-weight: "
+                                                      "affine (rotation, scale, shift; digits) or clothes (scale "
+                                                      "0.8-1.1, vertical shift, 3x3 blur, brightness; no rotation)",
+                                       kind="lever")
     # SCAN's self-labelling (Van Gansbeke et al. 2020), as a pass of S alone after each domain
     # (train/self_label.py): confident real predictions become balanced targets for strong views.
     self_label_steps: int = setting(0, help="After each domain, N updates of S alone on its own confident "
@@ -210,6 +218,9 @@ class TrainConfig:
             raise LgenError(f"--precision {self.precision!r} is not supported (choose one of {', '.join(PRECISIONS)})")
         if self.compile not in COMPILE_MODES:
             raise LgenError(f"--compile {self.compile!r} is not supported (choose one of {', '.join(COMPILE_MODES)})")
+        if self.consistency_augment not in CONSISTENCY_AUGMENTS:
+            raise LgenError(f"--consistency-augment {self.consistency_augment!r} is not supported "
+                            f"(choose one of {', '.join(CONSISTENCY_AUGMENTS)})")
         for name in ("gp_lambda", "replay_alignment", "info_augment_weight", "s_real_weight", "s_balance_weight"):
             if not getattr(self, name) >= 0:
                 raise LgenError(f"{flag_of(name)} must be >= 0, got {getattr(self, name)}")

@@ -9,6 +9,9 @@ off at weight 0), with their diagnostics kept apart so they are logged, never su
   over the categories active in the phase, consistent under augmentation and balanced
   (losses.clustering_loss); `s_real_reuse` takes the critic's last real batch for it.
 
+Both see the view of `consistency_augment` (losses.CONSISTENCY_AUGMENTS): a small rotation,
+scale and shift for digits, or scale, vertical shift, blur and brightness for clothes.
+
 Off, a lever draws nothing from the run's random stream, so a run without levers is
 bit-identical to one made before they existed.
 """
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lifelong_gen.train.losses import augmented_info_loss, clustering_loss, random_affine
+from lifelong_gen.train.losses import augmented_info_loss, clustering_loss, consistency_augment
 from lifelong_gen.train.phase import Losses, Phase
 
 if TYPE_CHECKING:  # the trainer imports this module
@@ -39,7 +42,7 @@ def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch
     terms: dict[str, tuple[float, torch.Tensor]] = {}
     logged: Losses = {}
     if tc.info_augment_weight > 0:
-        augmented = random_affine(fake.float(), trainer.rng)
+        augmented = consistency_augment(fake.float(), trainer.rng, tc.consistency_augment)
         with trainer.autocast():
             d_logits_aug, _ = fw.S(augmented)
         terms["info_aug"] = (tc.info_augment_weight, augmented_info_loss(d_logits_aug.float(), d_idx))
@@ -47,7 +50,7 @@ def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch
         with torch.no_grad():
             # --s-real-reuse: the critic's last batch, drawn in this same step from the same mix.
             real = trainer.last_real if tc.s_real_reuse else trainer.real_batch(phase, tc.batch_size)
-            augmented = random_affine(real, trainer.rng)
+            augmented = consistency_augment(real, trainer.rng, tc.consistency_augment)
         with trainer.autocast():
             logits = fw.S(torch.cat([real, augmented]))[0].float()[:, :phase.d_slots]
         loss, consistency, balance = clustering_loss(*logits.chunk(2), balance_weight=tc.s_balance_weight)

@@ -8,6 +8,8 @@
 - `alignment_loss`: MeRGAN replay alignment, ‖G_k(z,u) − G_{k−1}(z,u)‖².
 - `random_affine`, `augmented_info_loss`, `clustering_loss`: the opt-in interpretability
   levers of issue 11 (d kept under augmentation; S as a clusterer of real images).
+- `clothes_augment`, `consistency_augment`: issue 20's Fashion-tuned augmentation for those
+  levers (`--consistency-augment clothes`) and the switch between the two.
 """
 
 from __future__ import annotations
@@ -114,6 +116,54 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, *, max_rotat
                          torch.stack([sin, cos, u[:, 3] * max_shift], 1)], 1).to(images.dtype)  # [N, 2, 3]
     grid = F.affine_grid(theta, list(images.shape), align_corners=False)
     return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
+
+
+def clothes_augment(images: torch.Tensor, generator: torch.Generator, *, scale: tuple[float, float] = (0.8, 1.1),
+                    max_shift_y: float = 0.1, blur_p: float = 0.5, brightness: float = 0.2) -> torch.Tensor:
+    """Fashion-tuned identity-preserving augmentation: scale, vertical shift, 3×3 blur, brightness.
+
+    The ranges of NMCE's Fashion-MNIST augmentation (Li et al. 2022, NMCE-release `data/aug.py`, as
+    issue 20 quotes them): garments are centred and upright in Fashion-MNIST, so no rotation (a
+    rotated shirt is no pose that occurs) and no horizontal shift; what varies between two photos
+    of one garment is its size, its height in the frame, focus and exposure. Differentiable in
+    `images`, like random_affine. The background stays black: scale and blur run on images + 1
+    padded with 0, and brightness multiplies images + 1, so 0 (black) stays 0.
+
+    Args:
+        images: [N, C, H, W] in [−1, 1].
+        generator: the trainer's checkpointed stream (4 uniforms per image, as random_affine).
+        scale: the object's size factor range (0.8: 20% smaller, 1.1: 10% larger).
+        max_shift_y: vertical shift, fraction of the half-height (0.1 ≈ 1.4 px at 28×28).
+        blur_p: share of images blurred by the 3×3 binomial kernel [1, 2, 1]ᵀ[1, 2, 1] / 16.
+        brightness: intensity factor drawn from [1 − b, 1 + b], clamped to the image range.
+    """
+    n, c = images.shape[:2]
+    u = torch.rand(n, 4, generator=generator, device=generator.device).to(images.device)  # [N, 4] in [0, 1)
+    size = scale[0] + u[:, 0] * (scale[1] - scale[0])
+    zero = torch.zeros_like(size)
+    # affine_grid maps output to input coordinates: 1/size magnifies by size.
+    theta = torch.stack([torch.stack([1 / size, zero, zero], 1),
+                         torch.stack([zero, 1 / size, (u[:, 1] * 2 - 1) * max_shift_y], 1)], 1).to(images.dtype)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    x = F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    k1 = torch.tensor([1.0, 2.0, 1.0], dtype=images.dtype, device=images.device)
+    kernel = (torch.outer(k1, k1) / 16).expand(c, 1, 3, 3)
+    blurred = F.conv2d(x, kernel, padding=1, groups=c)
+    x = torch.where((u[:, 2] < blur_p).view(n, 1, 1, 1), blurred, x)
+    x = x * (1 + (u[:, 3] * 2 - 1) * brightness).view(n, 1, 1, 1).to(images.dtype)
+    return x.clamp(0, 2) - 1
+
+
+# `--consistency-augment`: the view the interpretability levers keep d under.
+CONSISTENCY_AUGMENTS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
+    "affine": lambda images, generator: random_affine(images, generator),
+    "clothes": lambda images, generator: clothes_augment(images, generator),
+}
+
+
+def consistency_augment(images: torch.Tensor, generator: torch.Generator, policy: str = "affine") -> torch.Tensor:
+    """The augmented view of `policy` (a key of CONSISTENCY_AUGMENTS): affine for digits, clothes for garments."""
+    return CONSISTENCY_AUGMENTS[policy](images, generator)
 
 
 def augmented_info_loss(d_logits_augmented: torch.Tensor, d_target: torch.Tensor) -> torch.Tensor:
