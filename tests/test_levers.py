@@ -14,13 +14,19 @@ import pytest
 import torch
 
 from conftest import TINY
+from lifelong_gen import config as config_module
 from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig, resolve_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train.callbacks import StepFunction
-from lifelong_gen import config as config_module
-from lifelong_gen.train.losses import (CONSISTENCY_AUGMENTS, augmented_info_loss, clothes_augment, clustering_loss,
-                                       consistency_augment, random_affine)
+from lifelong_gen.train.losses import (
+    CONSISTENCY_AUGMENTS,
+    augmented_info_loss,
+    clothes_augment,
+    clustering_loss,
+    consistency_augment,
+    random_affine,
+)
 from lifelong_gen.train.networks import ConditionalBatchNorm, build_networks
 from lifelong_gen.train.trainer import Trainer
 
