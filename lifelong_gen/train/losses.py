@@ -155,10 +155,7 @@ def clothes_augment(images: torch.Tensor, generator: torch.Generator, *, scale: 
 
 
 # `--consistency-augment`: the view the interpretability levers keep d under.
-CONSISTENCY_AUGMENTS: dict[str, Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = {
-    "affine": lambda images, generator: random_affine(images, generator),
-    "clothes": lambda images, generator: clothes_augment(images, generator),
-}
+CONSISTENCY_AUGMENTS: dict[str, Callable[..., torch.Tensor]] = {"affine": random_affine, "clothes": clothes_augment}
 
 
 def consistency_augment(images: torch.Tensor, generator: torch.Generator, policy: str = "affine") -> torch.Tensor:
