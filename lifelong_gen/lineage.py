@@ -31,7 +31,8 @@ from typing import Any, Optional
 from lifelong_gen import __version__
 from lifelong_gen.atomic import sha256_file
 from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME, MANIFEST_NAME, NETWORK_FILES
-from lifelong_gen.config import EXECUTION_SETTINGS, MODEL_KEYS, RunConfig, flag_of, native_shape, parse_domains, read_run_config
+from lifelong_gen.config import EXECUTION_SETTINGS, MODEL_KEYS, RunConfig, flag_of, read_run_config
+from lifelong_gen.domain_names import native_shape, parse_domains
 from lifelong_gen.errors import LgenError, one_line
 
 # A continued run keeps these training settings of its parent: they define the objective

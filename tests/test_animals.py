@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from lifelong_gen.config import model_shape, parse_domains, resolve_run_config
+from lifelong_gen.config import resolve_run_config
+from lifelong_gen.domain_names import model_shape, parse_domains
 from lifelong_gen.errors import LgenError
 from lifelong_gen.safe_pickle import load_arrays
 from lifelong_gen.train import domains

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from lifelong_gen.config import model_shape, parse_domains
+from lifelong_gen.domain_names import model_shape, parse_domains
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train import domains
 from lifelong_gen.train.domains import load_domain

@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from conftest import lgen
-from lifelong_gen.config import model_shape, resolve_run_config
+from lifelong_gen.config import resolve_run_config
+from lifelong_gen.domain_names import model_shape
 from lifelong_gen.images import folder_image_shape
 
 

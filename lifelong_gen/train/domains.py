@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelong_gen.atomic import atomic_write_bytes
-from lifelong_gen.config import native_shape
+from lifelong_gen.domain_names import native_shape
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.images import PIXELS_VERSION, image_files, read_model_pixels
 from lifelong_gen.safe_pickle import load_arrays
