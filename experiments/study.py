@@ -7,6 +7,11 @@ with `lgen evaluate` and appends one JSON line per run to ROOT/results.jsonl. Ru
 in results.jsonl are skipped, so the script resumes after an interruption.
 
 `--domain fashion-mnist` is the same protocol on Fashion-MNIST alone (issue 20), into its own root.
+`--domain mnist,fashion-mnist` is the lifelong protocol: the reference preset itself
+(`--preset mnist-fashion`, both domains, replay) with STEPS generator steps per domain; its row
+has each domain's figures after both were learned (S acc, d-purity of the domain's own d's, FID),
+S's joint clustering of all 20 classes, MNIST's share of the samples, and MNIST's S acc at the
+end of domain 1 (the forgetting matrix's first row).
 
 `python experiments/study.py --table --root exp/study` prints the settings -> mean ± sd table
 (S's clustering accuracy and NMI on real test digits, d-purity, FID on the classifier's
@@ -55,11 +60,19 @@ SETTINGS: dict[str, list[str]] = {
     # shift, blur, brightness; no rotation), losses.clothes_augment.
     "fast-sub2-clothes": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
                           "--consistency-augment", "clothes"],
+    # Issue 20's IIC lever: S's training-only over-clustering head (50 categories, IIC's 5x the
+    # classes for MNIST), clustered on the same real batch as the d head.
+    "fast-sub2-over50": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
+                         "--s-overcluster-dim", "50"],
+    # Issue 20: twice the weight of S's clustering of real images (IMSAT's term) against L_MI.
+    "fast-sub2-sreal2": [*OBJECTIVE[:-1], "2", *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16"],
     # The preset's step where `--precision auto` is fp32 (no bf16 instructions); not run yet.
     "fast-sub2-fp32": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2"],
 }
-# The protocols: one domain learned alone (issue 11's MNIST one; issue 20's Fashion-MNIST one).
-DOMAINS = ("mnist", "fashion-mnist")
+# The protocols: one domain learned alone (issue 11's MNIST one; issue 20's Fashion-MNIST one),
+# and the two domains in sequence with the preset's own settings (issue 20's lifelong one).
+LIFELONG = "mnist,fashion-mnist"
+DOMAINS = ("mnist", "fashion-mnist", LIFELONG)
 
 COLUMNS = [("S acc", "acc"), ("S NMI", "nmi"), ("d-purity", "purity"), ("FID (classifier)", "fid"),
            ("c1 class change", "c1_change"), ("minutes", "minutes")]
@@ -71,8 +84,10 @@ def lgen() -> list[str]:
 
 def run_one(root: Path, setting: str, seed: int, steps: int, domain: str = "mnist") -> dict:
     run_dir = root / f"{setting}-s{seed}"
-    cmd = lgen() + ["train", "--domains", domain, *BASE, *SETTINGS[setting], "--steps-per-domain", str(steps),
-                    "--seed", str(seed)]
+    # The lifelong protocol starts from the preset (whose values BASE and the preset's objective
+    # repeat), so a setting's flags change it the same way as on one domain.
+    start = ["--preset", "mnist-fashion", "--no-progress"] if domain == LIFELONG else ["--domains", domain, *BASE]
+    cmd = lgen() + ["train", *start, *SETTINGS[setting], "--steps-per-domain", str(steps), "--seed", str(seed)]
     t0 = time.time()
     if (run_dir / "config.json").exists():
         subprocess.run(lgen() + ["train", "--resume", str(run_dir), "--no-progress"], check=True)
@@ -88,6 +103,9 @@ def evaluated_row(run_dir: Path, setting: str, seed: int, steps: int, domain: st
     subprocess.run(lgen() + ["evaluate", str(run_dir), "--num-samples", "2000"], check=True,
                    stdout=subprocess.DEVNULL)
     m = json.loads((run_dir / "metrics.json").read_text())
+    if domain == LIFELONG:
+        return {"setting": setting, "seed": seed, "steps": steps, "minutes": minutes, "domain": domain,
+                **lifelong_figures(m), "flags": flags}
     learned = m["per_domain"][domain]
     return {"setting": setting, "seed": seed, "steps": steps, "minutes": minutes, "domain": domain,
             "acc": learned["clustering"]["accuracy"], "nmi": learned["clustering"]["nmi"],
@@ -96,16 +114,44 @@ def evaluated_row(run_dir: Path, setting: str, seed: int, steps: int, domain: st
             "flags": flags}
 
 
+def lifelong_figures(m: dict) -> dict:
+    """A two-domain run's figures from its metrics.json: per domain (`mnist_`, `fashion_`) S acc,
+    NMI, the purity of that domain's own d's and FID; joint S acc; MNIST's sample share; and
+    MNIST's S acc when domain 1 had just been learned (so a change during domain 2 shows)."""
+    out: dict = {}
+    per_d = m["interpretability"]["d_purity"]["per_d"]
+    slots = len(per_d) // len(m["per_domain"])
+    for k, (spec, tag) in enumerate([("mnist", "mnist"), ("fashion-mnist", "fashion")]):
+        learned = m["per_domain"][spec]
+        out[f"{tag}_acc"] = learned["clustering"]["accuracy"]
+        out[f"{tag}_nmi"] = learned["clustering"]["nmi"]
+        out[f"{tag}_purity"] = statistics.mean(r["purity"] for r in per_d[k * slots:(k + 1) * slots])
+        out[f"{tag}_fid"] = learned["fid"]
+    out["joint_acc"] = m["overall"]["joint_clustering"]["accuracy"]
+    out["mnist_share"] = m["per_domain"]["mnist"]["sample_share"]
+    out["mnist_acc_after_1"] = m["forgetting"]["cluster_accuracy"][0][0]
+    out["c1_change"] = m["interpretability"]["traversal"]["c1"]["class_change"]
+    return out
+
+
+LIFELONG_COLUMNS = [("Fashion S acc", "fashion_acc"), ("MNIST S acc", "mnist_acc"),
+                    ("MNIST S acc after domain 1", "mnist_acc_after_1"), ("joint S acc (20)", "joint_acc"),
+                    ("Fashion d-purity", "fashion_purity"), ("MNIST d-purity", "mnist_purity"),
+                    ("FID Fashion", "fashion_fid"), ("FID MNIST", "mnist_fid"), ("MNIST share", "mnist_share"),
+                    ("minutes", "minutes")]
+
+
 def table(root: Path) -> str:
     rows = [json.loads(x) for x in (root / "results.jsonl").read_text().splitlines() if x.strip()]
     by: dict[str, list[dict]] = {}
     for r in rows:
         by.setdefault(r["setting"], []).append(r)
-    head = "| setting | flags | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |"
-    out = [head, "|" + "---|" * (3 + len(COLUMNS))]
+    columns = LIFELONG_COLUMNS if rows and rows[0]["domain"] == LIFELONG else COLUMNS
+    head = "| setting | flags | seeds | " + " | ".join(c for c, _ in columns) + " |"
+    out = [head, "|" + "---|" * (3 + len(columns))]
     for setting, rs in by.items():
         cells = []
-        for _, key in COLUMNS:
+        for _, key in columns:
             vals = [r[key] for r in rs if r[key] is not None]
             if len(vals) > 1:
                 cells.append(f"{statistics.mean(vals):.3f} ± {statistics.stdev(vals):.3f}")

@@ -66,6 +66,13 @@ class ModelConfig:
     # 2018), so d shapes every layer instead of competing with z for the first one.
     g_conditioning: str = setting("input", help="How d enters G: input (the paper: concatenated at the input) or cbn "
                                                "(also conditional batch norm at every layer)", kind="method")
+    # IIC's auxiliary over-clustering head (Ji et al. 2019, xu-ji/IIC): a second, wider head on S's
+    # trunk that clusters the same real images into more groups than there are classes, so the
+    # trunk must also separate the finer modes. Trained only by --s-real-weight's objective; never
+    # read at sampling or encoding time (the ONNX graph of S is unchanged).
+    s_overcluster_dim: int = setting(0, help="A training-only over-clustering head of N categories on S, clustered "
+                                             "like --s-real-weight's d head (IIC; needs --s-real-weight; 0: off)",
+                                     kind="lever")
 
     def validate(self) -> None:
         if self.img_resolution not in SUPPORTED_RESOLUTIONS:
@@ -80,8 +87,9 @@ class ModelConfig:
         for name in ("z_scale", "c_scale"):
             if not getattr(self, name) > 0:
                 raise LgenError(f"{flag_of(name)} must be > 0, got {getattr(self, name)}")
-        if self.c_dim < 0:
-            raise LgenError(f"--c-dim must be >= 0, got {self.c_dim}")
+        if self.c_dim < 0 or self.s_overcluster_dim < 0:
+            name = "c_dim" if self.c_dim < 0 else "s_overcluster_dim"
+            raise LgenError(f"{flag_of(name)} must be >= 0, got {getattr(self, name)}")
         if self.g_conditioning not in G_CONDITIONINGS:
             raise LgenError(f"--g-conditioning {self.g_conditioning!r} is not supported "
                             f"(choose one of {', '.join(G_CONDITIONINGS)})")
@@ -348,4 +356,6 @@ def resolve_run_config(settings: dict[str, Any], *, preset: Optional[str] = None
         model_kwargs["d_dim"] = total
     model = ModelConfig(**model_kwargs)
     model.validate()
+    if model.s_overcluster_dim and not train.s_real_weight > 0:
+        raise LgenError("--s-overcluster-dim is trained by --s-real-weight's objective: give --s-real-weight > 0")
     return RunConfig(model=model, train=train, package_version=__version__)

@@ -7,7 +7,9 @@ off at weight 0), with their diagnostics kept apart so they are logged, never su
   (losses.augmented_info_loss), through G;
 - `s_real_weight`: S alone clusters real images (with replay, as the critic sees them)
   over the categories active in the phase, consistent under augmentation and balanced
-  (losses.clustering_loss); `s_real_reuse` takes the critic's last real batch for it.
+  (losses.clustering_loss); `s_real_reuse` takes the critic's last real batch for it;
+  with `s_overcluster_dim` (a ModelConfig field: it adds a head to S), S's over-clustering
+  head clusters the same batch into more categories (IIC's auxiliary head).
 
 Both see the view of `consistency_augment` (losses.CONSISTENCY_AUGMENTS): a small rotation,
 scale and shift for digits, or scale, vertical shift, blur and brightness for clothes.
@@ -51,9 +53,18 @@ def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch
             # --s-real-reuse: the critic's last batch, drawn in this same step from the same mix.
             real = trainer.last_real if tc.s_real_reuse else trainer.real_batch(phase, tc.batch_size)
             augmented = consistency_augment(real, trainer.rng, tc.consistency_augment)
+        over = trainer.cfg.s_overcluster_dim > 0
         with trainer.autocast():
-            logits = fw.S(torch.cat([real, augmented]))[0].float()[:, :phase.d_slots]
+            out = fw.S(torch.cat([real, augmented]), overcluster=True) if over else fw.S(torch.cat([real, augmented]))
+        logits = out[0].float()[:, :phase.d_slots]
         loss, consistency, balance = clustering_loss(*logits.chunk(2), balance_weight=tc.s_balance_weight)
         terms["s_real"] = (tc.s_real_weight, loss)
         logged.update(s_consistency=consistency, s_marginal_entropy=balance)
+        if over:
+            # IIC's over-clustering head: the same objective over all of its categories, with the d
+            # head's weight (IIC alternates the two heads with equal weight), through the same trunk.
+            over_loss, over_consistency, over_balance = clustering_loss(
+                *out[2].float().chunk(2), balance_weight=tc.s_balance_weight)
+            terms["s_overcluster"] = (tc.s_real_weight, over_loss)
+            logged.update(s_over_consistency=over_consistency, s_over_marginal_entropy=over_balance)
     return terms, logged

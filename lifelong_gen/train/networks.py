@@ -227,8 +227,14 @@ class Encoder(nn.Module):
         feat = self.trunk.out_features
         self.d_head = nn.Linear(feat, cfg.d_dim)
         self.c_head = nn.Linear(feat, cfg.c_dim) if cfg.c_dim > 0 else None
+        # Training only (config.s_overcluster_dim): built last, so S's other initial weights are
+        # those of a run without it.
+        self.overcluster_head = nn.Linear(feat, cfg.s_overcluster_dim) if cfg.s_overcluster_dim > 0 else None
 
-    def forward(self, o: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, o: torch.Tensor, overcluster: bool = False):
+        """(d_logits [N, d_dim], c_mean [N, c_dim]); with `overcluster`, also the over-clustering
+        head's logits [N, s_overcluster_dim] from the same trunk pass (training only: export
+        traces the default)."""
         _check_image(o, self.cfg)
         h = self.trunk(o)
         d_logits = self.d_head(h)
@@ -236,6 +242,10 @@ class Encoder(nn.Module):
             c_mean = h.new_zeros(h.shape[0], 0)
         else:
             c_mean = self.c_head(h)
+        if overcluster:
+            if self.overcluster_head is None:
+                raise ValueError("this S has no over-clustering head (s_overcluster_dim is 0)")
+            return d_logits, c_mean, self.overcluster_head(h)
         return d_logits, c_mean
 
     def head_parameters(self) -> list[nn.Parameter]:
