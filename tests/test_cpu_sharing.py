@@ -74,3 +74,20 @@ def test_an_error_beside_busy_cores_is_still_one_line(tmp_path):
         for s in spinners:
             s.kill()
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_busy_cores_is_the_least_window_so_a_blip_does_not_count(monkeypatch):
+    # Scripted /proc/stat readings (busy, total jiffies) over the usable cores: the first window
+    # is a blip (all cores busy), the next two are idle; a sustained load is busy in every window.
+    cores = len(cpu_sharing._usable_cpus())
+    monkeypatch.setattr(cpu_sharing.time, "sleep", lambda s: None)
+    readings = iter([(0, 0), (100, 100), (100, 200), (105, 300)])
+    monkeypatch.setattr(cpu_sharing, "_cpu_times", lambda cpus: next(readings))
+    assert cpu_sharing.busy_cores() == pytest.approx(cores * 0.0)
+    env: dict = {}
+    readings = iter([(0, 0), (100, 100), (100, 200), (105, 300)])
+    assert cpu_sharing.choose_wait_policy(env, modules={}) is None and env == {}
+    readings = iter([(0, 0), (90, 100), (170, 200), (260, 300)])
+    assert cpu_sharing.busy_cores() == pytest.approx(cores * 0.8)
+    readings = iter([(0, 0), (None)])
+    assert cpu_sharing.busy_cores() is None  # /proc/stat unreadable: no policy is chosen
