@@ -53,6 +53,12 @@ class ModelConfig:
     g_width: int = setting(64, help="Channels of G's last conv block (the others scale from it)", kind="method")
     d_width: int = setting(64, help="Channels of the critic's (and S's) first conv block", kind="method")
     fc_width: int = setting(1024, help="Hidden width of the fully connected layers (28x28 nets)", kind="method")
+    # S's own widths (issue 20): S clusters real images of every domain learned so far, a harder
+    # task than the critic's score, for a small share of the step's time.
+    s_width: Optional[int] = setting(None, help="Channels of a separate S's first conv block (default: --d-width)",
+                                     kind="method", show_default=False)
+    s_fc_width: Optional[int] = setting(None, help="Hidden width of a separate S's fully connected layer, 28x28 nets "
+                                                   "(default: --fc-width)", kind="method", show_default=False)
     # See networks.py for the measurement behind a separate S by default.
     encoder_shares_critic: bool = setting(False, help="S as heads on the critic's trunk (InfoGAN) or separate",
                                           kind="method", flags=("--shared-encoder/--separate-encoder",))
@@ -87,6 +93,12 @@ class ModelConfig:
         for name in ("z_scale", "c_scale"):
             if not getattr(self, name) > 0:
                 raise LgenError(f"{flag_of(name)} must be > 0, got {getattr(self, name)}")
+        for name in ("s_width", "s_fc_width"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise LgenError(f"{flag_of(name)} must be >= 1, got {getattr(self, name)}")
+            if getattr(self, name) is not None and self.encoder_shares_critic:
+                raise LgenError(f"{flag_of(name)} sizes a separate S; S on the critic's trunk has the critic's widths "
+                                f"(drop --shared-encoder or {flag_of(name)})")
         if self.c_dim < 0 or self.s_overcluster_dim < 0:
             name = "c_dim" if self.c_dim < 0 else "s_overcluster_dim"
             raise LgenError(f"{flag_of(name)} must be >= 0, got {getattr(self, name)}")

@@ -160,11 +160,16 @@ class Generator(nn.Module):
 
 
 class Trunk(nn.Module):
-    """Conv feature extractor shared in shape by D and S: image -> features [N, F]."""
+    """Conv feature extractor shared in shape by D and S: image -> features [N, F].
 
-    def __init__(self, cfg: ModelConfig, batch_norm: bool):
+    `width` and `fc_width` default to the critic's (cfg.d_width, cfg.fc_width); a separate S
+    may have its own (cfg.s_width, cfg.s_fc_width).
+    """
+
+    def __init__(self, cfg: ModelConfig, batch_norm: bool, width: int | None = None, fc_width: int | None = None):
         super().__init__()
-        w = cfg.d_width
+        w = width or cfg.d_width
+        fc = fc_width or cfg.fc_width
         C = cfg.img_channels
 
         def block(cin: int, cout: int, norm: bool) -> list[nn.Module]:
@@ -177,11 +182,11 @@ class Trunk(nn.Module):
         if cfg.img_resolution == 28:
             # InfoGAN MNIST discriminator trunk; no norm on the first layer.
             layers = block(C, w, False) + block(w, 2 * w, batch_norm)  # 14 -> 7
-            layers += [nn.Flatten(), nn.Linear(2 * w * 7 * 7, cfg.fc_width, bias=not batch_norm)]
+            layers += [nn.Flatten(), nn.Linear(2 * w * 7 * 7, fc, bias=not batch_norm)]
             if batch_norm:
-                layers.append(nn.BatchNorm1d(cfg.fc_width))
+                layers.append(nn.BatchNorm1d(fc))
             layers.append(nn.LeakyReLU(0.2, True))
-            self.out_features = cfg.fc_width
+            self.out_features = fc
         else:
             layers = block(C, w, False)  # 32
             ch = w
@@ -223,7 +228,8 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.shares_trunk = trunk is not None
         # A standalone S rebuilt from a shared-trunk bundle keeps the critic's trunk layout.
-        self.trunk = trunk if trunk is not None else Trunk(cfg, batch_norm=not cfg.encoder_shares_critic)
+        self.trunk = trunk if trunk is not None else Trunk(cfg, batch_norm=not cfg.encoder_shares_critic,
+                                                           width=cfg.s_width, fc_width=cfg.s_fc_width)
         feat = self.trunk.out_features
         self.d_head = nn.Linear(feat, cfg.d_dim)
         self.c_head = nn.Linear(feat, cfg.c_dim) if cfg.c_dim > 0 else None
