@@ -22,6 +22,9 @@ Candidates (settings are `lgen train` flags; the others change only how this pro
 - combined-fp32:  s-real-reuse + fused-critic + gp-subsample-2;
 - combined+bf16:  the same with bf16;
 - preset-now:     the preset as it is (its --precision auto resolved on this machine).
+
+Issue 20's S levers, each on top of the preset as it is (their ratio is also given against
+preset-now): overcluster-50 (--s-overcluster-dim 50) and s-wide (--s-width 64 --s-fc-width 1024).
 """
 
 from __future__ import annotations
@@ -62,12 +65,18 @@ CANDIDATES: dict[str, tuple[dict | None, str]] = {
     "combined+bf16": ({**COMBINED, "precision": "bf16"}, ""),
     "preset-now": (None, ""),
 }
+# name -> settings on top of the preset as it is (not BEFORE): issue 20's S levers.
+ON_PRESET: dict[str, dict] = {
+    "overcluster-50": {"s_overcluster_dim": 50},
+    "s-wide": {"s_width": 64, "s_fc_width": 1024},
+}
 
 
-def build(preset: str, overrides: dict | None, mode: str, tmp: Path, name: str):
+def build(preset: str, overrides: dict | None, mode: str, tmp: Path, name: str, on_preset: bool = False):
     """The preset's trainer on synthetic domains of its shape, on its second domain (replay on).
 
-    overrides: settings on top of BEFORE (the preset before issue 23), or None for the preset as it is.
+    overrides: settings on top of BEFORE (the preset before issue 23), or None for the preset as
+    it is; with `on_preset`, settings on top of the preset as it is.
     """
     from lifelong_gen.config import preset_settings, resolve_run_config
     from lifelong_gen.train.domains import load_domain
@@ -78,7 +87,7 @@ def build(preset: str, overrides: dict | None, mode: str, tmp: Path, name: str):
     kind = "synthetic" if shape.img_resolution == 28 else "synthetic64"
     settings.update(domains=[f"{kind}:{k}" for k in ("bars", "rings")][:len(settings["domains"])])
     if overrides is not None:
-        settings.update({**BEFORE, **overrides})
+        settings.update(overrides if on_preset else {**BEFORE, **overrides})
     run = resolve_run_config(settings)
     data = [load_domain(s, run.model.img_channels, run.model.img_resolution) for s in run.train.domains]
     trainer = Trainer(run, tmp / name, data=data, progress=False, device="cpu")
@@ -125,18 +134,25 @@ def main() -> None:
     args = ap.parse_args()
 
     flags = cpu_flags()
-    names = [n for n in CANDIDATES if not args.only or n == "before" or n in args.only.split(",")]
+    chosen = args.only.split(",") if args.only else list(CANDIDATES)
+    names = [n for n in [*CANDIDATES, *ON_PRESET] if n == "before" or n in chosen]
+    unknown = set(chosen) - set(names)
+    if unknown:
+        sys.exit(f"unknown candidate(s) {', '.join(sorted(unknown))}: choose from {', '.join([*CANDIDATES, *ON_PRESET])}")
+    settings_of = {n: ON_PRESET[n] if n in ON_PRESET else CANDIDATES[n][0] for n in names}
+    mode_of = {n: "" if n in ON_PRESET else CANDIDATES[n][1] for n in names}
     if not NATIVE_BF16_FLAGS & flags:
         names = [n for n in names if "bf16" not in n]  # emulated bf16 would only measure the emulation
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
-        trainers = {n: build(args.preset, CANDIDATES[n][0], CANDIDATES[n][1], Path(tmp), n) for n in names}
+        trainers = {n: build(args.preset, settings_of[n], mode_of[n], Path(tmp), n, on_preset=n in ON_PRESET)
+                    for n in names}
         rounds: dict[str, list[float]] = {n: [] for n in names}
         for n in names:  # warm-up: oneDNN's primitive caches
-            time_steps(trainers[n], trainers[n].phases[1], 3, CANDIDATES[n][1])
+            time_steps(trainers[n], trainers[n].phases[1], 3, mode_of[n])
         for r in range(args.rounds):
             for n in names:
-                rounds[n].append(time_steps(trainers[n], trainers[n].phases[1], args.steps, CANDIDATES[n][1]))
+                rounds[n].append(time_steps(trainers[n], trainers[n].phases[1], args.steps, mode_of[n]))
             print(f"round {r + 1}/{args.rounds}: " + ", ".join(f"{n} {rounds[n][-1] * 1e3:.1f}" for n in names),
                   flush=True)
         batch = {n: trainers[n].tc.batch_size for n in names}
@@ -145,10 +161,12 @@ def main() -> None:
     rate = {n: batch[n] / best[n] for n in names}
     report = {
         "preset": args.preset, "steps_per_round": args.steps, "rounds": args.rounds,
-        "candidates": {n: {"settings": CANDIDATES[n][0], "process": CANDIDATES[n][1] or None,
+        "candidates": {n: {"settings": settings_of[n], "on_preset": n in ON_PRESET, "process": mode_of[n] or None,
                            "batch_size": batch[n], "ms_per_generator_step": round(best[n] * 1e3, 2),
                            "images_per_s": round(rate[n], 1),
                            "images_per_s_over_before": round(rate[n] / rate["before"], 3),
+                           **({"images_per_s_over_preset_now": round(rate[n] / rate["preset-now"], 3)}
+                              if "preset-now" in rate else {}),
                            "median_ms_per_generator_step": round(statistics.median(rounds[n]) * 1e3, 2),
                            "precision": trainers_precision[n],
                            "ms_per_round": [round(x * 1e3, 2) for x in rounds[n]]} for n in names},
