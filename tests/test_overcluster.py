@@ -106,3 +106,20 @@ def test_settings_are_validated():
         resolve_run_config({"domains": ["synthetic:bars"], "s_overcluster_dim": 50})
     run = resolve_run_config({"domains": ["synthetic:bars"], "s_real_weight": 1.0, "s_overcluster_dim": 50})
     assert run.model.s_overcluster_dim == 50
+
+
+def test_a_continued_run_grows_s_and_keeps_the_head():
+    # `lgen train --from`: S grows along d only; the head (and a wider S's trunk) carry over as they are.
+    from lifelong_gen.train.growth import grow_into
+
+    torch.manual_seed(0)
+    _, _, parent = build_networks(_cfg(s_overcluster_dim=7, s_width=6))
+    torch.manual_seed(1)
+    _, _, child = build_networks(ModelConfig(z_dim=4, c_dim=2, d_dim=8, g_width=4, d_width=4, fc_width=16,
+                                             s_overcluster_dim=7, s_width=6))
+    grow_into(child, parent.state_dict(), 3, "S")
+    o = torch.rand(4, 1, 28, 28) * 2 - 1
+    (d_p, c_p, over_p), (d_c, c_c, over_c) = parent.eval()(o, overcluster=True), child.eval()(o, overcluster=True)
+    # Allclose, not equal: a matrix product of more output rows may round in another order.
+    assert torch.allclose(over_p, over_c, atol=1e-6) and torch.allclose(c_p, c_c, atol=1e-6)
+    assert torch.allclose(d_p, d_c[:, :5], atol=1e-6)
