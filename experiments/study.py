@@ -66,8 +66,12 @@ SETTINGS: dict[str, list[str]] = {
                          "--s-overcluster-dim", "50"],
     # Issue 20: twice the weight of S's clustering of real images (IMSAT's term) against L_MI.
     "fast-sub2-sreal2": [*OBJECTIVE[:-1], "2", *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16"],
+    # Issue 20: S's clustering of real images per domain (new data over the new d's, replay over
+    # the old ones, each image's d kept in its domain); acts from the second domain on.
+    "fast-sub2-bydomain": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
+                           "--s-real-by-domain"],
     # Issue 20: S alone at InfoGAN's MNIST widths (64 / 128 channels, fc 1024; the critic and G
-    # keep the preset's 32 / 256): is S's capacity what two domains run short of?
+    # keep the preset's 32 / 256): is S's capacity what two domains run short of? Not run yet.
     "fast-sub2-swide": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
                         "--s-width", "64", "--s-fc-width", "1024"],
     # The preset's step where `--precision auto` is fp32 (no bf16 instructions); not run yet.

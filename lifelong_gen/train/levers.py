@@ -10,6 +10,8 @@ off at weight 0), with their diagnostics kept apart so they are logged, never su
   (losses.clustering_loss); `s_real_reuse` takes the critic's last real batch for it;
   with `s_overcluster_dim` (a ModelConfig field: it adds a head to S), S's over-clustering
   head clusters the same batch into more categories (IIC's auxiliary head).
+  With `s_real_by_domain`, the objective is applied per domain (losses.domain_clustering_loss):
+  the new data over the new domain's d's, replay over the old ones, each image's d kept in its domain.
 
 Both see the view of `consistency_augment` (losses.CONSISTENCY_AUGMENTS): a small rotation,
 scale and shift for digits, or scale, vertical shift, blur and brightness for clothes.
@@ -24,7 +26,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from lifelong_gen.train.losses import augmented_info_loss, clustering_loss, consistency_augment
+from lifelong_gen.train.losses import (
+    augmented_info_loss,
+    clustering_loss,
+    consistency_augment,
+    domain_clustering_loss,
+)
 from lifelong_gen.train.phase import Losses, Phase
 
 if TYPE_CHECKING:  # the trainer imports this module
@@ -57,7 +64,15 @@ def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch
         with trainer.autocast():
             out = fw.S(torch.cat([real, augmented]), overcluster=True) if over else fw.S(torch.cat([real, augmented]))
         logits = out[0].float()[:, :phase.d_slots]
-        loss, consistency, balance = clustering_loss(*logits.chunk(2), balance_weight=tc.s_balance_weight)
+        if tc.s_real_by_domain:
+            # [domain images; replay] as real_batch lays them out; the new domain's d's are the last d_per_domain.
+            n_new = real.shape[0] - trainer.replay_rows(phase, real.shape[0])
+            loss, consistency, balance, domain = domain_clustering_loss(
+                *logits.chunk(2), n_new=n_new, new_from=phase.d_slots - tc.d_per_domain,
+                balance_weight=tc.s_balance_weight)
+            logged.update(s_domain=domain)
+        else:
+            loss, consistency, balance = clustering_loss(*logits.chunk(2), balance_weight=tc.s_balance_weight)
         terms["s_real"] = (tc.s_real_weight, loss)
         logged.update(s_consistency=consistency, s_marginal_entropy=balance)
         if over:

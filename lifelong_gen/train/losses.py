@@ -10,6 +10,8 @@
   levers of issue 11 (d kept under augmentation; S as a clusterer of real images).
 - `clothes_augment`, `consistency_augment`: issue 20's Fashion-tuned augmentation for those
   levers (`--consistency-augment clothes`) and the switch between the two.
+- `domain_clustering_loss`: issue 20's `--s-real-by-domain`, the clustering objective applied
+  per domain (new data over the new domain's categories, replay over the old ones).
 """
 
 from __future__ import annotations
@@ -200,3 +202,50 @@ def clustering_loss(
     marginal_entropy = -(marginal * torch.log(marginal.clamp_min(1e-12))).sum()
     loss = consistency + conditional_entropy - balance_weight * marginal_entropy
     return loss, consistency, marginal_entropy
+
+
+def domain_clustering_loss(
+    d_logits: torch.Tensor, d_logits_augmented: torch.Tensor, n_new: int, new_from: int,
+    balance_weight: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`clustering_loss` per domain, for a real batch of new data followed by replay (eq. (7)'s mix).
+
+    The learner knows which images are the new domain's and which its replay (Definition 2
+    gives it the new data and the old generator, apart); no class label is used. The new
+    rows are clustered over the new domain's categories [new_from, K) and the replayed rows
+    over the old ones [0, new_from), each with its own balance term, so each domain's
+    images spread over its own d's; and a domain term, −log Σ_{j in own} p(j|o) under the
+    softmax over all K, keeps each image's d inside its domain (without it S sent most real
+    sandals to MNIST's d's: experiments/fashion.md).
+
+    Args:
+        d_logits, d_logits_augmented: [N, K] over the phase's active categories; rows [:n_new]
+            are the new domain's images, rows [n_new:] replay.
+        n_new: how many rows are new data (N: no replay).
+        new_from: the new domain's first category (0 in the first domain: then the result is
+            `clustering_loss`'s, with a domain term of 0).
+    Returns:
+        (loss, consistency, marginal entropy, domain term): the first three averaged over the
+        two parts by their row counts; loss = their clustering loss + the domain term.
+    """
+    n = d_logits.shape[0]
+    K = d_logits.shape[1]
+    parts = [(slice(0, n_new), slice(new_from, K))]
+    if n_new < n:
+        if new_from == 0:
+            raise ValueError("replayed rows need old categories: new_from must be > 0")
+        parts.append((slice(n_new, n), slice(0, new_from)))
+    loss = consistency = balance = d_logits.new_zeros(())
+    domain = d_logits.new_zeros(())
+    for rows, own in parts:
+        share = (rows.stop - rows.start) / n
+        if share == 0:
+            continue
+        part_loss, part_consistency, part_balance = clustering_loss(
+            d_logits[rows, own], d_logits_augmented[rows, own], balance_weight)
+        loss, consistency, balance = loss + share * part_loss, consistency + share * part_consistency, \
+            balance + share * part_balance
+        logits = d_logits[rows]
+        # −log of the probability mass on the image's own domain: logsumexp over own − over all.
+        domain = domain + share * (torch.logsumexp(logits, 1) - torch.logsumexp(logits[:, own], 1)).mean()
+    return loss + domain, consistency, balance, domain

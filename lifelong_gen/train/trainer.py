@@ -196,8 +196,12 @@ class Trainer:
         cfg = self.cfg
         return sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, d_slots, self.rng, self.device)
 
+    def replay_rows(self, phase: Phase, batch: int) -> int:
+        """How many of a real batch's `batch` rows are replayed (they come last, after the domain's images)."""
+        return round(batch * phase.replay_ratio) if self.snapshot is not None else 0
+
     def real_batch(self, phase: Phase, batch: int) -> torch.Tensor:
-        n_replay = round(batch * phase.replay_ratio) if self.snapshot is not None else 0
+        n_replay = self.replay_rows(phase, batch)
         if phase.sample_weights is not None:
             idx = torch.multinomial(phase.sample_weights, batch - n_replay, replacement=True, generator=self.rng)
         else:
