@@ -170,6 +170,26 @@ def table(root: Path) -> str:
     return "\n".join(out)
 
 
+def paired_table(root: Path, base: str) -> str:
+    """The lifelong protocol's settings seed by seed against `base` on the same seeds (the pairs
+    share MNIST's phase where a setting acts only from domain 2), then each mean difference."""
+    rows = [json.loads(x) for x in (root / "results.jsonl").read_text().splitlines() if x.strip()]
+    by_seed = {r["seed"]: r for r in rows if r["setting"] == base}
+    keys = ["fashion_acc", "mnist_acc", "mnist_acc_after_1", "fashion_purity", "mnist_purity"]
+    out, diffs = [], {}
+    for r in sorted(rows, key=lambda r: (r["setting"] != base, r["setting"], r["seed"])):
+        cells = [f"{r[k]:.3f}" for k in keys] + [f"{r['fashion_fid']:.1f} / {r['mnist_fid']:.1f}"]
+        out.append(f"| {r['setting']} | {r['seed']} | " + " | ".join(cells) + " |")
+        if r["setting"] != base and r["seed"] in by_seed:
+            diffs.setdefault(r["setting"], []).append([r[k] - by_seed[r["seed"]][k] for k in keys])
+    for setting, d in diffs.items():
+        means = [statistics.mean(col) for col in zip(*d)]
+        wins = [sum(x > 0 for x in col) for col in zip(*d)]
+        out.append(f"| {setting} − {base}, mean (gains) | {len(d)} seeds | "
+                   + " | ".join(f"{m:+.3f} ({w}/{len(d)})" for m, w in zip(means, wins)) + " | |")
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--settings", default="base")
@@ -178,9 +198,13 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=Path("exp/study"))
     ap.add_argument("--domain", default="mnist", choices=DOMAINS, help="the protocol: the domain learned alone")
     ap.add_argument("--table", action="store_true")
+    ap.add_argument("--paired", metavar="BASE", help="print the settings seed by seed against BASE, and the mean gains")
     args = ap.parse_args()
     if args.table:
         print(table(args.root))
+        return
+    if args.paired:
+        print(paired_table(args.root, args.paired))
         return
     args.root.mkdir(parents=True, exist_ok=True)
     results = args.root / "results.jsonl"
