@@ -99,9 +99,9 @@ class ModelConfig:
             if getattr(self, name) is not None and self.encoder_shares_critic:
                 raise LgenError(f"{flag_of(name)} sizes a separate S; S on the critic's trunk has the critic's widths "
                                 f"(drop --shared-encoder or {flag_of(name)})")
-        if self.c_dim < 0 or self.s_overcluster_dim < 0:
-            name = "c_dim" if self.c_dim < 0 else "s_overcluster_dim"
-            raise LgenError(f"{flag_of(name)} must be >= 0, got {getattr(self, name)}")
+        for name in ("c_dim", "s_overcluster_dim"):
+            if getattr(self, name) < 0:
+                raise LgenError(f"{flag_of(name)} must be >= 0, got {getattr(self, name)}")
         if self.g_conditioning not in G_CONDITIONINGS:
             raise LgenError(f"--g-conditioning {self.g_conditioning!r} is not supported "
                             f"(choose one of {', '.join(G_CONDITIONINGS)})")

@@ -61,8 +61,9 @@ def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch
             real = trainer.last_real if tc.s_real_reuse else trainer.real_batch(phase, tc.batch_size)
             augmented = consistency_augment(real, trainer.rng, tc.consistency_augment)
         over = trainer.cfg.s_overcluster_dim > 0
+        both = torch.cat([real, augmented])
         with trainer.autocast():
-            out = fw.S(torch.cat([real, augmented]), overcluster=True) if over else fw.S(torch.cat([real, augmented]))
+            out = fw.S(both, overcluster=True) if over else fw.S(both)
         logits = out[0].float()[:, :phase.d_slots]
         if tc.s_real_by_domain:
             # [domain images; replay] as real_batch lays them out; the new domain's d's are the last d_per_domain.

@@ -243,8 +243,9 @@ def domain_clustering_loss(
             continue
         part_loss, part_consistency, part_balance = clustering_loss(
             d_logits[rows, own], d_logits_augmented[rows, own], balance_weight)
-        loss, consistency, balance = loss + share * part_loss, consistency + share * part_consistency, \
-            balance + share * part_balance
+        loss = loss + share * part_loss
+        consistency = consistency + share * part_consistency
+        balance = balance + share * part_balance
         logits = d_logits[rows]
         # −log of the probability mass on the image's own domain: logsumexp over own − over all.
         domain = domain + share * (torch.logsumexp(logits, 1) - torch.logsumexp(logits[:, own], 1)).mean()
