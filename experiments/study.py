@@ -70,6 +70,9 @@ SETTINGS: dict[str, list[str]] = {
     # the old ones, each image's d kept in its domain); acts from the second domain on.
     "fast-sub2-bydomain": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
                            "--s-real-by-domain"],
+    # Issue 20: both of session 11's lifelong levers together (not run yet).
+    "fast-sub2-bydomain-over50": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
+                                  "--s-real-by-domain", "--s-overcluster-dim", "50"],
     # Issue 20: S alone at InfoGAN's MNIST widths (64 / 128 channels, fc 1024; the critic and G
     # keep the preset's 32 / 256): is S's capacity what two domains run short of? Not run yet.
     "fast-sub2-swide": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
@@ -95,6 +98,9 @@ def run_one(root: Path, setting: str, seed: int, steps: int, domain: str = "mnis
     # The lifelong protocol starts from the preset (whose values BASE and the preset's objective
     # repeat), so a setting's flags change it the same way as on one domain.
     start = ["--preset", "mnist-fashion", "--no-progress"] if domain == LIFELONG else ["--domains", domain, *BASE]
+    if domain == LIFELONG and "--s-real-by-domain" not in SETTINGS[setting]:
+        # The preset as session 11 studied it: its by-domain clustering came in after that study.
+        start.append("--no-s-real-by-domain")
     cmd = lgen() + ["train", *start, *SETTINGS[setting], "--steps-per-domain", str(steps), "--seed", str(seed)]
     t0 = time.time()
     if (run_dir / "config.json").exists():

@@ -355,7 +355,12 @@ def resolve_run_config(settings: dict[str, Any], *, preset: Optional[str] = None
     text. The model's channels and resolution follow the domains (model_shape) unless
     given; with `d_per_domain` N, d_dim becomes N x number of domains.
     """
-    settings = {**preset_settings(preset, quick), **settings}
+    preset_values = preset_settings(preset, quick)
+    if settings.get("joint") and "s_real_by_domain" not in settings:
+        # A preset's per-domain clustering needs a lifelong batch's layout (new rows, then
+        # replay), so its joint upper bound runs without it; given as a flag, it is refused.
+        preset_values.pop("s_real_by_domain", None)
+    settings = {**preset_values, **settings}
     if isinstance(settings.get("domains"), str):
         settings["domains"] = parse_domains(settings["domains"])
     unknown = set(settings) - MODEL_KEYS - TRAIN_KEYS

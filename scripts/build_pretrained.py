@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     target = embedded.PRETRAINED_ROOT / args.name
     if target.exists():
         shutil.rmtree(target)
-    files = [CONFIG_NAME, *ONNX_FILES, NETWORK_FILES["G_ema"], NETWORK_FILES["S"]]
+    # The weights before the ONNX graphs derived from them: the copy's mtimes then keep export
+    # order, which bundle.stale_onnx reads (a slow copy of the weights after the graphs looked stale).
+    files = [CONFIG_NAME, NETWORK_FILES["G_ema"], NETWORK_FILES["S"], *ONNX_FILES]
     files += [p.relative_to(args.run).as_posix() for p in sorted((args.run / SAMPLES_DIR).glob("*.png"))]
     # The evaluation (`lgen evaluate RUN`), when present: the card shows its numbers and figures.
     if (args.run / METRICS_NAME).is_file():
