@@ -176,7 +176,8 @@ class TrainConfig:
                                                 "(0: off)", kind="lever")
     d_per_domain: Optional[int] = setting(None, help="Each domain adds N discrete categories (default: one Cat(d_dim) "
                                                      "shared by all, the paper)", kind="method")
-    joint: bool = setting(False, help="Train on all domains at once (upper bound)", kind="method",
+    joint: bool = setting(False, help="Train on all domains at once (upper bound; a preset's "
+                          "--s-real-by-domain is left out)", kind="method",
                           flags=("--joint/--lifelong",))
     # A continued run (`lgen train --from PARENT`, lineage.py): `domains` is the whole lineage, the
     # parent's first; the first `inherited_domains` were learned by the parent and are only replayed.
