@@ -2,8 +2,8 @@
 
 Closed forms of losses.domain_clustering_loss (the first domain is plain clustering_loss; the
 domain term is −log of the mass on the image's own domain; each part is clustered over its
-own categories), its gradient's direction, the settings' validation (a preset's lever is left out of its joint
-run), and a two-domain run.
+own categories), its gradient's direction, the settings' validation (a preset's lever is left
+out of its joint run), and a two-domain run.
 """
 
 from __future__ import annotations
@@ -77,7 +77,6 @@ def test_settings_are_validated():
     assert resolve_run_config({**base, "d_per_domain": 5}).train.s_real_by_domain
 
 
-
 def test_a_presets_lever_is_left_out_of_its_joint_run(monkeypatch):
     # `--preset P --joint` is P's joint upper bound: the lever needs a lifelong batch's layout, so a
     # preset's value is dropped there, while the same lever given as a flag is still refused.
@@ -89,6 +88,7 @@ def test_a_presets_lever_is_left_out_of_its_joint_run(monkeypatch):
     assert resolve_run_config({"replay": False}, preset="two").train.s_real_by_domain  # no replay keeps it
     with pytest.raises(LgenError, match="--s-real-by-domain needs"):
         resolve_run_config({"joint": True, "s_real_by_domain": True}, preset="two")
+
 
 def test_two_domains_train_with_it(tmp_path, synthetic28):
     settings = {**TINY, "domains": [d.spec for d in synthetic28], "steps_per_domain": 6, "d_per_domain": 5,
