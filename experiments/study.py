@@ -73,10 +73,19 @@ SETTINGS: dict[str, list[str]] = {
     # Issue 20: both of session 11's lifelong levers together (not run yet).
     "fast-sub2-bydomain-over50": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
                                   "--s-real-by-domain", "--s-overcluster-dim", "50"],
+    # Issue 20: the preset with MeRGAN's replay alignment (Wu et al. 2018, WuChenshen/MeRGAN
+    # mergan.py: RA_factor 1e-3 on tf.nn.l2_loss summed over a 64-image batch, i.e. about 0.03 per
+    # image's summed squared error at the second task); acts from domain 2 on. Session 5 tried
+    # 0.1 on one seed of an older preset (experiments/mnist-fashion.md §5).
+    "fast-sub2-bydomain-ra03": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
+                                "--s-real-by-domain", "--replay-alignment", "0.03"],
     # Issue 20: S alone at InfoGAN's MNIST widths (64 / 128 channels, fc 1024; the critic and G
     # keep the preset's 32 / 256): is S's capacity what two domains run short of? Not run yet.
     "fast-sub2-swide": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
                         "--s-width", "64", "--s-fc-width", "1024"],
+    # Issue 20: the same on top of the preset as it now is (with --s-real-by-domain).
+    "fast-sub2-bydomain-swide": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
+                                 "--s-real-by-domain", "--s-width", "64", "--s-fc-width", "1024"],
     # The preset's step where `--precision auto` is fp32 (no bf16 instructions); not run yet.
     "fast-sub2-fp32": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2"],
 }
