@@ -70,7 +70,7 @@ SETTINGS: dict[str, list[str]] = {
     # the old ones, each image's d kept in its domain); acts from the second domain on.
     "fast-sub2-bydomain": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
                            "--s-real-by-domain"],
-    # Issue 20: both of session 11's lifelong levers together (not run yet).
+    # Issue 20: both of session 11's lifelong levers together (session 13: not a winner, experiments/fashion.md).
     "fast-sub2-bydomain-over50": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
                                   "--s-real-by-domain", "--s-overcluster-dim", "50"],
     # Issue 20: the preset with MeRGAN's replay alignment (Wu et al. 2018, WuChenshen/MeRGAN
@@ -80,7 +80,8 @@ SETTINGS: dict[str, list[str]] = {
     "fast-sub2-bydomain-ra03": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
                                 "--s-real-by-domain", "--replay-alignment", "0.03"],
     # Issue 20: S alone at InfoGAN's MNIST widths (64 / 128 channels, fc 1024; the critic and G
-    # keep the preset's 32 / 256): is S's capacity what two domains run short of? Not run yet.
+    # keep the preset's 32 / 256): is S's capacity what two domains run short of? Run on top of the preset
+    # as fast-sub2-bydomain-swide (session 13).
     "fast-sub2-swide": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
                         "--s-width", "64", "--s-fc-width", "1024"],
     # Issue 20: the same on top of the preset as it now is (with --s-real-by-domain).
