@@ -38,6 +38,8 @@ BASE = ["--batch-size", "64", "--g-width", "32", "--d-width", "32", "--fc-width"
 # The preset's objective (issue 11's levers) and issue 23's step changes, which settings combine.
 OBJECTIVE = ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1"]
 FAST_STEP = ["--s-real-reuse", "--fused-critic-forward"]
+# The preset's step as issue 23 chose it (setting "fast-sub2"), which issue 20's settings extend.
+FAST_SUB2 = [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16"]
 
 # Each setting: extra flags on top of BASE. "base" is the shipped preset's objective.
 SETTINGS: dict[str, list[str]] = {
@@ -51,42 +53,34 @@ SETTINGS: dict[str, list[str]] = {
     # Issue 23: the preset's objective with the step's speed settings (benchmarks/step_candidates.py).
     "fast": [*OBJECTIVE, *FAST_STEP, "--gp-every", "2", "--precision", "bf16"],
     "fast-nolazy": [*OBJECTIVE, *FAST_STEP, "--precision", "bf16"],
-    "fast-sub2": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16"],
+    "fast-sub2": FAST_SUB2,
     # Issue 20's screening: ClusterGAN trains Fashion-MNIST with beta_n = 0 (no weight on
     # recovering the continuous part of the latent); here the c term of L_MI.
-    "fast-sub2-c0": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
-                     "--info-weight-continuous", "0"],
+    "fast-sub2-c0": [*FAST_SUB2, "--info-weight-continuous", "0"],
     # Issue 20's Fashion-tuned view for the consistency terms (NMCE's ranges: scale, vertical
     # shift, blur, brightness; no rotation), losses.clothes_augment.
-    "fast-sub2-clothes": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
-                          "--consistency-augment", "clothes"],
+    "fast-sub2-clothes": [*FAST_SUB2, "--consistency-augment", "clothes"],
     # Issue 20's IIC lever: S's training-only over-clustering head (50 categories, IIC's 5x the
     # classes for MNIST), clustered on the same real batch as the d head.
-    "fast-sub2-over50": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
-                         "--s-overcluster-dim", "50"],
+    "fast-sub2-over50": [*FAST_SUB2, "--s-overcluster-dim", "50"],
     # Issue 20: twice the weight of S's clustering of real images (IMSAT's term) against L_MI.
     "fast-sub2-sreal2": [*OBJECTIVE[:-1], "2", *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16"],
     # Issue 20: S's clustering of real images per domain (new data over the new d's, replay over
     # the old ones, each image's d kept in its domain); acts from the second domain on.
-    "fast-sub2-bydomain": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
-                           "--s-real-by-domain"],
+    "fast-sub2-bydomain": [*FAST_SUB2, "--s-real-by-domain"],
     # Issue 20: both of session 11's lifelong levers together (session 13: not a winner, experiments/fashion.md).
-    "fast-sub2-bydomain-over50": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
-                                  "--s-real-by-domain", "--s-overcluster-dim", "50"],
+    "fast-sub2-bydomain-over50": [*FAST_SUB2, "--s-real-by-domain", "--s-overcluster-dim", "50"],
     # Issue 20: the preset with MeRGAN's replay alignment (Wu et al. 2018, WuChenshen/MeRGAN
     # mergan.py: RA_factor 1e-3 on tf.nn.l2_loss summed over a 64-image batch, i.e. about 0.03 per
     # image's summed squared error at the second task); acts from domain 2 on. Session 5 tried
     # 0.1 on one seed of an older preset (experiments/mnist-fashion.md §5).
-    "fast-sub2-bydomain-ra03": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
-                                "--s-real-by-domain", "--replay-alignment", "0.03"],
+    "fast-sub2-bydomain-ra03": [*FAST_SUB2, "--s-real-by-domain", "--replay-alignment", "0.03"],
     # Issue 20: S alone at InfoGAN's MNIST widths (64 / 128 channels, fc 1024; the critic and G
     # keep the preset's 32 / 256): is S's capacity what two domains run short of? Run on top of the preset
     # as fast-sub2-bydomain-swide (session 13).
-    "fast-sub2-swide": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
-                        "--s-width", "64", "--s-fc-width", "1024"],
+    "fast-sub2-swide": [*FAST_SUB2, "--s-width", "64", "--s-fc-width", "1024"],
     # Issue 20: the same on top of the preset as it now is (with --s-real-by-domain).
-    "fast-sub2-bydomain-swide": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16",
-                                 "--s-real-by-domain", "--s-width", "64", "--s-fc-width", "1024"],
+    "fast-sub2-bydomain-swide": [*FAST_SUB2, "--s-real-by-domain", "--s-width", "64", "--s-fc-width", "1024"],
     # The preset's step where `--precision auto` is fp32 (no bf16 instructions); not run yet.
     "fast-sub2-fp32": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2"],
 }
