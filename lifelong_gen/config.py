@@ -172,6 +172,13 @@ class TrainConfig:
                                                      "probability exceeds this (SCAN: 0.99)", kind="lever")
     self_label_lr: float = setting(1e-4, help="--self-label-steps: Adam lr of S's pass (a fresh optimiser, "
                                               "as SCAN)", kind="lever")
+    # S's eval-mode statistics (train/bn_recalibration.py): at each domain's end, PreciseBN over N
+    # batches of the real mix S clusters. Only S's buffers change, never a weight or the run's
+    # random stream. A config written before this field existed reads as 0 (RunConfig.from_dict).
+    s_bn_recalibration: int = setting(100, help="At each domain's end, recompute S's batch-norm statistics over N "
+                                                "real batches, as S's clustering sees them (PreciseBN; 0: keep the "
+                                                "running statistics training left, mostly of G's batches)",
+                                      kind="method")
     replay_alignment: float = setting(0.0, help="Weight of MeRGAN replay alignment ||G_k - G_k-1||^2 on old codes "
                                                 "(0: off)", kind="lever")
     d_per_domain: Optional[int] = setting(None, help="Each domain adds N discrete categories (default: one Cat(d_dim) "
@@ -235,6 +242,8 @@ class TrainConfig:
             raise LgenError(f"--self-label-threshold must be in [0, 1), got {self.self_label_threshold}")
         if not self.self_label_lr > 0:
             raise LgenError(f"--self-label-lr must be > 0, got {self.self_label_lr}")
+        if self.s_bn_recalibration < 0:
+            raise LgenError(f"--s-bn-recalibration must be >= 0, got {self.s_bn_recalibration}")
         if self.d_per_domain is not None and self.d_per_domain < 1:
             raise LgenError(f"--d-per-domain must be >= 1, got {self.d_per_domain}")
         if self.gp_subsample > self.batch_size:
@@ -285,6 +294,8 @@ class RunConfig:
         try:
             model = ModelConfig(**raw["model"])
             train_raw = dict(raw["train"])
+            # Runs made before S's statistics were recalibrated kept training's: say so, not the new default.
+            train_raw.setdefault("s_bn_recalibration", 0)
             if "betas" in train_raw:
                 train_raw["betas"] = tuple(train_raw["betas"])
             train = TrainConfig(**train_raw)

@@ -339,3 +339,25 @@ def test_a_reader_waits_for_a_writer_between_its_files_and_its_manifest(run_copy
         writer.join()
     for key, value in nets["G_ema"].state_dict().items():
         assert torch.equal(loaded["G_ema"].state_dict()[key], value), key
+
+
+def test_weight_files_are_byte_reproducible_whatever_order_safetensors_writes_metadata_in():
+    """safetensors 0.8 writes __metadata__ in a random order (safetensors#584): tensor_bytes sorts it,
+    so equal weights give equal sha256 in a manifest, and the file still loads as written."""
+    import torch
+    from safetensors.torch import load, save
+
+    from lifelong_gen.train.checkpoint import sorted_metadata, tensor_bytes
+
+    tensors = {"w": torch.arange(6.0).reshape(2, 3), "n": torch.tensor(3)}
+    meta = {"network": "S", "format": "pt", "note": 'ü}", \\ {'}
+    raw = {save(tensors, metadata=meta) for _ in range(60)}  # several orders with safetensors 0.8.0
+    ours = {tensor_bytes(tensors, metadata=meta) for _ in range(60)}
+    assert len(ours) == 1
+    data = ours.pop()
+    assert len(data) == len(next(iter(raw))) and data[8:].startswith(b'{"__metadata__":{"format":"pt","network":"S"')
+    loaded = load(data)
+    assert torch.equal(loaded["w"], tensors["w"]) and torch.equal(loaded["n"], tensors["n"])
+    plain = save(tensors)  # no metadata, or one key: nothing to sort, the bytes pass through
+    assert sorted_metadata(plain) == plain
+    assert sorted_metadata(b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}") == b"\x05\x00\x00\x00\x00\x00\x00\x00{bad}"

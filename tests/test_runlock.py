@@ -14,7 +14,9 @@ from conftest import TINY_FLAGS, lgen
 from lifelong_gen.errors import LgenError
 from lifelong_gen.runlock import LOCK_NAME, run_lock
 
-ARGS = ["train", "--domains", "synthetic:bars", "--steps-per-domain", "400", "--checkpoint-every", "10", *TINY_FLAGS]
+# Short on purpose: the first training is held stopped (SIGSTOP) from its first checkpoint until
+# it is killed, so it need not outlast the refused commands, and the resume runs the rest.
+ARGS = ["train", "--domains", "synthetic:bars", "--steps-per-domain", "60", "--checkpoint-every", "10", *TINY_FLAGS]
 
 
 def files(root):
@@ -48,6 +50,8 @@ def _start(out):
     deadline = time.time() + 120
     while not (out / "checkpoints" / "latest").is_file() and time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
+    # Stopped, the training still holds its lock, and its files hold still while they are compared.
+    proc.send_signal(signal.SIGSTOP)
     assert proc.poll() is None, "the first training ended before the test could race it"
     return proc
 
@@ -59,14 +63,12 @@ def test_second_training_of_a_running_run_is_refused_then_resume_after_kill9_wor
     first = _start(out)
     try:
         for args in (["train", "--resume", str(out), "--no-progress"], [*ARGS, "--out", str(out)]):
-            first.send_signal(signal.SIGSTOP)  # the run's files hold still while they are compared
             before = files(out)
             r = lgen(*args)
             assert r.returncode == 2, r.stderr
             lines = r.stderr.strip().splitlines()
             assert len(lines) == 1 and f"PID {first.pid}" in lines[0], r.stderr
             assert files(out) == before
-            first.send_signal(signal.SIGCONT)
     finally:
         first.send_signal(signal.SIGKILL)
         first.wait()

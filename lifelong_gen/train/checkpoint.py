@@ -48,9 +48,36 @@ MANIFEST_NAME = "manifest.json"  # a checkpoint's (its own format: "step" and it
 
 
 def tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
-    """Tensors in safetensors' format, in memory (copied to the CPU first)."""
+    """Tensors in safetensors' format, in memory (copied to the CPU first); equal inputs, equal bytes."""
     # clone: state_dict tensors may share storage (S on the critic's trunk).
-    return save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, metadata=metadata)
+    data = save({k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}, metadata=metadata)
+    return sorted_metadata(data)
+
+
+def sorted_metadata(data: bytes) -> bytes:
+    """safetensors bytes with the header's __metadata__ keys in sorted order.
+
+    safetensors writes them in a random order from one save to the next (a Rust HashMap:
+    safetensors#584, fix proposed in #790; measured with 0.8.0: two orders in 50 saves), so
+    two identical trainings wrote files with different sha256 in their manifests. The same
+    pairs sorted take the same bytes, so the header keeps its length and every tensor offset;
+    anything unexpected returns `data` as it was.
+    """
+    n = int.from_bytes(data[:8], "little")
+    try:
+        header = data[8:8 + n].decode()
+        key = '"__metadata__":'
+        start = header.index(key) + len(key)
+        meta, end = json.JSONDecoder().raw_decode(header, start)
+    except (UnicodeDecodeError, ValueError):
+        return data
+    if not isinstance(meta, dict) or len(meta) < 2:
+        return data
+    text = json.dumps(dict(sorted(meta.items())), separators=(",", ":"), ensure_ascii=False)
+    new = (header[:start] + text + header[end:]).encode()
+    if len(new) != n or json.loads(new) != json.loads(data[8:8 + n]):
+        return data
+    return data[:8] + new + data[8 + n:]
 
 
 def atomic_save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:

@@ -49,6 +49,7 @@ from lifelong_gen.config import RunConfig
 from lifelong_gen.errors import LgenError, TrainingInterrupted
 from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train import distributed, training_state
+from lifelong_gen.train.bn_recalibration import recalibrate_s
 from lifelong_gen.train.callbacks import Callback, DomainSnapshots, SampleGrids, closing_all, progress_display
 from lifelong_gen.train.domains import DomainData, load_domain, to_float
 from lifelong_gen.train.forwards import training_forwards
@@ -200,16 +201,18 @@ class Trainer:
         """How many of a real batch's `batch` rows are replayed (they come last, after the domain's images)."""
         return round(batch * phase.replay_ratio) if self.snapshot is not None else 0
 
-    def real_batch(self, phase: Phase, batch: int) -> torch.Tensor:
+    def real_batch(self, phase: Phase, batch: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+        """The critic's real batch: the phase's images, then replay rows; drawn on the run's stream
+        unless another `generator` is given."""
+        g = self.rng if generator is None else generator
         n_replay = self.replay_rows(phase, batch)
         if phase.sample_weights is not None:
-            idx = torch.multinomial(phase.sample_weights, batch - n_replay, replacement=True, generator=self.rng)
+            idx = torch.multinomial(phase.sample_weights, batch - n_replay, replacement=True, generator=g)
         else:
-            idx = torch.randint(0, phase.images.shape[0], (batch - n_replay,), generator=self.rng,
-                                device=self.rng.device)
+            idx = torch.randint(0, phase.images.shape[0], (batch - n_replay,), generator=g, device=g.device)
         real = to_float(phase.images[idx])
         if n_replay:
-            replayed, _ = self.snapshot.sample(n_replay, self.rng)
+            replayed, _ = self.snapshot.sample(n_replay, g)
             real = torch.cat([real, replayed])
         return real  # [B, C, H, W]
 
@@ -392,6 +395,7 @@ class Trainer:
                         self.checkpoint()
                 if self.tc.self_label_steps:  # S alone, before the domain's snapshot and checkpoint
                     self_label_pass(self, phase)
+                recalibrate_s(self, phase)  # S's eval-mode statistics, for its snapshot, bundle and export
                 self.advance_domain(phase)
                 for cb in callbacks:
                     cb.after_domain(self, phase)
