@@ -6,7 +6,9 @@ trains a run directory's config.json from scratch (the same run `lgen train` mad
 same settings; `--set key=value` changes one setting) with a callback that, every `--every`
 generator steps and at each domain's end, measures the EMA generator and S on the domains seen
 so far with `lgen evaluate`'s own classifier and Evaluator:
-- S's Hungarian accuracy on each domain's real test images;
+- S's Hungarian accuracy on each domain's real test images, with the batch-norm statistics S has
+  mid-domain (`_acc`) and with those a bundle written at that step would have (`_acc_recal`:
+  a copy of S recalibrated as train/bn_recalibration.py does at a domain's end);
 - the d-purity of each domain's d's (`--d-per-domain` blocks), drawn exactly as `lgen evaluate` draws it;
 - FID per domain on `--num-samples` samples (the classifier's features, as `lgen evaluate`).
 One JSON row per measurement goes to OUT/trajectory.jsonl as it comes; the run directory is OUT/run.
@@ -24,6 +26,7 @@ measures (S's batch-norm statistics must not see test images). So the last row s
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -35,6 +38,7 @@ import torch
 from lifelong_gen.config import read_run_config, resolve_run_config
 from lifelong_gen.eval.classifier import load_or_train
 from lifelong_gen.eval.metrics import Evaluator
+from lifelong_gen.train.bn_recalibration import recalibrate_s
 from lifelong_gen.train.callbacks import Callback
 from lifelong_gen.train.domains import load_domain
 from lifelong_gen.train.trainer import Trainer
@@ -66,6 +70,10 @@ class TrajectoryProbe(Callback):
             S.eval()
             try:
                 clustering = self.ev.s_clustering(S)["per_domain"]
+                recal = copy.deepcopy(S)
+                recalibrated = recalibrate_s(trainer, phase, recal)
+                recal.eval()
+                clustering_recal = self.ev.s_clustering(recal)["per_domain"] if recalibrated else None
                 purity = self.ev.d_purity(trainer.G_ema, phase.d_slots, D_PURITY_SEED)["per_d"]
                 quality = self.ev.evaluate_generator(trainer.G_ema, phase.d_slots, seen, QUALITY_SEED)["per_domain"]
             finally:
@@ -75,6 +83,8 @@ class TrajectoryProbe(Callback):
         for k in seen:
             spec = self.ev.data[k].spec
             row[f"{spec}_acc"] = clustering[spec]["accuracy"]
+            if clustering_recal is not None:
+                row[f"{spec}_acc_recal"] = clustering_recal[spec]["accuracy"]
             row[f"{spec}_purity"] = float(np.mean([r["purity"] for r in purity[k * self.n:(k + 1) * self.n]]))
             row[f"{spec}_fid"] = quality[spec]["fid"]
             row[f"{spec}_share"] = quality[spec]["sample_share"]

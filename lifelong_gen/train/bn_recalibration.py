@@ -24,7 +24,7 @@ the same buffers a retraining would.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import torch
@@ -49,14 +49,16 @@ def recalibration_generator(trainer: Trainer, phase: Phase) -> torch.Generator:
 
 
 @torch.no_grad()
-def recalibrate_s(trainer: Trainer, phase: Phase) -> bool:
+def recalibrate_s(trainer: Trainer, phase: Phase, S: Optional[torch.nn.Module] = None) -> bool:
     """Recompute S's batch-norm running statistics over `s_bn_recalibration` real batches of `phase`.
 
+    `S`: another module to recalibrate instead of the trainer's (a probe's copy mid-domain).
     Returns False (nothing done) when the setting is 0 or S has no batch norm (a shared trunk).
     Under torchrun each rank draws its own batches and the buffers are then averaged.
     """
+    S = trainer.S if S is None else S
     batches = trainer.tc.s_bn_recalibration
-    if batches == 0 or not has_batch_norm(trainer.S):
+    if batches == 0 or not has_batch_norm(S):
         return False
     g = recalibration_generator(trainer, phase)
 
@@ -69,6 +71,6 @@ def recalibrate_s(trainer: Trainer, phase: Phase) -> bool:
 
     # Resets the statistics, takes their cumulative mean over the batches in training mode, then
     # restores each layer's momentum and S's mode.
-    update_bn(views(), trainer.S)
-    trainer.dist.average_buffers((trainer.S,))
+    update_bn(views(), S)
+    trainer.dist.average_buffers((S,))
     return True
