@@ -31,7 +31,14 @@ from typing import Any, Optional
 from lifelong_gen import __version__
 from lifelong_gen.atomic import sha256_file
 from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME, MANIFEST_NAME, NETWORK_FILES
-from lifelong_gen.config import EXECUTION_SETTINGS, MODEL_KEYS, RunConfig, flag_of, read_run_config
+from lifelong_gen.config import (
+    EXECUTION_SETTINGS,
+    MODEL_KEYS,
+    S_BN_RECALIBRATION,
+    RunConfig,
+    flag_of,
+    read_run_config,
+)
 from lifelong_gen.domain_names import native_shape, parse_domains
 from lifelong_gen.errors import LgenError, one_line
 
@@ -42,7 +49,8 @@ METHOD_SETTINGS = ("d_per_domain", "gp_lambda", "info_weight_discrete", "info_we
 # What `--from` may change (the schedule, optimiser, replay and seed, and every execution
 # setting); anything else given is refused in one line.
 TRAINING_SETTINGS = ("steps_per_domain", "batch_size", "n_critic", "lr_g", "lr_d", "betas", "replay",
-                     "replay_ratio", "replay_alignment", "ema_decay", "seed", "critic_warmup", *EXECUTION_SETTINGS)
+                     "replay_ratio", "replay_alignment", "ema_decay", "seed", "critic_warmup", "s_bn_recalibration",
+                     *EXECUTION_SETTINGS)
 REQUIRED_WEIGHTS = ("G_ema", "S")
 # Critic-only updates before G moves when the critic starts fresh (the parent has none, or
 # --critic fresh). Measured in experiments/continuation.md (quick parent, 2 seeds): 200 warm-up
@@ -168,6 +176,9 @@ def continue_config(parent: Parent, domains: str | list[str], overrides: dict[st
     # CPU has bf16 instructions), not inherited: the parent's config.json records what *its* machine
     # chose, and bf16 on a CPU without them is slower than fp32.
     settings.setdefault("precision", "auto")
+    # Likewise S's recalibration: it changes no weight, only the statistics this run's S ends with,
+    # so a parent trained before it existed (0) does not keep its continuations without it.
+    settings.setdefault("s_bn_recalibration", S_BN_RECALIBRATION)
     train = dataclasses.replace(pt, domains=list(pt.domains) + new, inherited_domains=len(pt.domains),
                                 joint=False, **settings)
     train.validate()

@@ -125,3 +125,17 @@ def test_script_gives_an_older_run_the_files_a_retraining_writes(runs, synthetic
     from lifelong_gen.train.checkpoint import load_bundle
 
     load_bundle(old)  # every file still matches its manifest
+
+
+def test_a_continuation_recalibrates_even_when_its_parent_did_not(synthetic28, tmp_path):
+    """It changes no weight, so a parent trained before it (0 in its config) does not keep it off;
+    a continuation may also set it, unlike the parent's method settings."""
+    from lifelong_gen.lineage import continue_config, resolve_parent
+
+    run = resolve_run_config({**SETTINGS, "domains": [synthetic28[0].spec], "steps_per_domain": 2,
+                              "s_bn_recalibration": 0})
+    Trainer(run, tmp_path / "p", data=synthetic28[:1], progress=False).train()
+    parent = resolve_parent(str(tmp_path / "p"))
+    assert parent.run.train.s_bn_recalibration == 0
+    assert continue_config(parent, ["synthetic:rings"], {}).train.s_bn_recalibration == 100
+    assert continue_config(parent, ["synthetic:rings"], {"s_bn_recalibration": 7}).train.s_bn_recalibration == 7
