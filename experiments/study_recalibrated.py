@@ -3,7 +3,7 @@
     python experiments/study_recalibrated.py exp/study-lifelong exp/study-recal
 
 copies each run of SRC/results.jsonl to DST, gives it the statistics a training at this version
-writes (scripts/recalibrate_s.py: no weight changes, so no retraining), evaluates it as study.py
+writes (lifelong_gen/train/recalibrate_run.py: no weight changes, so no retraining), evaluates it as study.py
 does and appends its row to DST/results.jsonl with the same setting, seed, minutes and flags.
 `python experiments/study.py --paired BASE --root DST` then compares the settings again. Rows
 already in DST are kept. Why: every study row before session 14 measured S with the running
@@ -12,7 +12,6 @@ statistics training left, which at a domain's end were mostly those of G's batch
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 import sys
@@ -22,12 +21,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from study import evaluated_row  # noqa: E402
 
-
-def _recalibrate_run():
-    spec = importlib.util.spec_from_file_location("recalibrate_s", HERE.parent / "scripts" / "recalibrate_s.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.recalibrate_run
+from lifelong_gen.train.recalibrate_run import recalibrate_run  # noqa: E402
 
 
 def main() -> None:
@@ -36,7 +30,6 @@ def main() -> None:
     out = dst / "results.jsonl"
     done = {(r["setting"], r["seed"], r["steps"], r["domain"])
             for r in map(json.loads, out.read_text().splitlines())} if out.exists() else set()
-    recalibrate_run = _recalibrate_run()
     for row in map(json.loads, (src / "results.jsonl").read_text().splitlines()):
         key = (row["setting"], row["seed"], row["steps"], row["domain"])
         if key in done:

@@ -1,10 +1,9 @@
 """S's batch-norm statistics recomputed at each domain's end (lifelong_gen/train/bn_recalibration.py):
 only S's buffers change, they become the real mix's statistics, old configs read as off, and
-scripts/recalibrate_s.py gives an older run the files a retraining writes."""
+recalibrate_run (scripts/recalibrate_s.py) gives an older run the files a retraining writes."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -16,9 +15,9 @@ from conftest import TINY, lgen
 from lifelong_gen.config import RunConfig, read_run_config, resolve_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train.bn_recalibration import recalibrate_s
+from lifelong_gen.train.recalibrate_run import recalibrate_run
 from lifelong_gen.train.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {**TINY, "steps_per_domain": 12, "d_per_domain": 3, "s_real_weight": 1.0, "s_real_reuse": True,
             "info_augment_weight": 1.0}
 
@@ -104,19 +103,12 @@ def test_a_config_from_before_the_setting_reads_as_off_and_a_negative_count_is_r
     assert not (tmp_path / "x").exists()
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("recalibrate_s", ROOT / "scripts" / "recalibrate_s.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_script_gives_an_older_run_the_files_a_retraining_writes(runs, synthetic28, tmp_path):
     import shutil
 
     old = tmp_path / "old"
     shutil.copytree(runs[0], old)
-    written = _script().recalibrate_run(old, 8, data=synthetic28)
+    written = recalibrate_run(old, 8, data=synthetic28)
     assert written == [old / "snapshots" / "domain-1", old / "snapshots" / "domain-2", old]
     for rel in ("encoder.safetensors", "config.json", "generator.safetensors", "critic.safetensors",
                 "snapshots/domain-1/encoder.safetensors", "snapshots/domain-2/encoder.safetensors",

@@ -18,7 +18,7 @@ generator, so Definition 2 holds) and, with `--s-real-weight`, its augmented vie
 
 Only S's buffers change: no weight moves, and the draws come from a generator of their own, so
 the run's random stream and every later training step are what they were without it. That is
-also why `scripts/recalibrate_s.py` can apply it to a run trained before it existed and get
+also why `recalibrate_run.py` (scripts/recalibrate_s.py) can apply it to a run trained before it existed and get
 the same buffers a retraining would.
 """
 
