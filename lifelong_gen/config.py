@@ -21,7 +21,7 @@ from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.domain_names import model_shape, parse_domains
 from lifelong_gen.errors import LgenError
 from lifelong_gen.presets import PRESETS
-from lifelong_gen.settings import RESUMABLE_KINDS, setting
+from lifelong_gen.settings import RESUMABLE_KINDS, check_declared, flag_of, setting
 
 # Bumped when config.json changes incompatibly; readers refuse newer versions.
 # 2: TrainConfig's inherited_domains / critic_warmup and RunConfig's parent (lineage.py).
@@ -45,66 +45,50 @@ class ModelConfig:
     domains not yet learned exist but are never sampled).
     """
 
-    z_dim: int = setting(62, help="Noise dimensions of z", kind="method")
-    c_dim: int = setting(2, help="Continuous codes c (c1, c2, ...)", kind="method")
-    d_dim: int = setting(10, help="Discrete categories d (with --d-per-domain: N x the domains)", kind="method")
-    img_channels: int = setting(1, help="1 or 3 (default: from the domains)", kind="method", show_default=False)
-    img_resolution: int = setting(28, help="28 or 64 (default: from the domains)", kind="method", show_default=False)
-    g_width: int = setting(64, help="Channels of G's last conv block (the others scale from it)", kind="method")
-    d_width: int = setting(64, help="Channels of the critic's (and S's) first conv block", kind="method")
-    fc_width: int = setting(1024, help="Hidden width of the fully connected layers (28x28 nets)", kind="method")
+    z_dim: int = setting(62, help="Noise dimensions of z", kind="method", bounds=">= 1")
+    c_dim: int = setting(2, help="Continuous codes c (c1, c2, ...)", kind="method", bounds=">= 0")
+    d_dim: int = setting(10, help="Discrete categories d (with --d-per-domain: N x the domains)", kind="method", bounds=">= 1")
+    img_channels: int = setting(1, help="1 or 3 (default: from the domains)", kind="method", choices=(1, 3), show_default=False)
+    img_resolution: int = setting(28, help="28 or 64 (default: from the domains)",
+                                  kind="method", choices=SUPPORTED_RESOLUTIONS, show_default=False)
+    g_width: int = setting(64, help="Channels of G's last conv block (the others scale from it)", kind="method", bounds=">= 1")
+    d_width: int = setting(64, help="Channels of the critic's (and S's) first conv block", kind="method", bounds=">= 1")
+    fc_width: int = setting(1024, help="Hidden width of the fully connected layers (28x28 nets)", kind="method", bounds=">= 1")
     # S's own widths (issue 20): S clusters real images of every domain learned so far, a harder
     # task than the critic's score, for a small share of the step's time.
     s_width: Optional[int] = setting(None, help="Channels of a separate S's first conv block (default: --d-width)",
-                                     kind="method", show_default=False)
+                                     kind="method", bounds=">= 1", show_default=False)
     s_fc_width: Optional[int] = setting(None, help="Hidden width of a separate S's fully connected layer, 28x28 nets "
-                                                   "(default: --fc-width)", kind="method", show_default=False)
+                                                   "(default: --fc-width)", kind="method", bounds=">= 1", show_default=False)
     # See networks.py for the measurement behind a separate S by default.
     encoder_shares_critic: bool = setting(False, help="S as heads on the critic's trunk (InfoGAN) or separate",
                                           kind="method", flags=("--shared-encoder/--separate-encoder",))
     # G multiplies z by this before its first layer, i.e. it sees z ~ N(0, z_scale^2 I) while every
     # caller (training, replay, ONNX) still draws z ~ N(0, I). Below 1 the discrete code dominates
     # G's first layer, so G must put distinct modes (classes) on distinct d (ClusterGAN's sigma = 0.1).
-    z_scale: float = setting(1.0, help="G sees z * z_scale (1: z ~ N(0, I)); < 1 ties classes to d", kind="method")
+    z_scale: float = setting(1.0, help="G sees z * z_scale (1: z ~ N(0, I)); < 1 ties classes to d", kind="method", bounds="> 0")
     # With z_scale < 1 alone, the measured G moved between classes along c (experiments/mnist-fashion.md).
-    c_scale: float = setting(1.0, help="G sees c * c_scale; S still recovers c itself", kind="method")
+    c_scale: float = setting(1.0, help="G sees c * c_scale; S still recovers c itself", kind="method", bounds="> 0")
     # "cbn": class-conditional batch norm at every G layer (de Vries et al. 2017, Miyato & Koyama
     # 2018), so d shapes every layer instead of competing with z for the first one.
     g_conditioning: str = setting("input", help="How d enters G: input (the paper: concatenated at the input) or cbn "
-                                               "(also conditional batch norm at every layer)", kind="method")
+                                               "(also conditional batch norm at every layer)",
+                                  kind="method", choices=G_CONDITIONINGS)
     # IIC's auxiliary over-clustering head (Ji et al. 2019, xu-ji/IIC): a second, wider head on S's
     # trunk that clusters the same real images into more groups than there are classes, so the
     # trunk must also separate the finer modes. Trained only by --s-real-weight's objective; never
     # read at sampling or encoding time (the ONNX graph of S is unchanged).
     s_overcluster_dim: int = setting(0, help="A training-only over-clustering head of N categories on S, clustered "
                                              "like --s-real-weight's d head (IIC; needs --s-real-weight; 0: off)",
-                                     kind="lever")
+                                     kind="lever", bounds=">= 0")
 
     def validate(self) -> None:
-        if self.img_resolution not in SUPPORTED_RESOLUTIONS:
-            raise LgenError(
-                f"img_resolution {self.img_resolution} is not supported (choose one of {SUPPORTED_RESOLUTIONS})"
-            )
-        if self.img_channels not in (1, 3):
-            raise LgenError(f"--img-channels must be 1 or 3, got {self.img_channels}")
-        for name in ("z_dim", "d_dim", "g_width", "d_width", "fc_width"):
-            if getattr(self, name) < 1:
-                raise LgenError(f"{flag_of(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("z_scale", "c_scale"):
-            if not getattr(self, name) > 0:
-                raise LgenError(f"{flag_of(name)} must be > 0, got {getattr(self, name)}")
+        """The values each setting admits (declared with it), then the rules that tie settings together."""
+        _check_declared(self)
         for name in ("s_width", "s_fc_width"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise LgenError(f"{flag_of(name)} must be >= 1, got {getattr(self, name)}")
             if getattr(self, name) is not None and self.encoder_shares_critic:
                 raise LgenError(f"{flag_of(name)} sizes a separate S; S on the critic's trunk has the critic's widths "
                                 f"(drop --shared-encoder or {flag_of(name)})")
-        for name in ("c_dim", "s_overcluster_dim"):
-            if getattr(self, name) < 0:
-                raise LgenError(f"{flag_of(name)} must be >= 0, got {getattr(self, name)}")
-        if self.g_conditioning not in G_CONDITIONINGS:
-            raise LgenError(f"--g-conditioning {self.g_conditioning!r} is not supported "
-                            f"(choose one of {', '.join(G_CONDITIONINGS)})")
 
 
 # Batches of S's recalibration at each domain's end (train/bn_recalibration.py): 25, 100 and 400
@@ -118,41 +102,42 @@ class TrainConfig:
 
     domains: list[str] = setting(default_factory=list, kind="method", help="Domains in order, e.g. mnist,fashion-mnist "
                                  "or folder:/data/celeba,folder:/data/chairs")
-    steps_per_domain: int = setting(2000, help="Generator steps per domain", kind="method")
-    batch_size: int = setting(64, help="Images per batch (critic and generator updates)", kind="method")
-    n_critic: int = setting(5, help="Critic updates per generator step", kind="method")
-    lr_g: float = setting(1e-4, help="Adam lr of G and S (one optimiser: they maximise L_MI together)", kind="method")
-    lr_d: float = setting(1e-4, help="Adam lr of the critic", kind="method")
+    steps_per_domain: int = setting(2000, help="Generator steps per domain", kind="method", bounds=">= 1")
+    batch_size: int = setting(64, help="Images per batch (critic and generator updates)", kind="method", bounds=">= 1")
+    n_critic: int = setting(5, help="Critic updates per generator step", kind="method", bounds=">= 1")
+    lr_g: float = setting(1e-4, help="Adam lr of G and S (one optimiser: they maximise L_MI together)",
+                          kind="method", bounds="> 0")
+    lr_d: float = setting(1e-4, help="Adam lr of the critic", kind="method", bounds="> 0")
     betas: tuple[float, float] = setting((0.5, 0.9), help="Adam betas", kind="method", cli=False)  # --beta1, --beta2
-    gp_lambda: float = setting(10.0, help="Gradient penalty weight λ", kind="method")
+    gp_lambda: float = setting(10.0, help="Gradient penalty weight λ", kind="method", bounds=">= 0")
     # Lazy regularisation (Karras et al. 2020, StyleGAN2's lazy R1): in expectation k·λ every k-th
     # update adds the same penalty as λ every update. Measured harmful for WGAN-GP, whose critic
     # loss is unbounded between penalties: MNIST FID 82 vs 23 at k = 2 (experiments/throughput.md).
     gp_every: int = setting(1, help="Apply the gradient penalty on every k-th critic update only, weighted k·λ "
                                     "(lazy, as StyleGAN2's R1; measured to hurt FID: prefer --gp-subsample; "
-                                    "1: every update, the paper)", kind="method")
+                                    "1: every update, the paper)", kind="method", bounds=">= 1")
     # The same saving without skipping an update: the mean over every k-th interpolate is an
     # unbiased estimate of the mean over all of them. Every k-th, not the first B/k: the real
     # batch is [domain images; replay], so a stride keeps both in proportion.
     gp_subsample: int = setting(1, help="Penalise every k-th interpolate of the critic's batch only (B/k of "
-                                        "them; 1: all, the paper)", kind="method")
+                                        "them; 1: all, the paper)", kind="method", bounds=">= 1")
     # The critic has no batch norm, so one forward of [real; fake] scores each image as two would,
     # up to float summation order: faster, not bit-identical to runs made with two forwards.
     fused_critic_forward: bool = setting(False, help="Score the critic's real and fake batch in one forward "
                                                      "(as --compile does; not bit-identical to two)", kind="method")
-    info_weight_discrete: float = setting(1.0, help="Weight of the d cross-entropy in L_MI", kind="method")
-    info_weight_continuous: float = setting(0.1, help="Weight of the c Gaussian NLL in L_MI", kind="method")
+    info_weight_discrete: float = setting(1.0, help="Weight of the d cross-entropy in L_MI", kind="method", bounds=">= 0")
+    info_weight_continuous: float = setting(0.1, help="Weight of the c Gaussian NLL in L_MI", kind="method", bounds=">= 0")
     replay: bool = setting(True, help="Generative replay (off: the paper's forgetting baseline, fig. 2b)", kind="method")
     # None: k / (k + 1) while learning domain k (0-based), so every domain seen keeps equal weight.
     replay_ratio: Optional[float] = setting(None, help="Share of replayed images in the critic's real batch "
-                                                       "(default k/(k+1) in domain k)", kind="method")
+                                                       "(default k/(k+1) in domain k)", kind="method", bounds="[0, 1)")
     # Interpretability levers beyond the paper (issue 11; 0 = off, the paper's objective).
     # Elastic-InfoGAN: d may only carry what survives a random rotation/scale/shift of G's image.
     info_augment_weight: float = setting(0.0, help="Weight of S's d cross-entropy on augmented G images "
-                                                   "(Elastic-InfoGAN; 0: off)", kind="lever")
+                                                   "(Elastic-InfoGAN; 0: off)", kind="lever", bounds=">= 0")
     # IMSAT: S's d kept under augmentation, confident per image, balanced over the active categories.
     s_real_weight: float = setting(0.0, help="Weight of S's clustering objective on real images (IMSAT; 0: off)",
-                                   kind="lever")
+                                   kind="lever", bounds=">= 0")
     # The critic's last real batch is a fresh draw of the same mix (domain images + replay) made in
     # the same generator step, so S can cluster it instead of paying another replay render.
     s_real_reuse: bool = setting(False, help="--s-real-weight clusters the last critic update's real batch "
@@ -163,20 +148,21 @@ class TrainConfig:
                                                  "domain's d's, replay over the old ones, each image's d kept in "
                                                  "its domain (needs --d-per-domain)", kind="lever")
     s_balance_weight: float = setting(1.0, help="Weight of the category-balance term inside --s-real-weight's "
-                                                "objective", kind="lever")
+                                                "objective", kind="lever", bounds=">= 0")
     # Issue 20: garments are upright and centred, so rotation may turn one class's look into another's.
     consistency_augment: str = setting("affine", help="The augmented view of --info-augment-weight and --s-real-weight: "
                                                       "affine (rotation, scale, shift; digits) or clothes (scale "
                                                       "0.8-1.1, vertical shift, 3x3 blur, brightness; no rotation)",
-                                       kind="lever")
+                                       kind="lever", choices=CONSISTENCY_AUGMENTS)
     # SCAN's self-labelling (Van Gansbeke et al. 2020), as a pass of S alone after each domain
     # (train/self_label.py): confident real predictions become balanced targets for strong views.
     self_label_steps: int = setting(0, help="After each domain, N updates of S alone on its own confident "
-                                            "predictions of real images (SCAN self-labelling; 0: off)", kind="lever")
+                                            "predictions of real images (SCAN self-labelling; 0: off)",
+                                    kind="lever", bounds=">= 0")
     self_label_threshold: float = setting(0.99, help="--self-label-steps: an image is a target when S's top "
-                                                     "probability exceeds this (SCAN: 0.99)", kind="lever")
+                                                     "probability exceeds this (SCAN: 0.99)", kind="lever", bounds="[0, 1)")
     self_label_lr: float = setting(1e-4, help="--self-label-steps: Adam lr of S's pass (a fresh optimiser, "
-                                              "as SCAN)", kind="lever")
+                                              "as SCAN)", kind="lever", bounds="> 0")
     # S's eval-mode statistics (train/bn_recalibration.py): at each domain's end, PreciseBN over N
     # batches of the real mix S clusters. Only S's buffers change, never a weight or the run's
     # random stream. A config written before this field existed reads as 0 (RunConfig.from_dict).
@@ -184,11 +170,11 @@ class TrainConfig:
                                       help="At each domain's end, recompute S's batch-norm statistics over N real "
                                            "batches, as S's clustering sees them (PreciseBN; 0: keep the running "
                                            "statistics training left, mostly of G's batches)",
-                                      kind="method")
+                                      kind="method", bounds=">= 0")
     replay_alignment: float = setting(0.0, help="Weight of MeRGAN replay alignment ||G_k - G_k-1||^2 on old codes "
-                                                "(0: off)", kind="lever")
+                                                "(0: off)", kind="lever", bounds=">= 0")
     d_per_domain: Optional[int] = setting(None, help="Each domain adds N discrete categories (default: one Cat(d_dim) "
-                                                     "shared by all, the paper)", kind="method")
+                                                     "shared by all, the paper)", kind="method", bounds=">= 1")
     joint: bool = setting(False, help="Train on all domains at once (upper bound; a preset's "
                           "--s-real-by-domain is left out)", kind="method",
                           flags=("--joint/--lifelong",))
@@ -196,20 +182,22 @@ class TrainConfig:
     # parent's first; the first `inherited_domains` were learned by the parent and are only replayed.
     inherited_domains: int = setting(0, help="Domains learned by the parent (set by --from)", kind="method", cli=False)
     critic_warmup: int = setting(0, help="With --from: critic-only updates before G moves (measured in "
-                                         "experiments/continuation.md)", kind="method")
-    ema_decay: float = setting(0.999, help="Decay of the EMA copy of G that sampling and export use", kind="method")
+                                         "experiments/continuation.md)", kind="method", bounds=">= 0")
+    ema_decay: float = setting(0.999, help="Decay of the EMA copy of G that sampling and export use",
+                               kind="method", bounds="[0, 1)")
     seed: int = setting(0, help="Seed of the networks' initialisation and of the run's random stream", kind="method")
-    checkpoint_every: int = setting(500, help="Checkpoint every N generator steps", kind="cadence")
-    log_every: int = setting(50, help="Write averaged losses to metrics.jsonl every N steps", kind="cadence")
+    checkpoint_every: int = setting(500, help="Checkpoint every N generator steps", kind="cadence", bounds=">= 1")
+    log_every: int = setting(50, help="Write averaged losses to metrics.jsonl every N steps", kind="cadence", bounds=">= 1")
     data_root: Optional[str] = setting(None, help="Root with torchvision's MNIST/ FashionMNIST/ layout", kind="data")
     download: bool = setting(True, help="Allow torchvision downloads when files are missing", kind="data")
     # auto: bf16 only where it was measured faster at the preset's quality (experiments/throughput.md);
     # a run's config.json records what auto chose (Trainer), so a resume elsewhere keeps it.
     precision: str = setting("fp32", help="fp32; bf16 (CPU autocast, fp32 master weights, losses and "
                                           "gradient-penalty norm); or auto: bf16 where the CPU has bf16 "
-                                          "instructions (avx512_bf16, AMX), fp32 elsewhere", kind="execution")
+                                          "instructions (avx512_bf16, AMX), fp32 elsewhere", kind="execution", choices=PRECISIONS)
     compile: str = setting("off", help="torch.compile the step's forwards (train/forwards.py): off, default, "
-                                       "reduce-overhead (+ CUDA graphs on a GPU) or max-autotune", kind="execution")
+                                       "reduce-overhead (+ CUDA graphs on a GPU) or max-autotune",
+                           kind="execution", choices=COMPILE_MODES)
     # Deterministic CUDA kernels are ~10% slower per step (measured on an H200); the CPU is always deterministic.
     cuda_deterministic: bool = setting(True, help="CUDA: deterministic kernels where they exist, or the fastest "
                                                   "cuDNN picks; the CPU is always deterministic", kind="execution",
@@ -224,49 +212,17 @@ class TrainConfig:
         return domain_index / (domain_index + 1)
 
     def validate(self) -> None:
+        """The values each setting admits (declared with it), then the rules that tie settings together."""
         if not self.domains:
             raise LgenError("no domains given: pass --domains A,B,... or --preset")
-        positive = ("steps_per_domain", "batch_size", "n_critic", "gp_every", "gp_subsample", "checkpoint_every",
-                    "log_every")
-        for name in positive:
-            if getattr(self, name) < 1:
-                raise LgenError(f"{flag_of(name)} must be >= 1, got {getattr(self, name)}")
-        for name in ("lr_g", "lr_d"):
-            if not getattr(self, name) > 0:
-                raise LgenError(f"{flag_of(name)} must be > 0, got {getattr(self, name)}")
-        if self.replay_ratio is not None and not 0.0 <= self.replay_ratio < 1.0:
-            raise LgenError(f"--replay-ratio must be in [0, 1), got {self.replay_ratio}")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise LgenError(f"--ema-decay must be in [0, 1), got {self.ema_decay}")
+        _check_declared(self)
         if not 0 <= self.inherited_domains < len(self.domains):
             raise LgenError(f"inherited_domains must be in [0, {len(self.domains)}), got {self.inherited_domains}")
-        if self.critic_warmup < 0:
-            raise LgenError(f"--critic-warmup must be >= 0, got {self.critic_warmup}")
-        if self.self_label_steps < 0:
-            raise LgenError(f"--self-label-steps must be >= 0, got {self.self_label_steps}")
-        if not 0.0 <= self.self_label_threshold < 1.0:
-            raise LgenError(f"--self-label-threshold must be in [0, 1), got {self.self_label_threshold}")
-        if not self.self_label_lr > 0:
-            raise LgenError(f"--self-label-lr must be > 0, got {self.self_label_lr}")
-        if self.s_bn_recalibration < 0:
-            raise LgenError(f"--s-bn-recalibration must be >= 0, got {self.s_bn_recalibration}")
-        if self.d_per_domain is not None and self.d_per_domain < 1:
-            raise LgenError(f"--d-per-domain must be >= 1, got {self.d_per_domain}")
         if self.gp_subsample > self.batch_size:
             raise LgenError(f"--gp-subsample must be <= --batch-size ({self.batch_size}), got {self.gp_subsample}")
-        if self.precision not in PRECISIONS:
-            raise LgenError(f"--precision {self.precision!r} is not supported (choose one of {', '.join(PRECISIONS)})")
-        if self.compile not in COMPILE_MODES:
-            raise LgenError(f"--compile {self.compile!r} is not supported (choose one of {', '.join(COMPILE_MODES)})")
-        if self.consistency_augment not in CONSISTENCY_AUGMENTS:
-            raise LgenError(f"--consistency-augment {self.consistency_augment!r} is not supported "
-                            f"(choose one of {', '.join(CONSISTENCY_AUGMENTS)})")
         if self.s_real_by_domain and (self.d_per_domain is None or self.joint or not self.s_real_weight > 0):
             raise LgenError("--s-real-by-domain needs --d-per-domain (each domain's own d's), --s-real-weight > 0 "
                             "and a lifelong run (a joint batch does not say which domain each image is from)")
-        for name in ("gp_lambda", "replay_alignment", "info_augment_weight", "s_real_weight", "s_balance_weight"):
-            if not getattr(self, name) >= 0:
-                raise LgenError(f"{flag_of(name)} must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass
@@ -345,9 +301,11 @@ TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 EXECUTION_SETTINGS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata["kind"] in RESUMABLE_KINDS)
 
 
-def flag_of(name: str) -> str:
-    """The command-line flag of a setting, for messages (betas is given as --beta1/--beta2)."""
-    return "--beta1/--beta2" if name == "betas" else "--" + name.replace("_", "-")
+def _check_declared(config: Any) -> None:
+    try:
+        check_declared(config)
+    except ValueError as e:
+        raise LgenError(str(e)) from None
 
 
 # ------------------------------------------------------------ resolution

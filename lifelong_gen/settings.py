@@ -1,8 +1,10 @@
 """How a setting of ModelConfig / TrainConfig is declared, once: its default, help, kind and flag.
 
-Owns `setting` (a dataclasses.field whose metadata carries the help text, the kind and, where
-it differs from the name, the command-line flag) and `Setting` / `settings_of`, the view of a
-dataclass's declared settings that `lgen train`'s options are generated from (cli/app.py).
+Owns `setting` (a dataclasses.field whose metadata carries the help text, the kind, the values
+it admits and, where it differs from the name, the command-line flag), `Setting` / `settings_of`,
+the view of a dataclass's declared settings that `lgen train`'s options are generated from
+(cli/app.py), and `check_declared`, which holds a config to the values its settings admit (the
+rules that tie several settings together stay in config.py's `validate` methods).
 
 The kinds, from what a setting changes:
 
@@ -18,6 +20,8 @@ Torch-free (config.py, and so every torch-free command, imports it).
 from __future__ import annotations
 
 import dataclasses
+import operator
+import re
 import typing
 from dataclasses import MISSING, dataclass
 from typing import Any, Optional
@@ -26,9 +30,25 @@ KINDS = ("method", "lever", "data", "cadence", "execution")
 # What `lgen train --resume` may change: how a run executes, never what it learns.
 RESUMABLE_KINDS = ("data", "cadence", "execution")
 
+# A setting's `bounds`, written as its error message says them: ">= 1", "> 0", "[0, 1)".
+_COMPARISON = re.compile(r"^(>=|>) (-?[0-9.e+-]+)$")
+_INTERVAL = re.compile(r"^\[(-?[0-9.e+-]+), (-?[0-9.e+-]+)\)$")
+
+
+def _bounds_test(bounds: str):
+    """The predicate of a `bounds` text (ValueError on a text it cannot read, at import time)."""
+    if m := _COMPARISON.match(bounds):
+        compare, limit = {">=": operator.ge, ">": operator.gt}[m[1]], float(m[2])
+        return lambda v: compare(v, limit)
+    if m := _INTERVAL.match(bounds):
+        low, high = float(m[1]), float(m[2])
+        return lambda v: low <= v < high
+    raise ValueError(f"bounds must read '>= N', '> N' or '[A, B)', got {bounds!r}")
+
 
 def setting(default: Any = MISSING, *, help: str, kind: str, default_factory: Any = MISSING,
-            flags: Optional[tuple[str, ...]] = None, cli: bool = True, show_default: bool = True) -> Any:
+            flags: Optional[tuple[str, ...]] = None, cli: bool = True, show_default: bool = True,
+            bounds: Optional[str] = None, choices: Optional[tuple[Any, ...]] = None) -> Any:
     """A dataclass field declared with its help text and kind (and flags: a bool's on/off pair).
 
     Args:
@@ -36,10 +56,16 @@ def setting(default: Any = MISSING, *, help: str, kind: str, default_factory: An
             through other flags).
         show_default: False where the field's default is not what a run gets (the image
             shape follows the domains).
+        bounds: the numbers it admits, as ">= N", "> N" or "[A, B)" (None, where a field may be
+            None, is always admitted); `check_declared` enforces them.
+        choices: the only values it admits.
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
-    metadata = {"help": help, "kind": kind, "flags": flags, "cli": cli, "show_default": show_default}
+    if bounds is not None:
+        _bounds_test(bounds)  # a misspelt bound fails when the config module is imported
+    metadata = {"help": help, "kind": kind, "flags": flags, "cli": cli, "show_default": show_default,
+                "bounds": bounds, "choices": choices}
     if default_factory is not MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -80,3 +106,28 @@ def settings_of(cls: type) -> list[Setting]:
         default = f.default if f.default is not MISSING and meta["show_default"] else None
         out.append(Setting(f.name, kind_type, default, meta["help"], meta["kind"], tuple(flags)))
     return out
+
+
+def flag_of(name: str) -> str:
+    """The command-line flag of a setting, for messages (betas is given as --beta1/--beta2)."""
+    return "--beta1/--beta2" if name == "betas" else "--" + name.replace("_", "-")
+
+
+def check_declared(config: Any) -> None:
+    """Raise ValueError, in one line naming the flag, for the first field of the dataclass `config`
+    whose value its declaration does not admit (`bounds`, `choices`); None is admitted.
+
+    Config classes turn it into their own error type (config.py raises LgenError).
+    """
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if value is None:
+            continue
+        choices, bounds = f.metadata.get("choices"), f.metadata.get("bounds")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{flag_of(f.name)} {value!r} is not supported "
+                             f"(choose one of {', '.join(map(str, choices))})")
+        # NaN fails every comparison, so "> 0" also refuses a NaN learning rate.
+        if bounds is not None and not _bounds_test(bounds)(value):
+            within = "in " if bounds.startswith("[") else ""
+            raise ValueError(f"{flag_of(f.name)} must be {within}{bounds}, got {value}")

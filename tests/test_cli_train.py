@@ -44,7 +44,7 @@ def test_dry_run_resolves_preset_and_overrides():
     (["--domains", "mnist", "--batch-size", "0"], "--batch-size must be >= 1"),
     (["--domains", "mnist", "--batch-size", "many"], "'--batch-size'"),
     (["--domains", "mnist", "--replay-ratio", "1.5"], "--replay-ratio must be in"),
-    (["--domains", "mnist", "--img-resolution", "32"], "img_resolution 32"),
+    (["--domains", "mnist", "--img-resolution", "32"], "--img-resolution 32 is not supported (choose one of 28, 64)"),
     (["--domains", "mnist", "--lr-g", "-1"], "--lr-g must be > 0"),
     (["--preset", "imagenet"], "unknown preset"),
     (["--quick"], "--quick needs --preset"),

@@ -43,7 +43,7 @@ def test_shape_checks_reject_wrong_inputs():
 def test_unsupported_resolution():
     from lifelong_gen.errors import LgenError
 
-    with pytest.raises(LgenError, match="img_resolution 32"):
+    with pytest.raises(LgenError, match="--img-resolution 32 is not supported"):
         build_networks(ModelConfig(img_resolution=32))
 
 

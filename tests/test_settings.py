@@ -1,14 +1,20 @@
 """Settings declared once (lifelong_gen/settings.py): every field of the configs has its help and kind,
-and `lgen train`'s options are exactly the declared settings plus the run options."""
+every number the values it admits, and `lgen train`'s options are exactly the declared settings plus
+the run options."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from typing import Optional
 
 import pytest
 
-from lifelong_gen.config import EXECUTION_SETTINGS, ModelConfig, TrainConfig
-from lifelong_gen.settings import KINDS, RESUMABLE_KINDS, setting, settings_of
+from lifelong_gen.config import EXECUTION_SETTINGS, ModelConfig, TrainConfig, resolve_run_config
+from lifelong_gen.errors import LgenError
+from lifelong_gen.settings import KINDS, RESUMABLE_KINDS, check_declared, setting, settings_of
 
 
 @pytest.mark.parametrize("cls", [ModelConfig, TrainConfig])
@@ -56,3 +62,56 @@ def test_lgen_train_has_an_option_per_declared_setting():
     helps = {p.name: p.help for p in command.params}
     assert helps["n_critic"] == "Critic updates per generator step [default: 5]"
     assert helps["cuda_deterministic"].endswith("[default: --cuda-deterministic]")
+
+
+@dataclass
+class _Declared:
+    count: int = setting(1, help="x", kind="method", bounds=">= 1")
+    rate: float = setting(0.5, help="x", kind="method", bounds="> 0")
+    share: Optional[float] = setting(None, help="x", kind="method", bounds="[0, 1)")
+    mode: str = setting("a", help="x", kind="method", choices=("a", "b"))
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"count": 0}, "--count must be >= 1, got 0"),
+    ({"rate": 0.0}, "--rate must be > 0, got 0.0"),
+    ({"rate": math.nan}, "--rate must be > 0, got nan"),  # NaN fails every comparison
+    ({"share": 1.0}, r"--share must be in \[0, 1\), got 1.0"),
+    ({"share": -0.1}, r"--share must be in \[0, 1\), got -0.1"),
+    ({"mode": "c"}, "--mode 'c' is not supported \\(choose one of a, b\\)"),
+])
+def test_check_declared_refuses_what_a_declaration_does_not_admit(change, message):
+    with pytest.raises(ValueError, match=message):
+        check_declared(_Declared(**change))
+
+
+def test_check_declared_admits_the_bounds_edges_and_none():
+    check_declared(_Declared(count=1, rate=1e-12, share=0.0, mode="b"))
+    check_declared(_Declared(share=None))  # an Optional setting left unset
+
+
+def test_a_misspelt_bound_is_refused_where_it_is_declared():
+    with pytest.raises(ValueError, match="bounds must read"):
+        setting(1, help="x", kind="method", bounds="=> 1")
+
+
+# Numbers whose admitted values depend on other settings (validate's own rules) or are any value.
+UNBOUNDED = {"seed", "inherited_domains", "betas"}
+
+
+@pytest.mark.parametrize("cls", [ModelConfig, TrainConfig])
+def test_every_number_declares_what_it_admits_and_its_default_is_admitted(cls):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        inner = [a for a in typing.get_args(hints[f.name]) if a is not type(None)] or [hints[f.name]]
+        if inner[0] in (int, float) and f.name not in UNBOUNDED:
+            assert f.metadata["bounds"] or f.metadata["choices"], f"{f.name} declares no bounds"
+    check_declared(cls(domains=["mnist"]) if cls is TrainConfig else cls())
+
+
+def test_the_configs_turn_a_declared_bound_into_a_one_line_error():
+    # The loss weights of L_MI were unchecked before their bounds were declared.
+    with pytest.raises(LgenError, match="--info-weight-continuous must be >= 0, got -0.1"):
+        resolve_run_config({"domains": "mnist", "info_weight_continuous": -0.1})
+    with pytest.raises(LgenError, match="--img-channels 2 is not supported"):
+        resolve_run_config({"domains": "mnist", "img_channels": 2})
