@@ -85,6 +85,11 @@ SETTINGS: dict[str, list[str]] = {
     # on the lifelong protocol, where S's batch-norm statistics are now recalibrated after the pass;
     # the one-domain screening (experiments/fashion.md) predates that recalibration.
     "fast-sub2-bydomain-sl1000": [*FAST_SUB2, "--s-real-by-domain", "--self-label-steps", "1000"],
+    # Issue 20 (session 15): SCAN's neighbour term (Van Gansbeke et al. 2020): each new real image and
+    # one of its 20 nearest images (pooled pixels, mined per domain) get the same d, weight 1 as the
+    # IMSAT objective it adds to. S's trunk separates Fashion linearly (0.87) where its clustering
+    # finds another partition (0.58): experiments/fashion.md.
+    "fast-sub2-bydomain-nb1": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "1"],
     # The preset's step where `--precision auto` is fp32 (no bf16 instructions); not run yet.
     "fast-sub2-fp32": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2"],
 }

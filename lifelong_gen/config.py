@@ -147,6 +147,14 @@ class TrainConfig:
     s_real_by_domain: bool = setting(False, help="--s-real-weight clusters per domain: the new data over the new "
                                                  "domain's d's, replay over the old ones, each image's d kept in "
                                                  "its domain (needs --d-per-domain)", kind="lever")
+    # Issue 20 (session 15): S's trunk separates Fashion-MNIST's classes linearly (0.87 with labels)
+    # while its clustering finds another partition (0.58); SCAN's neighbour term pulls each real image's
+    # d towards that of an image next to it (train/neighbours.py, losses.neighbour_consistency_loss).
+    s_neighbour_weight: float = setting(0.0, help="Weight of SCAN's neighbour consistency: S gives each new real "
+                                                  "image and one of its mined nearest images the same d "
+                                                  "(needs --s-real-weight; 0: off)", kind="lever", bounds=">= 0")
+    s_neighbours: int = setting(20, help="--s-neighbour-weight: nearest images mined per image (SCAN: 20)",
+                                kind="lever", bounds=">= 1")
     s_balance_weight: float = setting(1.0, help="Weight of the category-balance term inside --s-real-weight's "
                                                 "objective", kind="lever", bounds=">= 0")
     # Issue 20: garments are upright and centred, so rotation may turn one class's look into another's.
@@ -220,6 +228,9 @@ class TrainConfig:
             raise LgenError(f"inherited_domains must be in [0, {len(self.domains)}), got {self.inherited_domains}")
         if self.gp_subsample > self.batch_size:
             raise LgenError(f"--gp-subsample must be <= --batch-size ({self.batch_size}), got {self.gp_subsample}")
+        if self.s_neighbour_weight > 0 and not self.s_real_weight > 0:
+            raise LgenError("--s-neighbour-weight adds to --s-real-weight's clustering of real images: "
+                            "give --s-real-weight > 0")
         if self.s_real_by_domain and (self.d_per_domain is None or self.joint or not self.s_real_weight > 0):
             raise LgenError("--s-real-by-domain needs --d-per-domain (each domain's own d's), --s-real-weight > 0 "
                             "and a lifelong run (a joint batch does not say which domain each image is from)")

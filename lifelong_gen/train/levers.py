@@ -12,6 +12,9 @@ off at weight 0), with their diagnostics kept apart so they are logged, never su
   head clusters the same batch into more categories (IIC's auxiliary head).
   With `s_real_by_domain`, the objective is applied per domain (losses.domain_clustering_loss):
   the new data over the new domain's d's, replay over the old ones, each image's d kept in its domain.
+  With `s_neighbour_weight`, SCAN's neighbour term (losses.neighbour_consistency_loss): each new
+  image of the batch and one of its mined nearest images (neighbours.py) get the same d, over the
+  new domain's d's (all active d's without `s_real_by_domain`), in the same forward of S.
 
 Both see the view of `consistency_augment` (losses.CONSISTENCY_AUGMENTS): a small rotation,
 scale and shift for digits, or scale, vertical shift, blur and brightness for clothes.
@@ -26,11 +29,13 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from lifelong_gen.train.domains import to_float
 from lifelong_gen.train.losses import (
     augmented_info_loss,
     clustering_loss,
     consistency_augment,
     domain_clustering_loss,
+    neighbour_consistency_loss,
 )
 from lifelong_gen.train.phase import Losses, Phase
 
@@ -58,29 +63,42 @@ def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch
     if tc.s_real_weight > 0:
         with torch.no_grad():
             # --s-real-reuse: the critic's last batch, drawn in this same step from the same mix.
-            real = trainer.last_real if tc.s_real_reuse else trainer.real_batch(phase, tc.batch_size)
+            if tc.s_real_reuse:
+                real, idx = trainer.last_real, trainer.last_real_idx
+            else:
+                real, idx = trainer.real_batch(phase, tc.batch_size, with_indices=True)
             augmented = consistency_augment(real, trainer.rng, tc.consistency_augment)
+            # [domain images; replay] as real_batch lays them out; the new domain's d's are the last d_per_domain.
+            n, n_new = real.shape[0], idx.shape[0]
+            rows = [real, augmented]
+            if tc.s_neighbour_weight > 0:  # one random mined neighbour of each new image (SCAN)
+                table = trainer.neighbours.of(phase)  # [N_phase, k]
+                pick = torch.randint(0, table.shape[1], (n_new,), generator=trainer.rng, device=trainer.rng.device)
+                rows.append(to_float(phase.images[table[idx, pick.to(idx.device)]]))
         over = trainer.cfg.s_overcluster_dim > 0
-        both = torch.cat([real, augmented])
+        both = torch.cat(rows)
         with trainer.autocast():
             out = fw.S(both, overcluster=True) if over else fw.S(both)
         logits = out[0].float()[:, :phase.d_slots]
+        clean, augmented_logits = logits[:n], logits[n:2 * n]
+        new_from = phase.d_slots - tc.d_per_domain if tc.s_real_by_domain else 0
         if tc.s_real_by_domain:
-            # [domain images; replay] as real_batch lays them out; the new domain's d's are the last d_per_domain.
-            n_new = real.shape[0] - trainer.replay_rows(phase, real.shape[0])
             loss, consistency, balance, domain = domain_clustering_loss(
-                *logits.chunk(2), n_new=n_new, new_from=phase.d_slots - tc.d_per_domain,
-                balance_weight=tc.s_balance_weight)
+                clean, augmented_logits, n_new=n_new, new_from=new_from, balance_weight=tc.s_balance_weight)
             logged.update(s_domain=domain)
         else:
-            loss, consistency, balance = clustering_loss(*logits.chunk(2), balance_weight=tc.s_balance_weight)
+            loss, consistency, balance = clustering_loss(clean, augmented_logits, balance_weight=tc.s_balance_weight)
         terms["s_real"] = (tc.s_real_weight, loss)
         logged.update(s_consistency=consistency, s_marginal_entropy=balance)
+        if tc.s_neighbour_weight > 0:
+            own = slice(new_from, phase.d_slots)  # the new domain's d's (all active ones when not by domain)
+            terms["s_neighbour"] = (tc.s_neighbour_weight,
+                                    neighbour_consistency_loss(clean[:n_new, own], logits[2 * n:, own]))
         if over:
             # IIC's over-clustering head: the same objective over all of its categories, with the d
             # head's weight (IIC alternates the two heads with equal weight), through the same trunk.
             over_loss, over_consistency, over_balance = clustering_loss(
-                *out[2].float().chunk(2), balance_weight=tc.s_balance_weight)
+                *out[2].float()[:2 * n].chunk(2), balance_weight=tc.s_balance_weight)
             terms["s_overcluster"] = (tc.s_real_weight, over_loss)
             logged.update(s_over_consistency=over_consistency, s_over_marginal_entropy=over_balance)
     return terms, logged

@@ -204,6 +204,22 @@ def clustering_loss(
     return loss, consistency, marginal_entropy
 
 
+def neighbour_consistency_loss(d_logits: torch.Tensor, d_logits_neighbour: torch.Tensor) -> torch.Tensor:
+    """SCAN's consistency term (Van Gansbeke et al. 2020, wvangansbeke/Unsupervised-Classification
+    `losses.SCANLoss`): −mean log ⟨p(·|x), p(·|n)⟩ for images x and mined neighbours n of theirs
+    (train/neighbours.py), gradients through both sides as in SCAN.
+
+    Args:
+        d_logits, d_logits_neighbour: [N, K] S's logits on the images and on one neighbour each,
+            over the same categories.
+    Returns:
+        0-dim: 0 when both sides are the same one-hot, log K when both are uniform.
+    """
+    # log Σ_j p_j q_j as a logsumexp of log-probabilities: exact where the dot product underflows.
+    joint = F.log_softmax(d_logits, dim=1) + F.log_softmax(d_logits_neighbour, dim=1)
+    return -torch.logsumexp(joint, dim=1).mean()
+
+
 def domain_clustering_loss(
     d_logits: torch.Tensor, d_logits_augmented: torch.Tensor, n_new: int, new_from: int,
     balance_weight: float = 1.0,

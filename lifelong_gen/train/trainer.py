@@ -57,6 +57,7 @@ from lifelong_gen.train.growth import load_parent, start_from_parent
 from lifelong_gen.train.levers import lever_terms
 from lifelong_gen.train.losses import alignment_loss, critic_loss, generator_loss, gradient_penalty, info_loss
 from lifelong_gen.train.metrics_log import MetricsLog
+from lifelong_gen.train.neighbours import NeighbourTables
 from lifelong_gen.train.networks import build_networks, frozen, parameter_groups, update_ema
 from lifelong_gen.train.phase import Losses, Phase, make_phases
 from lifelong_gen.train.process import choose_kernels, resolve_precision, stop_on_signals
@@ -131,6 +132,8 @@ class Trainer:
         self.global_step = 0
         self.snapshot: Optional[ReplaySnapshot] = None
         self.last_real: Optional[torch.Tensor] = None  # the last critic update's real batch
+        self.last_real_idx: Optional[torch.Tensor] = None  # its domain rows' indices into the phase's images
+        self.neighbours = NeighbourTables(self.tc.s_neighbours)  # --s-neighbour-weight's, mined on first use
         if parent_nets is not None:
             self.snapshot = start_from_parent(self, parent_nets)
         self.metrics_log = MetricsLog(self.run_dir, self.tc.log_every, self.dist)
@@ -201,9 +204,11 @@ class Trainer:
         """How many of a real batch's `batch` rows are replayed (they come last, after the domain's images)."""
         return round(batch * phase.replay_ratio) if self.snapshot is not None else 0
 
-    def real_batch(self, phase: Phase, batch: int, generator: Optional[torch.Generator] = None) -> torch.Tensor:
-        """The critic's real batch: the phase's images, then replay rows; drawn on the run's stream
-        unless another `generator` is given."""
+    def real_batch(self, phase: Phase, batch: int, generator: Optional[torch.Generator] = None,
+                   with_indices: bool = False):
+        """The critic's real batch [B, C, H, W]: the phase's images, then replay rows; drawn on the
+        run's stream unless another `generator` is given. `with_indices`: (batch, the indices into
+        phase.images of its first rows) [B - replay rows]."""
         g = self.rng if generator is None else generator
         n_replay = self.replay_rows(phase, batch)
         if phase.sample_weights is not None:
@@ -214,7 +219,7 @@ class Trainer:
         if n_replay:
             replayed, _ = self.snapshot.sample(n_replay, g)
             real = torch.cat([real, replayed])
-        return real  # [B, C, H, W]
+        return (real, idx) if with_indices else real
 
     def train_step(self, phase: Phase) -> Losses:
         """`n_critic` critic updates, then one G + S update; the losses as 0-dim device tensors."""
@@ -238,7 +243,8 @@ class Trainer:
         """
         tc, fw, B = self.tc, self.fw, self.tc.batch_size
         fw.step_begins()
-        real = self.last_real = self.real_batch(phase, B)  # kept for --s-real-reuse
+        real, self.last_real_idx = self.real_batch(phase, B, with_indices=True)
+        self.last_real = real  # kept for --s-real-reuse
         z, c, d, d_idx = self._codes(B, phase.d_slots)
         with torch.no_grad(), self.autocast():
             fake = fw.G_fakes(z, c, d).float()
