@@ -83,7 +83,8 @@ SETTINGS: dict[str, list[str]] = {
     "fast-sub2-bydomain-swide": [*FAST_SUB2, "--s-real-by-domain", "--s-width", "64", "--s-fc-width", "1024"],
     # Issue 20 (session 15): SCAN's self-labelling pass (1,000 steps of S alone after each domain)
     # on the lifelong protocol, where S's batch-norm statistics are now recalibrated after the pass;
-    # the one-domain screening (experiments/fashion.md) predates that recalibration.
+    # the one-domain screening (experiments/fashion.md) predates that recalibration. Not run yet:
+    # session 15 gave its slot to the neighbour term below.
     "fast-sub2-bydomain-sl1000": [*FAST_SUB2, "--s-real-by-domain", "--self-label-steps", "1000"],
     # Issue 20 (session 15): SCAN's neighbour term (Van Gansbeke et al. 2020): each new real image and
     # one of its 20 nearest images (pooled pixels, mined per domain) get the same d, weight 1 as the
