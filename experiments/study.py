@@ -92,7 +92,7 @@ SETTINGS: dict[str, list[str]] = {
     # finds another partition (0.58): experiments/fashion.md.
     "fast-sub2-bydomain-nb1": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "1"],
     # The same at SCAN's own balance: SCAN weights the entropy of the mean prediction 5x its
-    # neighbour term (configs/scan: entropy_weight 5); here the IMSAT balance term has weight 1, so
+    # neighbour term (configs/scan/scan_cifar10.yml: entropy_weight 5.0); here the IMSAT balance term has weight 1, so
     # the neighbour term 0.2. Weight 1 (above) collapsed Fashion's clusters on seed 0 (session 15).
     "fast-sub2-bydomain-nb02": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "0.2"],
     # The preset's step where `--precision auto` is fp32 (no bf16 instructions); not run yet.
