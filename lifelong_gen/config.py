@@ -321,17 +321,21 @@ def _check_declared(config: Any) -> None:
 
 # ------------------------------------------------------------ resolution
 
-def preset_settings(preset: Optional[str], quick: bool = False) -> dict[str, Any]:
-    """The settings a named preset gives (with its `quick` overrides); {} without a preset."""
+def preset_settings(preset: Optional[str], quick: bool = False, joint: bool = False) -> dict[str, Any]:
+    """The settings a named preset gives, with its `quick` and `joint_run` variants' overrides
+    where asked for (presets.py); {} without a preset."""
     if preset is None:
         if quick:
             raise LgenError("--quick needs --preset")
         return {}
     if preset not in PRESETS:
         raise LgenError(f"unknown preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    settings = {k: v for k, v in PRESETS[preset].items() if k != "quick"}
+    # The dict-valued entries are variants, not settings (no setting takes a dict).
+    settings = {k: v for k, v in PRESETS[preset].items() if not isinstance(v, dict)}
     if quick:
-        settings.update(PRESETS[preset]["quick"])
+        settings.update(PRESETS[preset].get("quick", {}))
+    if joint:
+        settings.update(PRESETS[preset].get("joint_run", {}))
     return settings
 
 
@@ -342,11 +346,7 @@ def resolve_run_config(settings: dict[str, Any], *, preset: Optional[str] = None
     text. The model's channels and resolution follow the domains (model_shape) unless
     given; with `d_per_domain` N, d_dim becomes N x number of domains.
     """
-    preset_values = preset_settings(preset, quick)
-    if settings.get("joint") and "s_real_by_domain" not in settings:
-        # A preset's per-domain clustering needs a lifelong batch's layout (new rows, then
-        # replay), so its joint upper bound runs without it; given as a flag, it is refused.
-        preset_values.pop("s_real_by_domain", None)
+    preset_values = preset_settings(preset, quick, joint=bool(settings.get("joint")))
     settings = {**preset_values, **settings}
     if isinstance(settings.get("domains"), str):
         settings["domains"] = parse_domains(settings["domains"])

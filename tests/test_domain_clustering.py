@@ -78,10 +78,11 @@ def test_settings_are_validated():
 
 
 def test_a_presets_lever_is_left_out_of_its_joint_run(monkeypatch):
-    # `--preset P --joint` is P's joint upper bound: the lever needs a lifelong batch's layout, so a
-    # preset's value is dropped there, while the same lever given as a flag is still refused.
+    # `--preset P --joint` is P's joint upper bound: the lever needs a lifelong batch's layout, so the
+    # preset's `joint_run` variant turns it off, while the same lever given as a flag is still refused.
     monkeypatch.setitem(PRESETS, "two", {"domains": ["synthetic:bars", "synthetic:rings"], "d_per_domain": 5,
-                                         "s_real_weight": 1.0, "s_real_by_domain": True, "quick": {}})
+                                         "s_real_weight": 1.0, "s_real_by_domain": True, "quick": {},
+                                         "joint_run": {"s_real_by_domain": False}})
     assert resolve_run_config({}, preset="two").train.s_real_by_domain
     joint = resolve_run_config({"joint": True}, preset="two").train
     assert joint.joint and not joint.s_real_by_domain

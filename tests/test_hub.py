@@ -400,7 +400,7 @@ def test_hub_embedded_default_model_checksums_and_card():
                                                                          "encoder.safetensors"}
     assert sum((path / rel).stat().st_size for rel in on_disk) < 20e6
     run_cfg = model_card.read_run_config(path)
-    preset = {k: v for k, v in config.PRESETS["mnist-fashion"].items() if k != "quick"}
+    preset = config.preset_settings("mnist-fashion")
     assert run_cfg.train.domains == ["mnist", "fashion-mnist"]
     for key, value in preset.items():  # it is the preset's model, not a variant of it
         section = run_cfg.model if key in config.MODEL_KEYS else run_cfg.train

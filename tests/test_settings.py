@@ -12,8 +12,17 @@ from typing import Optional
 
 import pytest
 
-from lifelong_gen.config import EXECUTION_SETTINGS, ModelConfig, TrainConfig, resolve_run_config
+from lifelong_gen.config import (
+    EXECUTION_SETTINGS,
+    MODEL_KEYS,
+    TRAIN_KEYS,
+    ModelConfig,
+    TrainConfig,
+    preset_settings,
+    resolve_run_config,
+)
 from lifelong_gen.errors import LgenError
+from lifelong_gen.presets import PRESETS
 from lifelong_gen.settings import KINDS, RESUMABLE_KINDS, check_declared, setting, settings_of
 
 
@@ -116,3 +125,28 @@ def test_the_configs_turn_a_declared_bound_into_a_one_line_error():
         resolve_run_config({"domains": "mnist", "info_weight_continuous": -0.1})
     with pytest.raises(LgenError, match="--img-channels 2 is not supported"):
         resolve_run_config({"domains": "mnist", "img_channels": 2})
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_and_its_variants_are_settings_that_resolve(name):
+    # A preset's dict-valued entries are variants (`quick`, `joint_run`); everything else, and every
+    # key a variant overrides, is a declared setting, and each combination gives a valid run.
+    variants = {k: v for k, v in PRESETS[name].items() if isinstance(v, dict)}
+    assert set(variants) <= {"quick", "joint_run"}, name
+    for overrides in [preset_settings(name), *variants.values()]:
+        assert set(overrides) <= MODEL_KEYS | TRAIN_KEYS, name
+    for quick in (False, True):
+        for joint in (False, True):
+            run = resolve_run_config({"joint": True} if joint else {}, preset=name, quick=quick)
+            expected = {**preset_settings(name, quick, joint), "joint": joint}
+            for key, value in expected.items():
+                if key in ("domains", "precision"):  # parsed into specs; `auto` is kept until training
+                    continue
+                section = run.model if key in MODEL_KEYS else run.train
+                assert getattr(section, key) == value, (name, quick, joint, key)
+
+
+def test_the_reference_presets_joint_run_leaves_out_what_needs_replay():
+    assert resolve_run_config({}, preset="mnist-fashion").train.s_real_by_domain
+    joint = resolve_run_config({"joint": True}, preset="mnist-fashion", quick=True).train
+    assert joint.joint and not joint.s_real_by_domain and joint.steps_per_domain == 1000  # quick still applies
