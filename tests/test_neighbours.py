@@ -108,3 +108,12 @@ def test_off_it_mines_nothing_and_on_it_trains_two_domains(tmp_path, synthetic28
     second = [losses["s_neighbour"] for k, losses in logged if k == 1]
     assert second and all(math.isfinite(float(v)) and float(v) >= 0 for v in second)
     assert not all(torch.equal(s_off[k], s_on[k]) for k in s_off)
+
+
+def test_a_joint_run_mines_one_table_over_all_domains(tmp_path, synthetic28):
+    # The joint upper bound has no replay rows: every row of the batch is new data, over all d's.
+    on, _, logged = _train(tmp_path, synthetic28, "joint", joint=True, s_real_by_domain=False,
+                           s_neighbour_weight=0.2)
+    total = sum(d.train_images.shape[0] for d in synthetic28)
+    assert list(on.neighbours._tables) == [0] and on.neighbours._tables[0].shape == (total, 20)
+    assert logged and all(math.isfinite(float(losses["s_neighbour"])) for _, losses in logged)
