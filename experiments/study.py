@@ -119,6 +119,9 @@ def run_one(root: Path, setting: str, seed: int, steps: int, domain: str = "mnis
     if domain == LIFELONG and "--s-real-by-domain" not in SETTINGS[setting]:
         # The preset as session 11 studied it: its by-domain clustering came in after that study.
         start.append("--no-s-real-by-domain")
+    if domain == LIFELONG and "--s-neighbour-weight" not in SETTINGS[setting]:
+        # Likewise SCAN's neighbour term, in the preset since session 16.
+        start += ["--s-neighbour-weight", "0"]
     cmd = lgen() + ["train", *start, *SETTINGS[setting], "--steps-per-domain", str(steps), "--seed", str(seed)]
     t0 = time.time()
     if (run_dir / "config.json").exists():
