@@ -24,9 +24,11 @@ Candidates (settings are `lgen train` flags; the others change only how this pro
 - preset-now:     the preset as it is (its --precision auto resolved on this machine).
 
 Issue 20's S levers, each on top of the preset as it is (their ratio is also given against
-preset-now): overcluster-50 (--s-overcluster-dim 50), s-wide (--s-width 64 --s-fc-width 1024) and
-neighbour-0.2 (--s-neighbour-weight 0.2, SCAN's neighbour term: one more S forward of the new
-images' mined neighbours; the one-off mining falls in the warm-up).
+preset-now): overcluster-50 (--s-overcluster-dim 50) and s-wide (--s-width 64 --s-fc-width 1024).
+Since session 16 the preset has SCAN's neighbour term (--s-neighbour-weight 0.2: one more S
+forward, of the new images' mined neighbours; the one-off mining falls in the warm-up), so
+neighbour-off (--s-neighbour-weight 0) is the preset as it was before: its cost is preset-now's
+ratio to neighbour-off.
 """
 
 from __future__ import annotations
@@ -71,7 +73,7 @@ CANDIDATES: dict[str, tuple[dict | None, str]] = {
 ON_PRESET: dict[str, dict] = {
     "overcluster-50": {"s_overcluster_dim": 50},
     "s-wide": {"s_width": 64, "s_fc_width": 1024},
-    "neighbour-0.2": {"s_neighbour_weight": 0.2},
+    "neighbour-off": {"s_neighbour_weight": 0.0},
 }
 
 
