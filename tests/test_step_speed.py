@@ -84,8 +84,8 @@ def test_s_real_reuse_clusters_the_critic_batch_and_draws_none(tmp_path, synthet
         trainer.advance_domain(trainer.phases[0])  # replay on: the batch the critic scores holds replay too
         calls, s_inputs = [], []
         real_batch, S = trainer.real_batch, trainer.fw.S
-        monkeypatch.setattr(trainer, "real_batch", lambda *a: calls.append(a) or real_batch(*a))
-        monkeypatch.setattr(trainer.fw, "S", lambda x: s_inputs.append(x) or S(x))
+        monkeypatch.setattr(trainer, "real_batch", lambda *a, **kw: calls.append(a) or real_batch(*a, **kw))
+        monkeypatch.setattr(trainer.fw, "S", lambda x, **kw: s_inputs.append(x) or S(x, **kw))
         losses = trainer.train_step(trainer.phases[1])
         counts[reuse] = len(calls)
         assert torch.isfinite(losses["s_real"])
