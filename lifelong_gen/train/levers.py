@@ -15,6 +15,8 @@ off at weight 0), with their diagnostics kept apart so they are logged, never su
   With `s_neighbour_weight`, SCAN's neighbour term (losses.neighbour_consistency_loss): each new
   image of the batch and one of its mined nearest images (neighbours.py) get the same d, over the
   new domain's d's (all active d's without `s_real_by_domain`), in the same forward of S.
+  With `s_replay_label_weight`, the replayed rows of that batch (from domain 2 on) also get a
+  cross-entropy against the d the frozen generator drew each with (losses.replay_label_loss).
 
 Both see the view of `consistency_augment` (losses.CONSISTENCY_AUGMENTS): a small rotation,
 scale and shift for digits, or scale, vertical shift, blur and brightness for clothes.
@@ -36,6 +38,7 @@ from lifelong_gen.train.losses import (
     consistency_augment,
     domain_clustering_loss,
     neighbour_consistency_loss,
+    replay_label_loss,
 )
 from lifelong_gen.train.phase import Losses, Phase
 
@@ -64,9 +67,9 @@ def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch
         with torch.no_grad():
             # --s-real-reuse: the critic's last batch, drawn in this same step from the same mix.
             if tc.s_real_reuse:
-                real, idx = trainer.last_real, trainer.last_real_idx
+                real, idx, replay_d = trainer.last_real, trainer.last_real_idx, trainer.last_replay_d
             else:
-                real, idx = trainer.real_batch(phase, tc.batch_size, with_indices=True)
+                real, idx, replay_d = trainer.real_batch(phase, tc.batch_size, with_indices=True)
             augmented = consistency_augment(real, trainer.rng, tc.consistency_augment)
             # [domain images; replay] as real_batch lays them out; the new domain's d's are the last d_per_domain.
             n, n_new = real.shape[0], idx.shape[0]
@@ -94,6 +97,11 @@ def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch
             own = slice(new_from, phase.d_slots)  # the new domain's d's (all active ones when not by domain)
             terms["s_neighbour"] = (tc.s_neighbour_weight,
                                     neighbour_consistency_loss(clean[:n_new, own], logits[2 * n:, own]))
+        if tc.s_replay_label_weight > 0 and n_new < n:
+            # Each replay row with the d the frozen generator drew it with, on both views (DGR's
+            # replayed labels): S keeps reading the old domains as the old generator wrote them.
+            terms["s_replay_label"] = (tc.s_replay_label_weight, replay_label_loss(
+                torch.cat([clean[n_new:], augmented_logits[n_new:]]), replay_d.repeat(2)))
         if over:
             # IIC's over-clustering head: the same objective over all of its categories, with the d
             # head's weight (IIC alternates the two heads with equal weight), through the same trunk.

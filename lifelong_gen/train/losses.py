@@ -12,6 +12,8 @@
   levers (`--consistency-augment clothes`) and the switch between the two.
 - `domain_clustering_loss`: issue 20's `--s-real-by-domain`, the clustering objective applied
   per domain (new data over the new domain's categories, replay over the old ones).
+- `neighbour_consistency_loss`, `replay_label_loss`: issue 20's SCAN neighbour term and the
+  replayed images' d as S's target (`--s-neighbour-weight`, `--s-replay-label-weight`).
 """
 
 from __future__ import annotations
@@ -218,6 +220,23 @@ def neighbour_consistency_loss(d_logits: torch.Tensor, d_logits_neighbour: torch
     # log Σ_j p_j q_j as a logsumexp of log-probabilities: exact where the dot product underflows.
     joint = F.log_softmax(d_logits, dim=1) + F.log_softmax(d_logits_neighbour, dim=1)
     return -torch.logsumexp(joint, dim=1).mean()
+
+
+def replay_label_loss(d_logits_replay: torch.Tensor, replay_d: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of S's d on replayed images against the d the frozen generator drew each with.
+
+    Deep Generative Replay (Shin et al., NeurIPS 2017) trains the new solver on replayed inputs
+    paired with the old solver's answers; here the old "solver" is the frozen generator itself,
+    whose d made the image, so the target needs nothing beyond Definition 2's old generator.
+    It ties S's reading of the old domains to the old generator's d's, which the unsupervised
+    clustering of the replay alone lets drift (S lost 0.12-0.26 of MNIST's real-digit
+    clustering during domain 2: experiments/fashion.md).
+
+    Args:
+        d_logits_replay: [N, K] S's logits on replayed images, over the phase's active d's.
+        replay_d: [N] the d index each was drawn with (< the snapshot's d slots).
+    """
+    return F.cross_entropy(d_logits_replay, replay_d)
 
 
 def domain_clustering_loss(

@@ -133,6 +133,7 @@ class Trainer:
         self.snapshot: Optional[ReplaySnapshot] = None
         self.last_real: Optional[torch.Tensor] = None  # the last critic update's real batch
         self.last_real_idx: Optional[torch.Tensor] = None  # its domain rows' indices into the phase's images
+        self.last_replay_d: Optional[torch.Tensor] = None  # the d each of its replay rows was drawn with
         self.neighbours = NeighbourTables(self.tc.s_neighbours)  # --s-neighbour-weight's, mined on first use
         if parent_nets is not None:
             self.snapshot = start_from_parent(self, parent_nets)
@@ -208,7 +209,8 @@ class Trainer:
                    with_indices: bool = False):
         """The critic's real batch [B, C, H, W]: the phase's images, then replay rows; drawn on the
         run's stream unless another `generator` is given. `with_indices`: (batch, the indices into
-        phase.images of its first rows) [B - replay rows]."""
+        phase.images of its first rows [B - replay rows], the d each replay row was drawn with
+        [replay rows], which costs no draw: the snapshot draws it anyway)."""
         g = self.rng if generator is None else generator
         n_replay = self.replay_rows(phase, batch)
         if phase.sample_weights is not None:
@@ -216,10 +218,11 @@ class Trainer:
         else:
             idx = torch.randint(0, phase.images.shape[0], (batch - n_replay,), generator=g, device=g.device)
         real = to_float(phase.images[idx])
+        replay_d = torch.zeros(0, dtype=torch.long, device=real.device)
         if n_replay:
-            replayed, _ = self.snapshot.sample(n_replay, g)
-            real = torch.cat([real, replayed])
-        return (real, idx) if with_indices else real
+            replayed, codes = self.snapshot.sample(n_replay, g)
+            real, replay_d = torch.cat([real, replayed]), codes[3]
+        return (real, idx, replay_d) if with_indices else real
 
     def train_step(self, phase: Phase) -> Losses:
         """`n_critic` critic updates, then one G + S update; the losses as 0-dim device tensors."""
@@ -243,7 +246,7 @@ class Trainer:
         """
         tc, fw, B = self.tc, self.fw, self.tc.batch_size
         fw.step_begins()
-        real, self.last_real_idx = self.real_batch(phase, B, with_indices=True)
+        real, self.last_real_idx, self.last_replay_d = self.real_batch(phase, B, with_indices=True)
         self.last_real = real  # kept for --s-real-reuse
         z, c, d, d_idx = self._codes(B, phase.d_slots)
         with torch.no_grad(), self.autocast():
