@@ -5,7 +5,8 @@ and the loop over phases (phase.py: a domain, or all of them in a joint run). Wh
 loop shows and writes along the way are callbacks (callbacks.py; the training log is
 metrics_log.py); checkpoint state is training_state.py; process-wide settings (kernels,
 signals) are process.py; which callable each forward goes through (DDP, torch.compile)
-is forwards.py. One generator step is:
+is forwards.py; the networks and optimisers are assembled by assembly.py, and what a run
+starts from (precision, the parent, the data) is loaded by inputs.py. One generator step is:
 
 1. the critic update, `n_critic` times: a "real" batch = the current domain's images mixed
    with samples of the frozen snapshot G_{k-1} (eq. (7), replay.py); fakes from G; WGAN
@@ -34,8 +35,6 @@ rank's RNG states. `precision="bf16"` runs the forwards under autocast.
 from __future__ import annotations
 
 import contextlib
-import copy
-import dataclasses
 import logging
 import signal
 from pathlib import Path
@@ -46,21 +45,22 @@ import torch
 
 from lifelong_gen import cpu_sharing
 from lifelong_gen.config import RunConfig
-from lifelong_gen.errors import LgenError, TrainingInterrupted
+from lifelong_gen.errors import TrainingInterrupted
 from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train import distributed, training_state
+from lifelong_gen.train.assembly import build_training_networks
 from lifelong_gen.train.bn_recalibration import recalibrate_s
 from lifelong_gen.train.callbacks import Callback, DomainSnapshots, SampleGrids, closing_all, progress_display
-from lifelong_gen.train.domains import DomainData, load_domain, to_float
-from lifelong_gen.train.forwards import training_forwards
-from lifelong_gen.train.growth import load_parent, start_from_parent
+from lifelong_gen.train.domains import DomainData, to_float
+from lifelong_gen.train.growth import start_from_parent
+from lifelong_gen.train.inputs import load_run_inputs
 from lifelong_gen.train.levers import lever_terms
 from lifelong_gen.train.losses import alignment_loss, critic_loss, generator_loss, gradient_penalty, info_loss
 from lifelong_gen.train.metrics_log import MetricsLog
 from lifelong_gen.train.neighbours import NeighbourTables
-from lifelong_gen.train.networks import build_networks, frozen, parameter_groups, update_ema
+from lifelong_gen.train.networks import frozen, update_ema
 from lifelong_gen.train.phase import Losses, Phase, make_phases
-from lifelong_gen.train.process import choose_kernels, resolve_precision, stop_on_signals
+from lifelong_gen.train.process import choose_kernels, stop_on_signals
 from lifelong_gen.train.replay import ReplaySnapshot, sample_codes
 from lifelong_gen.train.self_label import self_label_pass
 
@@ -93,38 +93,21 @@ class Trainer:
                 replay snapshot, its S (grown) starts S, its critic starts D when `run.parent`
                 says so. None when resuming: the checkpoint holds all of it.
         """
-        self.run, self.cfg, self.tc, self.run_dir = run, run.model, run.train, Path(run_dir)
         self.callbacks = list(callbacks)
         self.dist = distributed.current()
         self.device = distributed.pick_device(device, self.dist)
         self.progress = progress and self.dist.is_main
-        precision = resolve_precision(run.train.precision, self.device)
-        chose = None
-        if precision != run.train.precision:  # config.json records what auto chose
-            chose = f"precision {run.train.precision}: {precision} on this machine"
-            run = dataclasses.replace(run, train=dataclasses.replace(run.train, precision=precision))
-            self.run, self.tc = run, run.train
+        self.parent = Path(parent) if parent is not None else None
+        inputs = load_run_inputs(run, self.device, data, self.parent)
+        self.run, self.data = inputs.run, inputs.data
+        self.cfg, self.tc, self.run_dir = self.run.model, self.run.train, Path(run_dir)
         # bf16: autocast around forwards only; parameters, optimizer state and losses stay fp32.
         self.amp_dtype: Optional[torch.dtype] = torch.bfloat16 if self.tc.precision == "bf16" else None
         choose_kernels(self.device, self.tc.cuda_deterministic, compiled=self.tc.compile != "off")
-
-        self.parent = Path(parent) if parent is not None else None
-        inherited = self.tc.inherited_domains
-        if self.parent is not None and not inherited:
-            raise LgenError("a parent model was given, but the config continues none (use lineage.continue_config)")
-        # The parent first: a damaged or mismatched parent ends in one line before any data work.
-        parent_nets = load_parent(self.parent, self.run) if self.parent is not None else None
-        # Only the domains this run learns are loaded: the inherited ones live on in the replay snapshot.
-        self.data = data if data is not None else [
-            load_domain(spec, self.cfg.img_channels, self.cfg.img_resolution, self.tc.data_root, self.tc.download)
-            for spec in self.tc.domains[inherited:]]
-        if chose is not None:  # said once the parent and the data have loaded: an error there stays one line
-            log.info(chose)
-        # The caller's config is left as it was given; this run's copy names where its data came from.
-        self.run = run = dataclasses.replace(
-            run, data_sources=list(run.data_sources)[:inherited] + [d.describe() for d in self.data])
         self.phases = make_phases(self.tc, self.cfg, self.data, self.device)
-        self._build_networks()
+        nets = build_training_networks(self.cfg, self.tc, self.device, self.dist)
+        self.G, self.D, self.S, self.G_ema = nets.G, nets.D, nets.S, nets.G_ema
+        self.opt_d, self.opt_g, self.fw = nets.opt_d, nets.opt_g, nets.fw
         self.rng = self.make_rng()
 
         self.phase_index = 0  # position in self.phases (a phase's `index` is its domain's place in the lineage)
@@ -135,8 +118,8 @@ class Trainer:
         self.last_real_idx: Optional[torch.Tensor] = None  # its domain rows' indices into the phase's images
         self.last_replay_d: Optional[torch.Tensor] = None  # the d each of its replay rows was drawn with
         self.neighbours = NeighbourTables(self.tc.s_neighbours)  # --s-neighbour-weight's, mined on first use
-        if parent_nets is not None:
-            self.snapshot = start_from_parent(self, parent_nets)
+        if inputs.parent_nets is not None:
+            self.snapshot = start_from_parent(self, inputs.parent_nets)
         self.metrics_log = MetricsLog(self.run_dir, self.tc.log_every, self.dist)
 
     @property
@@ -150,31 +133,6 @@ class Trainer:
         return {"G": self.G, "G_ema": self.G_ema, "S": self.S, "D": self.D}
 
     # ------------------------------------------------------------ setup
-
-    def _build_networks(self) -> None:
-        """G, D, S and the EMA copy of G on the device; their optimizers; the step's forwards."""
-        # Networks initialised from the run's seed, without reseeding the caller's global RNG.
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.tc.seed)
-            self.G, self.D, self.S = build_networks(self.cfg)
-        for module in (self.G, self.D, self.S):
-            module.to(self.device)
-        self.G_ema = copy.deepcopy(self.G).eval()
-        for p in self.G_ema.parameters():
-            p.requires_grad_(False)
-        shared = self.cfg.encoder_shares_critic
-        if shared and self.tc.s_real_weight > 0:
-            raise LgenError("s_real_weight trains S on real images and needs a separate S (drop --shared-encoder)")
-        if shared and self.tc.self_label_steps > 0:
-            raise LgenError("--self-label-steps trains S alone and needs a separate S (drop --shared-encoder)")
-        groups = parameter_groups(self.G, self.D, self.S)
-        d_params, g_params = ([p for _, p in groups[k]] for k in ("opt_d", "opt_g"))
-        # CUDA: the fused Adam kernel (one launch per step instead of several per tensor).
-        # CPU keeps the reference implementation, so its runs stay bit-identical to earlier ones.
-        fused = True if self.device.type == "cuda" else None
-        self.opt_d = torch.optim.Adam(d_params, lr=self.tc.lr_d, betas=self.tc.betas, fused=fused)
-        self.opt_g = torch.optim.Adam(g_params, lr=self.tc.lr_g, betas=self.tc.betas, fused=fused)
-        self.fw = training_forwards(self.G, self.D, self.S, self.dist, self.tc.compile)
 
     def make_rng(self, restart_at: int = 0) -> torch.Generator:
         """The run's one random stream, on the training device.
