@@ -101,6 +101,11 @@ SETTINGS: dict[str, list[str]] = {
     # protocol (0.913 -> 0.708 on seed 2) and on the reference's seed 1 (0.869 -> 0.731).
     "fast-sub2-bydomain-nb02-rl1": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "0.2",
                                     "--s-replay-label-weight", "1"],
+    # Session 17: the same weight with the previous domain's frozen S as the replay's target (DGR's
+    # previous solver; soft, temperature 2): with the generator's d as target S read the replay
+    # right from domain 2's first steps and still moved off its partition of the real digits.
+    "fast-sub2-bydomain-nb02-rs1": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "0.2",
+                                    "--s-replay-label-weight", "1", "--s-replay-target", "previous-s"],
     # The preset's step where `--precision auto` is fp32 (no bf16 instructions); not run yet.
     "fast-sub2-fp32": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2"],
 }

@@ -160,6 +160,14 @@ class TrainConfig:
                                                      "real batch against the d the frozen generator drew each "
                                                      "with (needs --s-real-weight; acts from domain 2 on; 0: off)",
                                            kind="lever", bounds=">= 0")
+    # Session 17: at 2,000 steps S read the replay's generator d on 100% of the samples from domain 2's
+    # first steps on (the cross-entropy above is ~0.001), and still lost real digits: it had moved to
+    # the generator's partition of the digits from its own (experiments/replay_gap.py). Deep Generative
+    # Replay labels the replay with the previous solver instead: here the frozen S of the domain's end.
+    s_replay_target: str = setting("generator", help="--s-replay-label-weight's target for each replayed image: "
+                                                     "generator (the d it was drawn with) or previous-s (the "
+                                                     "previous domain's frozen S's reading, soft, temperature 2)",
+                                   kind="lever", choices=("generator", "previous-s"))
     s_neighbours: int = setting(20, help="--s-neighbour-weight: nearest images mined per image (SCAN: 20)",
                                 kind="lever", bounds=">= 1")
     s_balance_weight: float = setting(1.0, help="Weight of the category-balance term inside --s-real-weight's "
@@ -217,6 +225,11 @@ class TrainConfig:
     cuda_deterministic: bool = setting(True, help="CUDA: deterministic kernels where they exist, or the fastest "
                                                   "cuDNN picks; the CPU is always deterministic", kind="execution",
                                        flags=("--cuda-deterministic/--cuda-fastest",))
+
+    @property
+    def replay_keeps_s(self) -> bool:
+        """Whether the replay snapshot keeps a frozen S (its reading labels the replay)."""
+        return self.s_replay_label_weight > 0 and self.s_replay_target == "previous-s"
 
     def replay_ratio_for(self, domain_index: int) -> float:
         """Share of replayed images in the critic's real batch while learning `domain_index`."""

@@ -160,6 +160,25 @@ def test_first_step_starts_from_the_parent_exactly(parent, tmp_path, synthetic28
         assert trainer.D.state_dict()[k].equal(v)
 
 
+def test_a_continued_run_labels_the_replay_with_the_parent_s_reading(tmp_path, synthetic28):
+    """--s-replay-target previous-s: the snapshot's frozen S is the grown parent S, which reads the
+    parent's categories as the parent's S did."""
+    from lifelong_gen.train.checkpoint import load_bundle
+    from lifelong_gen.train.trainer import Trainer
+
+    settings = {**TINY, "domains": ["synthetic:bars"], "steps_per_domain": 2, "d_dim": 3, "d_per_domain": 3,
+                "s_real_weight": 1.0, "s_replay_label_weight": 1.0, "s_replay_target": "previous-s"}
+    parent = tmp_path / "p"  # the lever is a method setting, so the parent is trained with it
+    Trainer(resolve_run_config(settings), parent, data=[synthetic28[0]], progress=False).train()
+    run = continue_config(resolve_parent(str(parent)), ["synthetic:rings"], {"steps_per_domain": 1})
+    trainer = Trainer(run, tmp_path / "c", data=[synthetic28[1]], progress=False, parent=parent)
+    _, nets = load_bundle(parent, ("S",))
+    images = trainer.snapshot.sample(6, torch.Generator().manual_seed(0))[0]
+    with torch.no_grad():
+        want = nets["S"].eval()(images)[0]
+    assert want.shape == (6, 3) and (trainer.snapshot.read(images) - want).abs().max() <= 1e-5
+
+
 @pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_continued_run_kill9_then_resume_is_bit_identical(parent, tmp_path):

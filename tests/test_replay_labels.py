@@ -15,7 +15,7 @@ from lifelong_gen.config import resolve_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train import levers
 from lifelong_gen.train.callbacks import StepFunction
-from lifelong_gen.train.losses import replay_label_loss
+from lifelong_gen.train.losses import replay_distillation_loss, replay_label_loss
 from lifelong_gen.train.trainer import Trainer
 
 
@@ -118,3 +118,44 @@ def test_it_acts_in_the_second_domain_only_and_draws_nothing_from_the_stream(tmp
     assert first_off == [losses["s_real"] for k, losses in logged_on if k == 0]
     s_off, s_on = off.S.state_dict(), on.S.state_dict()
     assert not all(torch.equal(s_off[k], s_on[k]) for k in s_off)  # domain 2 did train differently
+
+
+def test_replay_distillation_closed_forms_and_gradient():
+    previous = torch.tensor([[2.0, 0.0, -1.0], [0.5, 0.5, 3.0]])
+    p = torch.softmax(previous / 2, 1)
+    entropy = -(p * p.log()).sum(1).mean()
+    same = previous.clone().requires_grad_(True)
+    loss = replay_distillation_loss(same, previous)
+    # At S = the previous S: T² times the targets' entropy at T = 2, and no gradient (the minimum).
+    assert float(loss.detach()) == pytest.approx(4 * float(entropy), rel=1e-6)
+    loss.backward()
+    assert same.grad.abs().max() < 1e-6
+    # Elsewhere it is higher by T² · KL(p_old || p).
+    other = torch.zeros(2, 3)
+    q = torch.softmax(other / 2, 1)
+    kl = (p * (p.log() - q.log())).sum(1).mean()
+    assert float(replay_distillation_loss(other, previous)) == pytest.approx(4 * float(entropy + kl), rel=1e-5)
+
+
+def test_previous_s_target_is_the_frozen_s_reading_of_the_replay_rows(tmp_path, synthetic28, monkeypatch):
+    trainer = _trainer(tmp_path, synthetic28, "prev", s_replay_label_weight=1.0, s_replay_target="previous-s")
+    first = trainer.phases[0]
+    trainer.train_step(first)
+    phase = _second_domain(trainer)
+    frozen = trainer.snapshot.S
+    assert frozen is not trainer.S and not frozen.training
+    assert all(torch.equal(v, trainer.S.state_dict()[k]) for k, v in frozen.state_dict().items())
+    monkeypatch.setattr(levers, "consistency_augment", lambda x, g, kind: x.clone())
+    trainer.critic_step(phase)
+    z, c, d, d_idx = trainer._codes(8, phase.d_slots)
+    terms, _ = levers.lever_terms(trainer, phase, trainer.G(z, c, d), d_idx)
+    n_new, old = trainer.last_real_idx.shape[0], trainer.snapshot.d_slots
+    with torch.no_grad():
+        logits = trainer.S(torch.cat([trainer.last_real, trainer.last_real]))[0]
+        target = frozen(trainer.last_real[n_new:])[0][:, :old]
+    expected = replay_distillation_loss(logits[n_new:8, :old], target)
+    assert float(terms["s_replay_label"][1].detach()) == pytest.approx(float(expected), rel=1e-5)
+    # The generator target keeps no S in its snapshot.
+    plain = _trainer(tmp_path, synthetic28, "plain", s_replay_label_weight=1.0)
+    _second_domain(plain)
+    assert plain.snapshot.S is None and "S.fc.weight" not in "".join(plain.snapshot.state_dict())

@@ -16,7 +16,9 @@ off at weight 0), with their diagnostics kept apart so they are logged, never su
   image of the batch and one of its mined nearest images (neighbours.py) get the same d, over the
   new domain's d's (all active d's without `s_real_by_domain`), in the same forward of S.
   With `s_replay_label_weight`, the replayed rows of that batch (from domain 2 on) also get a
-  cross-entropy against the d the frozen generator drew each with (losses.replay_label_loss).
+  cross-entropy against the d the frozen generator drew each with (losses.replay_label_loss), or
+  with `s_replay_target="previous-s"` against the frozen previous S's reading of them
+  (losses.replay_distillation_loss).
 
 Both see the view of `consistency_augment` (losses.CONSISTENCY_AUGMENTS): a small rotation,
 scale and shift for digits, or scale, vertical shift, blur and brightness for clothes.
@@ -38,6 +40,7 @@ from lifelong_gen.train.losses import (
     consistency_augment,
     domain_clustering_loss,
     neighbour_consistency_loss,
+    replay_distillation_loss,
     replay_label_loss,
 )
 from lifelong_gen.train.phase import Losses, Phase
@@ -98,10 +101,16 @@ def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch
             terms["s_neighbour"] = (tc.s_neighbour_weight,
                                     neighbour_consistency_loss(clean[:n_new, own], logits[2 * n:, own]))
         if tc.s_replay_label_weight > 0 and n_new < n:
-            # Each replay row with the d the frozen generator drew it with, on both views (DGR's
-            # replayed labels): S keeps reading the old domains as the old generator wrote them.
-            terms["s_replay_label"] = (tc.s_replay_label_weight, replay_label_loss(
-                torch.cat([clean[n_new:], augmented_logits[n_new:]]), replay_d.repeat(2)))
+            # Each replay row, on both views, with a target (DGR's replayed labels): the d the frozen
+            # generator drew it with, or the previous S's reading of the clean row.
+            both_views = torch.cat([clean[n_new:], augmented_logits[n_new:]])
+            if tc.s_replay_target == "previous-s":
+                with trainer.autocast():
+                    previous = trainer.snapshot.read(real[n_new:]).float()
+                term = replay_distillation_loss(both_views[:, :previous.shape[1]], previous.repeat(2, 1))
+            else:
+                term = replay_label_loss(both_views, replay_d.repeat(2))
+            terms["s_replay_label"] = (tc.s_replay_label_weight, term)
         if over:
             # IIC's over-clustering head: the same objective over all of its categories, with the d
             # head's weight (IIC alternates the two heads with equal weight), through the same trunk.

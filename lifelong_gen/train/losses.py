@@ -12,8 +12,9 @@
   levers (`--consistency-augment clothes`) and the switch between the two.
 - `domain_clustering_loss`: issue 20's `--s-real-by-domain`, the clustering objective applied
   per domain (new data over the new domain's categories, replay over the old ones).
-- `neighbour_consistency_loss`, `replay_label_loss`: issue 20's SCAN neighbour term and the
-  replayed images' d as S's target (`--s-neighbour-weight`, `--s-replay-label-weight`).
+- `neighbour_consistency_loss`, `replay_label_loss`, `replay_distillation_loss`: issue 20's SCAN
+  neighbour term and the replayed images' targets for S (`--s-neighbour-weight`,
+  `--s-replay-label-weight`, `--s-replay-target`).
 """
 
 from __future__ import annotations
@@ -237,6 +238,26 @@ def replay_label_loss(d_logits_replay: torch.Tensor, replay_d: torch.Tensor) -> 
         replay_d: [N] the d index each was drawn with (< the snapshot's d slots).
     """
     return F.cross_entropy(d_logits_replay, replay_d)
+
+
+def replay_distillation_loss(d_logits_replay: torch.Tensor, previous_logits: torch.Tensor,
+                             temperature: float = 2.0) -> torch.Tensor:
+    """Soft-target cross-entropy of S's d on replayed images against the previous S's reading.
+
+    Deep Generative Replay's labels come from the previous solver (Shin et al. 2017); the soft
+    targets at temperature 2, scaled by T², are the distillation of van de Ven, Siegelmann &
+    Tolias (Nat. Commun. 2020) after Hinton et al. (2015). The previous S's partition is the one
+    that clustered the old domain's real images; the generator's d may cut them otherwise
+    (experiments/replay_gap.py).
+
+    Args:
+        d_logits_replay: [N, K_old] S's logits on replayed images, over the old categories.
+        previous_logits: [N, K_old] the frozen previous S's logits on the same images.
+    Returns:
+        0-dim: T² · (H(p_old) + KL(p_old ‖ p)) at temperature T; minimal where p = p_old.
+    """
+    target = F.softmax(previous_logits / temperature, dim=1)
+    return -(target * F.log_softmax(d_logits_replay / temperature, dim=1)).sum(1).mean() * temperature ** 2
 
 
 def domain_clustering_loss(

@@ -10,6 +10,7 @@ stored buffer, so it costs no memory and covers the old codes densely.
 from __future__ import annotations
 
 import copy
+from typing import Optional
 
 import torch
 
@@ -47,18 +48,27 @@ def sample_codes(
     return z.to(device), c.to(device), d.to(device), d_idx.to(device)
 
 
-class ReplaySnapshot:
-    """A frozen copy of G from the end of the previous domain (G_{k−1} in eq. (7))."""
+def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
+    module = copy.deepcopy(module).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
 
-    def __init__(self, G: Generator, d_slots: int):
+
+class ReplaySnapshot:
+    """A frozen copy of G from the end of the previous domain (G_{k−1} in eq. (7)), and of S
+    when `--s-replay-target previous-s` labels the replay with the previous S's reading of it."""
+
+    def __init__(self, G: Generator, d_slots: int, S: Optional[torch.nn.Module] = None):
         """
         Args:
             G: the generator to freeze (copied; later training does not touch the copy).
             d_slots: how many discrete categories the snapshot had learned; replay draws only those.
+            S: the inference network to freeze beside it (copied, eval mode: its statistics are
+                the ones recalibrated at the domain's end), or None.
         """
-        self.G = copy.deepcopy(G).eval()
-        for p in self.G.parameters():
-            p.requires_grad_(False)
+        self.G = _frozen_copy(G)
+        self.S = _frozen_copy(S) if S is not None else None
         self.d_slots = d_slots
 
     @torch.no_grad()
@@ -74,5 +84,14 @@ class ReplaySnapshot:
         """The snapshot's image for given codes (replay alignment target)."""
         return self.G(z, c, d)
 
+    @torch.no_grad()
+    def read(self, images: torch.Tensor) -> torch.Tensor:
+        """The frozen S's d logits over the snapshot's categories [N, d_slots]."""
+        return self.S(images)[0][:, :self.d_slots]
+
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return self.G.state_dict()
+        """G's tensors, then the frozen S's under "S." (checkpoints keep both)."""
+        state = dict(self.G.state_dict())
+        if self.S is not None:
+            state.update({f"S.{k}": v for k, v in self.S.state_dict().items()})
+        return state

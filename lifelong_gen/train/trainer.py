@@ -294,7 +294,8 @@ class Trainer:
         """Freeze the EMA generator as the replay snapshot G_{k} of the next domain, and move to it.
         (Benchmarks call it to time a step of a later domain, with replay, without training the first.)"""
         if self.tc.replay and not self.tc.joint:
-            self.snapshot = ReplaySnapshot(self.G_ema, phase.d_slots)  # on every rank: replay is per rank
+            # On every rank: replay is per rank. S too when it labels the replay (--s-replay-target previous-s).
+            self.snapshot = ReplaySnapshot(self.G_ema, phase.d_slots, self.S if self.tc.replay_keeps_s else None)
         self.phase_index += 1
         self.step = 0
 
