@@ -33,7 +33,8 @@ def _argmax(S: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
 def replay_gap(run_dir: Path, n_replay: int = 2000, seed: int = 0) -> dict:
     run, final = load_networks(run_dir, ("S",))
     first_run, first = load_networks(run_dir / "snapshots" / "domain-1", ("S", "G_ema"))
-    cfg, per = run.model, run.train.d_per_domain or cfg.d_dim
+    cfg = run.model
+    per = run.train.d_per_domain or cfg.d_dim
     data = load_domain(run.train.domains[0], cfg.img_channels, cfg.img_resolution, download=False)
     real, labels = to_float(data.test_images), data.test_labels.numpy()
     g = torch.Generator().manual_seed(seed)
