@@ -159,3 +159,15 @@ def test_previous_s_target_is_the_frozen_s_reading_of_the_replay_rows(tmp_path, 
     plain = _trainer(tmp_path, synthetic28, "plain", s_replay_label_weight=1.0)
     _second_domain(plain)
     assert plain.snapshot.S is None and "S.fc.weight" not in "".join(plain.snapshot.state_dict())
+
+
+@pytest.mark.parametrize("mode", [{"replay": False}, {"joint": True, "s_real_by_domain": False}],
+                         ids=["no-replay", "joint"])
+def test_without_replay_rows_the_lever_changes_nothing(tmp_path, synthetic28, mode):
+    # So a preset's --no-replay and --joint baselines are the same runs with the lever as without it.
+    off, _ = _train(tmp_path, synthetic28, "off", **mode)
+    on, _ = _train(tmp_path, synthetic28, "on", s_replay_label_weight=1.0, s_replay_target="previous-s", **mode)
+    assert on.snapshot is None or on.snapshot.S is None
+    for key, module in off.networks.items():
+        other = on.networks[key].state_dict()
+        assert all(torch.equal(v, other[k]) for k, v in module.state_dict().items()), key
