@@ -38,7 +38,7 @@ def test_the_kinds_give_what_resume_may_change():
     assert {f.name for f in dataclasses.fields(TrainConfig) if f.metadata["kind"] == "lever"} == {
         "info_augment_weight", "s_real_weight", "s_real_reuse", "s_balance_weight", "replay_alignment",
         "self_label_steps", "self_label_threshold", "self_label_lr", "consistency_augment", "s_real_by_domain",
-        "s_neighbour_weight", "s_neighbours"}
+        "s_neighbour_weight", "s_neighbours", "s_replay_label_weight", "s_replay_target"}
     # S's over-clustering head changes S's weights, so it is a model field; still a lever.
     assert {f.name for f in dataclasses.fields(ModelConfig) if f.metadata["kind"] == "lever"} == {"s_overcluster_dim"}
 
