@@ -67,55 +67,68 @@ def lever_terms(trainer: Trainer, phase: Phase, fake: torch.Tensor, d_idx: torch
             d_logits_aug, _ = fw.S(augmented)
         terms["info_aug"] = (tc.info_augment_weight, augmented_info_loss(d_logits_aug.float(), d_idx))
     if tc.s_real_weight > 0:
-        with torch.no_grad():
-            # --s-real-reuse: the critic's last batch, drawn in this same step from the same mix.
-            if tc.s_real_reuse:
-                real, idx, replay_d = trainer.last_real, trainer.last_real_idx, trainer.last_replay_d
-            else:
-                real, idx, replay_d = trainer.real_batch(phase, tc.batch_size, with_indices=True)
-            augmented = consistency_augment(real, trainer.rng, tc.consistency_augment)
-            # [domain images; replay] as real_batch lays them out; the new domain's d's are the last d_per_domain.
-            n, n_new = real.shape[0], idx.shape[0]
-            rows = [real, augmented]
-            if tc.s_neighbour_weight > 0:  # one random mined neighbour of each new image (SCAN)
-                table = trainer.neighbours.of(phase)  # [N_phase, k]
-                pick = torch.randint(0, table.shape[1], (n_new,), generator=trainer.rng, device=trainer.rng.device)
-                rows.append(to_float(phase.images[table[idx, pick.to(idx.device)]]))
-        over = trainer.cfg.s_overcluster_dim > 0
-        both = torch.cat(rows)
-        with trainer.autocast():
-            out = fw.S(both, overcluster=True) if over else fw.S(both)
-        logits = out[0].float()[:, :phase.d_slots]
-        clean, augmented_logits = logits[:n], logits[n:2 * n]
-        new_from = phase.d_slots - tc.d_per_domain if tc.s_real_by_domain else 0
-        if tc.s_real_by_domain:
-            loss, consistency, balance, domain = domain_clustering_loss(
-                clean, augmented_logits, n_new=n_new, new_from=new_from, balance_weight=tc.s_balance_weight)
-            logged.update(s_domain=domain)
-        else:
-            loss, consistency, balance = clustering_loss(clean, augmented_logits, balance_weight=tc.s_balance_weight)
-        terms["s_real"] = (tc.s_real_weight, loss)
-        logged.update(s_consistency=consistency, s_marginal_entropy=balance)
-        if tc.s_neighbour_weight > 0:
-            own = slice(new_from, phase.d_slots)  # the new domain's d's (all active ones when not by domain)
-            terms["s_neighbour"] = (tc.s_neighbour_weight,
-                                    neighbour_consistency_loss(clean[:n_new, own], logits[2 * n:, own]))
-        if tc.s_replay_label_weight > 0 and n_new < n:
-            # Each replay row, on both views, with a target (DGR's replayed labels): the d the frozen
-            # generator drew it with, or the previous S's reading of the clean row.
-            both_views = torch.cat([clean[n_new:], augmented_logits[n_new:]])
-            if tc.s_replay_target == "previous-s":
-                with trainer.autocast():
-                    previous = trainer.snapshot.read(real[n_new:]).float()
-                term = replay_distillation_loss(both_views[:, :previous.shape[1]], previous.repeat(2, 1))
-            else:
-                term = replay_label_loss(both_views, replay_d.repeat(2))
-            terms["s_replay_label"] = (tc.s_replay_label_weight, term)
-        if over:
-            # IIC's over-clustering head: the same objective over all of its categories, with the d
-            # head's weight (IIC alternates the two heads with equal weight), through the same trunk.
-            over_loss, over_consistency, over_balance = clustering_loss(
-                *out[2].float()[:2 * n].chunk(2), balance_weight=tc.s_balance_weight)
-            terms["s_overcluster"] = (tc.s_real_weight, over_loss)
-            logged.update(s_over_consistency=over_consistency, s_over_marginal_entropy=over_balance)
+        _real_image_terms(trainer, phase, terms, logged)
     return terms, logged
+
+
+def _real_image_terms(trainer: Trainer, phase: Phase, terms: dict[str, tuple[float, torch.Tensor]],
+                      logged: Losses) -> None:
+    """`s_real_weight`'s terms, added to `terms` / `logged`: S's clustering of the real batch, and
+    on the same forward the neighbour, replay-target and over-clustering terms."""
+    tc, fw = trainer.tc, trainer.fw
+    with torch.no_grad():
+        # --s-real-reuse: the critic's last batch, drawn in this same step from the same mix.
+        if tc.s_real_reuse:
+            real, idx, replay_d = trainer.last_real, trainer.last_real_idx, trainer.last_replay_d
+        else:
+            real, idx, replay_d = trainer.real_batch(phase, tc.batch_size, with_indices=True)
+        augmented = consistency_augment(real, trainer.rng, tc.consistency_augment)
+        # [domain images; replay] as real_batch lays them out; the new domain's d's are the last d_per_domain.
+        n, n_new = real.shape[0], idx.shape[0]
+        rows = [real, augmented]
+        if tc.s_neighbour_weight > 0:  # one random mined neighbour of each new image (SCAN)
+            table = trainer.neighbours.of(phase)  # [N_phase, k]
+            pick = torch.randint(0, table.shape[1], (n_new,), generator=trainer.rng, device=trainer.rng.device)
+            rows.append(to_float(phase.images[table[idx, pick.to(idx.device)]]))
+    over = trainer.cfg.s_overcluster_dim > 0
+    both = torch.cat(rows)
+    with trainer.autocast():
+        out = fw.S(both, overcluster=True) if over else fw.S(both)
+    logits = out[0].float()[:, :phase.d_slots]
+    clean, augmented_logits = logits[:n], logits[n:2 * n]
+    new_from = phase.d_slots - tc.d_per_domain if tc.s_real_by_domain else 0
+    if tc.s_real_by_domain:
+        loss, consistency, balance, domain = domain_clustering_loss(
+            clean, augmented_logits, n_new=n_new, new_from=new_from, balance_weight=tc.s_balance_weight)
+        logged.update(s_domain=domain)
+    else:
+        loss, consistency, balance = clustering_loss(clean, augmented_logits, balance_weight=tc.s_balance_weight)
+    terms["s_real"] = (tc.s_real_weight, loss)
+    logged.update(s_consistency=consistency, s_marginal_entropy=balance)
+    if tc.s_neighbour_weight > 0:
+        own = slice(new_from, phase.d_slots)  # the new domain's d's (all active ones when not by domain)
+        terms["s_neighbour"] = (tc.s_neighbour_weight,
+                                neighbour_consistency_loss(clean[:n_new, own], logits[2 * n:, own]))
+    if tc.s_replay_label_weight > 0 and n_new < n:
+        terms["s_replay_label"] = (tc.s_replay_label_weight, _replay_target_term(
+            trainer, clean[n_new:], augmented_logits[n_new:], real[n_new:], replay_d))
+    if over:
+        # IIC's over-clustering head: the same objective over all of its categories, with the d
+        # head's weight (IIC alternates the two heads with equal weight), through the same trunk.
+        over_loss, over_consistency, over_balance = clustering_loss(
+            *out[2].float()[:2 * n].chunk(2), balance_weight=tc.s_balance_weight)
+        terms["s_overcluster"] = (tc.s_real_weight, over_loss)
+        logged.update(s_over_consistency=over_consistency, s_over_marginal_entropy=over_balance)
+
+
+def _replay_target_term(trainer: Trainer, clean: torch.Tensor, augmented: torch.Tensor, replayed: torch.Tensor,
+                        replay_d: torch.Tensor) -> torch.Tensor:
+    """`s_replay_label_weight`'s term on the replay rows, both views [2R, K] against a target (DGR's
+    replayed labels): the d the frozen generator drew each with, or the previous S's reading of
+    the clean image (`s_replay_target="previous-s"`)."""
+    both_views = torch.cat([clean, augmented])
+    if trainer.tc.s_replay_target == "previous-s":
+        with trainer.autocast():
+            previous = trainer.snapshot.read(replayed).float()
+        return replay_distillation_loss(both_views[:, :previous.shape[1]], previous.repeat(2, 1))
+    return replay_label_loss(both_views, replay_d.repeat(2))
