@@ -7,7 +7,6 @@ takes these as its attributes; the networks themselves are networks.py's.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
@@ -16,7 +15,7 @@ from lifelong_gen.config import ModelConfig, TrainConfig
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train.distributed import DistContext
 from lifelong_gen.train.forwards import Forwards, training_forwards
-from lifelong_gen.train.networks import build_networks, parameter_groups
+from lifelong_gen.train.networks import build_networks, frozen_copy, parameter_groups
 
 
 @dataclass
@@ -44,9 +43,7 @@ def build_training_networks(cfg: ModelConfig, tc: TrainConfig, device: torch.dev
         G, D, S = build_networks(cfg)
     for module in (G, D, S):
         module.to(device)
-    G_ema = copy.deepcopy(G).eval()
-    for p in G_ema.parameters():
-        p.requires_grad_(False)
+    G_ema = frozen_copy(G)
     groups = parameter_groups(G, D, S)
     d_params, g_params = ([p for _, p in groups[k]] for k in ("opt_d", "opt_g"))
     # CUDA: the fused Adam kernel (one launch per step instead of several per tensor).

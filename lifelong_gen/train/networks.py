@@ -37,6 +37,7 @@ with each one folded into its norm's running mean (legacy.py).
 from __future__ import annotations
 
 import contextlib
+import copy
 from typing import Iterator
 
 import torch
@@ -288,6 +289,14 @@ def parameter_groups(G: Generator, D: Critic, S: Encoder) -> dict[str, list[tupl
 
 
 @torch.no_grad()
+def frozen_copy(module: nn.Module) -> nn.Module:
+    """A copy of `module` in eval mode with no parameter requiring gradients (EMA G, replay snapshots)."""
+    module = copy.deepcopy(module).eval()
+    for p in module.parameters():
+        p.requires_grad_(False)
+    return module
+
+
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """ema ← decay·ema + (1 − decay)·model for parameters; buffers (BN stats) copied.
 

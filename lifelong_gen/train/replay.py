@@ -9,12 +9,11 @@ stored buffer, so it costs no memory and covers the old codes densely.
 
 from __future__ import annotations
 
-import copy
 from typing import Optional
 
 import torch
 
-from lifelong_gen.train.networks import Generator
+from lifelong_gen.train.networks import Generator, frozen_copy
 
 
 def sample_noise(n: int, z_dim: int, c_dim: int, generator: torch.Generator,
@@ -48,13 +47,6 @@ def sample_codes(
     return z.to(device), c.to(device), d.to(device), d_idx.to(device)
 
 
-def _frozen_copy(module: torch.nn.Module) -> torch.nn.Module:
-    module = copy.deepcopy(module).eval()
-    for p in module.parameters():
-        p.requires_grad_(False)
-    return module
-
-
 class ReplaySnapshot:
     """A frozen copy of G from the end of the previous domain (G_{k−1} in eq. (7)), and of S
     when `--s-replay-target previous-s` labels the replay with the previous S's reading of it."""
@@ -67,8 +59,8 @@ class ReplaySnapshot:
             S: the inference network to freeze beside it (copied, eval mode: its statistics are
                 the ones recalibrated at the domain's end), or None.
         """
-        self.G = _frozen_copy(G)
-        self.S = _frozen_copy(S) if S is not None else None
+        self.G = frozen_copy(G)
+        self.S = frozen_copy(S) if S is not None else None
         self.d_slots = d_slots
 
     @torch.no_grad()
