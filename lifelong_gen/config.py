@@ -103,6 +103,11 @@ class TrainConfig:
     domains: list[str] = setting(default_factory=list, kind="method", help="Domains in order, e.g. mnist,fashion-mnist "
                                  "or folder:/data/celeba,folder:/data/chairs")
     steps_per_domain: int = setting(2000, help="Generator steps per domain", kind="method", bounds=">= 1")
+    # A later domain shares the critic's real batch with the replay (half of it, for the second
+    # domain), so at the same step count it sees half the real images the first domain saw.
+    later_domain_steps: int = setting(0, help="Generator steps for each domain after the first (0: "
+                                              "--steps-per-domain); a joint run takes the sum over domains",
+                                      kind="method", bounds=">= 0")
     batch_size: int = setting(64, help="Images per batch (critic and generator updates)", kind="method", bounds=">= 1")
     n_critic: int = setting(5, help="Critic updates per generator step", kind="method", bounds=">= 1")
     lr_g: float = setting(1e-4, help="Adam lr of G and S (one optimiser: they maximise L_MI together)",
@@ -230,6 +235,17 @@ class TrainConfig:
     def replay_keeps_s(self) -> bool:
         """Whether the replay snapshot keeps a frozen S (its reading labels the replay)."""
         return self.s_replay_label_weight > 0 and self.s_replay_target == "previous-s"
+
+    def steps_for(self, domain_index: int) -> int:
+        """Generator steps while learning the domain at `domain_index` of the lineage."""
+        if domain_index > 0 and self.later_domain_steps > 0:
+            return self.later_domain_steps
+        return self.steps_per_domain
+
+    @property
+    def joint_steps(self) -> int:
+        """A joint run's steps: the lifelong run's over the same domains, so both spend the same compute."""
+        return sum(self.steps_for(k) for k in range(self.inherited_domains, len(self.domains)))
 
     def replay_ratio_for(self, domain_index: int) -> float:
         """Share of replayed images in the critic's real batch while learning `domain_index`."""

@@ -48,7 +48,7 @@ METHOD_SETTINGS = ("d_per_domain", "gp_lambda", "info_weight_discrete", "info_we
                    "info_augment_weight", "s_real_weight", "s_balance_weight")
 # What `--from` may change (the schedule, optimiser, replay and seed, and every execution
 # setting); anything else given is refused in one line.
-TRAINING_SETTINGS = ("steps_per_domain", "batch_size", "n_critic", "lr_g", "lr_d", "betas", "replay",
+TRAINING_SETTINGS = ("steps_per_domain", "later_domain_steps", "batch_size", "n_critic", "lr_g", "lr_d", "betas", "replay",
                      "replay_ratio", "replay_alignment", "ema_decay", "seed", "critic_warmup", "s_bn_recalibration",
                      *EXECUTION_SETTINGS)
 REQUIRED_WEIGHTS = ("G_ema", "S")
@@ -172,6 +172,10 @@ def continue_config(parent: Parent, domains: str | list[str], overrides: dict[st
     use_parent_critic = parent.has_critic and critic != "fresh"
     settings = {k: v for k, v in overrides.items() if k in TRAINING_SETTINGS}
     settings.setdefault("critic_warmup", 0 if use_parent_critic else FRESH_CRITIC_WARMUP)
+    # Every domain a continuation learns is a later one, so the parent's --later-domain-steps would
+    # override a --steps-per-domain given alone; the user's number wins.
+    if "steps_per_domain" in settings:
+        settings.setdefault("later_domain_steps", 0)
     # A continuation trains on this machine, so its precision is chosen here (`auto`: bf16 where the
     # CPU has bf16 instructions), not inherited: the parent's config.json records what *its* machine
     # chose, and bf16 on a CPU without them is slower than fp32.

@@ -79,10 +79,13 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_bytes(target / rel, (args.run / rel).read_bytes())
 
     steps = run.train.steps_per_domain
+    later = run.train.later_domain_steps
+    steps_words = (f"{steps:,} generator steps for the first domain, {later:,} for the second"
+                   if later and len(run.train.domains) > 1 else f"{steps:,} generator steps per domain")
     domains = " → ".join(run.train.domains)
     if args.demo:
-        note = (f"This is the quick-preset demo model (`lgen train --preset mnist-fashion --quick`: {steps:,} "
-                f"generator steps per domain, a few minutes on 2 CPU cores), shipped inside the package so that "
+        note = (f"This is the quick-preset demo model (`lgen train --preset mnist-fashion --quick`: {steps_words}, "
+                f"a few minutes on 2 CPU cores), shipped inside the package so that "
                 f"`lgen sample` works offline with no arguments. It is **not** the reference model of the paper's "
                 f"experiment (`lgen train --preset mnist-fashion`); expect rough samples.")
         title = f"{domains} demo generator (embedded in lifelong-gen)"
@@ -90,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         minutes = args.minutes if args.minutes is not None else _training_minutes(args.run / TRAINING_LOG_NAME,
                                                                                    run.train.log_every)
         note = (f"This is lifelong-gen's reference model of the paper's first experiment, trained by "
-                f"`lgen train --preset mnist-fashion` ({steps:,} generator steps per domain, {minutes:.0f} minutes "
+                f"`lgen train --preset mnist-fashion` ({steps_words}, {minutes:.0f} minutes "
                 f"of training on 2 CPU cores, no GPU) and shipped inside the package, so that `lgen sample` works "
                 f"offline with no arguments. Its evaluation (`lgen evaluate`) is below; the lifelong-gen README's "
                 f"Results section compares it with no-replay and joint-training runs and says which of the "

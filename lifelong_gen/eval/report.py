@@ -12,11 +12,19 @@ from typing import Optional
 from lifelong_gen.metrics_summary import fmt, summary_rows, table
 
 
+def steps_text(t: dict) -> str:
+    """The step schedule in words (metrics.json written before later_domain_steps existed lacks it)."""
+    later = t.get("later_domain_steps") or 0
+    if later and len(t["domains"]) > 1:
+        return f"{t['steps_per_domain']} steps for the first domain, {later} for each later one"
+    return f"{t['steps_per_domain']} steps per domain"
+
+
 def run_report(m: dict, figures: list[str]) -> str:
     t = m["training"]
     mode = "joint (upper bound)" if t["joint"] else ("lifelong, replay" if t["replay"] else "lifelong, no replay")
     out = [f"# Evaluation of `{m['bundle']}`", "",
-           f"Domains {' → '.join(t['domains'])}; {mode}; {t['steps_per_domain']} steps per domain; "
+           f"Domains {' → '.join(t['domains'])}; {mode}; {steps_text(t)}; "
            f"{m['num_samples']} samples, seed {m['seed']}; lifelong-gen {m['versions']['lifelong_gen']}, "
            f"torch {m['versions']['torch']}, torch-fidelity {m['versions']['torch_fidelity']}.", "",
            "Data: " + "; ".join(f"{d['domain']}: {d['source']}" for d in m["data_sources"]), "",
