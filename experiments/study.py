@@ -106,6 +106,11 @@ SETTINGS: dict[str, list[str]] = {
     # right from domain 2's first steps and still moved off its partition of the real digits.
     "fast-sub2-bydomain-nb02-rs1": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "0.2",
                                     "--s-replay-label-weight", "1", "--s-replay-target", "previous-s"],
+    # Session 18: the second domain given 1.5x the first's steps (the reference: 8,000 then 12,000).
+    # With replay half of the critic's real batch, Fashion saw half the real images MNIST saw, and
+    # its FID was still falling at the domain's end (the probe table, session 14).
+    "fast-sub2-bydomain-nb02-l3": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "0.2",
+                                   "--later-domain-steps", "3000"],
     # The preset's step where `--precision auto` is fp32 (no bf16 instructions); not run yet.
     "fast-sub2-fp32": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2"],
 }
