@@ -15,7 +15,8 @@ the preset's shape (speed does not depend on the pixels). Variants:
 Reports per variant: ms per generator step, images/s (batch_size x generator steps/s),
 the warm-up's seconds (compilation), and on CUDA from torch.profiler over
 `--profile-steps` steps: the GPU-busy share (kernel time / wall time), kernel
-launches per step and the 25 operators with the most host time per step; plus the preset's estimated wall time (steps x ms/step + warm-up).
+launches per step and the 25 operators with the most host time per step; plus the
+preset's estimated wall time (steps x ms/step + warm-up).
 Writes JSON with the device name; `benchmarks/device_step-<device>.json` by default.
 """
 
