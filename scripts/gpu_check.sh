@@ -50,6 +50,8 @@ start=$(date +%s.%N)
 # -P: without it `python -m` puts the checkout first on sys.path, whose lifelong_gen/ lacks the
 # cli package (pyproject maps the top-level cli/ into it), so the installed copy must win.
 # GPU_CHECK_TRAIN_ARGS adds flags (e.g. a shorter --steps-per-domain), GPU_CHECK_TRAIN_S the limit.
+# On the H200 (session 18) the whole preset needs about 12.5 minutes, so the default 120 s cuts it
+# short; metrics.jsonl still gives its seconds per step.
 timeout "${GPU_CHECK_TRAIN_S:-120}" $PY -P -m lifelong_gen.cli train "${PRESET_ARGS[@]}" --device "$DEVICE" "${BEST[@]}" ${GPU_CHECK_TRAIN_ARGS:-} \
     "${DATA[@]}" --no-download --no-progress --out /tmp/gpu-run > "$OUT/train.log" 2>&1
 rc=$?
