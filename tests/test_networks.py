@@ -59,3 +59,15 @@ def test_z_and_c_scale_act_inside_the_generator():
     d = torch.nn.functional.one_hot(torch.arange(6) % 4, 4).float()
     assert torch.allclose(G2(z, c, d), G1(z * 0.1, c * 0.3, d), atol=1e-6)
     assert not torch.allclose(G2(z, c, d), G1(z, c, d), atol=1e-3)
+
+
+def test_the_ema_update_stays_out_of_autograd():
+    """update_ema runs under no_grad: the EMA copy's parameters stay frozen leaves, so no graph
+    chains one step's average to the next (a refactor once dropped the decorator)."""
+    from lifelong_gen.train.networks import frozen_copy, update_ema
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
+    ema = frozen_copy(model)
+    for _ in range(2):
+        update_ema(ema, model, 0.9)
+    assert all(p.is_leaf and not p.requires_grad for p in ema.parameters())

@@ -288,7 +288,6 @@ def parameter_groups(G: Generator, D: Critic, S: Encoder) -> dict[str, list[tupl
     return {"opt_d": named("D", D), "opt_g": named("G", G) + named("S", S)}
 
 
-@torch.no_grad()
 def frozen_copy(module: nn.Module) -> nn.Module:
     """A copy of `module` in eval mode with no parameter requiring gradients (EMA G, replay snapshots)."""
     module = copy.deepcopy(module).eval()
@@ -297,6 +296,7 @@ def frozen_copy(module: nn.Module) -> nn.Module:
     return module
 
 
+@torch.no_grad()
 def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
     """ema ← decay·ema + (1 − decay)·model for parameters; buffers (BN stats) copied.
 
