@@ -141,7 +141,7 @@ def main() -> None:
             ms = (time.perf_counter() - t0) / args.steps * 1e3
             row = {"compile": VARIANTS[name][0], "cuda_deterministic": VARIANTS[name][1], "ms_per_generator_step": round(ms, 2),
                    "images_per_s": round(trainer.tc.batch_size * 1e3 / ms, 1), "warmup_s": round(warmup_s, 1)}
-            total_steps = sum(tc.steps_for(k) for k in range(len(tc.domains)))
+            total_steps = tc.joint_steps  # every domain's steps (the lifelong and the joint run alike)
             row["preset_minutes_est"] = round((total_steps * ms / 1e3 + warmup_s) / 60, 2)
             if device.type == "cuda":
                 row.update(profile(trainer, phase, args.profile_steps))
