@@ -111,6 +111,12 @@ SETTINGS: dict[str, list[str]] = {
     # its FID was still falling at the domain's end (the probe table, session 14).
     "fast-sub2-bydomain-nb02-l3": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "0.2",
                                    "--later-domain-steps", "3000"],
+    # Session 19: replay a smaller share of the critic's real batch (0.3 instead of 1/2), with G's
+    # d prior following it (train/phase.py, matched_d_prior). The Fashion FID ratio to the joint
+    # run stayed 1.5x when Fashion had more steps (session 18): Fashion's share of the real images
+    # seen, not its step count, set it.
+    "fast-sub2-bydomain-nb02-rr03": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "0.2",
+                                     "--replay-ratio", "0.3"],
     # The preset's step where `--precision auto` is fp32 (no bf16 instructions); not run yet.
     "fast-sub2-fp32": [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2"],
 }

@@ -134,8 +134,10 @@ class TrainConfig:
     info_weight_continuous: float = setting(0.1, help="Weight of the c Gaussian NLL in L_MI", kind="method", bounds=">= 0")
     replay: bool = setting(True, help="Generative replay (off: the paper's forgetting baseline, fig. 2b)", kind="method")
     # None: k / (k + 1) while learning domain k (0-based), so every domain seen keeps equal weight.
-    replay_ratio: Optional[float] = setting(None, help="Share of replayed images in the critic's real batch "
-                                                       "(default k/(k+1) in domain k)", kind="method", bounds="[0, 1)")
+    # With d_per_domain, G's d prior follows a given ratio (train/phase.py, matched_d_prior).
+    replay_ratio: Optional[float] = setting(None, help="Share of replayed images in the critic's real batch, and with "
+                                                       "--d-per-domain of old d's in G's draws (default k/(k+1) in "
+                                                       "domain k)", kind="method", bounds="[0, 1)")
     # Interpretability levers beyond the paper (issue 11; 0 = off, the paper's objective).
     # Elastic-InfoGAN: d may only carry what survives a random rotation/scale/shift of G's image.
     info_augment_weight: float = setting(0.0, help="Weight of S's d cross-entropy on augmented G images "

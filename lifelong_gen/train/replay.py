@@ -31,16 +31,20 @@ def sample_noise(n: int, z_dim: int, c_dim: int, generator: torch.Generator,
 
 def sample_codes(
     n: int, z_dim: int, c_dim: int, d_dim: int, d_slots: int, generator: torch.Generator,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", d_prior: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Draw (z, c, d one-hot, d index) from the priors; d ~ Uniform over the first `d_slots` categories.
+    """Draw (z, c, d one-hot, d index) from the priors; d ~ Uniform over the first `d_slots` categories,
+    or ~ Cat(`d_prior`) (probabilities over those categories, on the generator's device) when given.
 
     Drawn on `generator`'s device (the trainer keeps its stream on the training device, so
     a CUDA step draws without host round trips), then moved to `device` if that differs.
     """
     on = generator.device
     z, c = sample_noise(n, z_dim, c_dim, generator)
-    d_idx = torch.randint(0, d_slots, (n,), generator=generator, device=on)
+    if d_prior is None:
+        d_idx = torch.randint(0, d_slots, (n,), generator=generator, device=on)
+    else:
+        d_idx = torch.multinomial(d_prior, n, replacement=True, generator=generator)
     # A comparison, not F.one_hot (it reads the indices' range back to the host) nor scatter_
     # (flagged by CUDA's deterministic-algorithms check): elementwise, no sync, same 0/1 values.
     d = (d_idx[:, None] == torch.arange(d_dim, device=on)).float()

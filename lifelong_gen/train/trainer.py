@@ -155,9 +155,9 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
-    def _codes(self, n: int, d_slots: int):
+    def _codes(self, n: int, d_slots: int, d_prior: Optional[torch.Tensor] = None):
         cfg = self.cfg
-        return sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, d_slots, self.rng, self.device)
+        return sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, d_slots, self.rng, self.device, d_prior)
 
     def replay_rows(self, phase: Phase, batch: int) -> int:
         """How many of a real batch's `batch` rows are replayed (they come last, after the domain's images)."""
@@ -206,7 +206,7 @@ class Trainer:
         fw.step_begins()
         real, self.last_real_idx, self.last_replay_d = self.real_batch(phase, B, with_indices=True)
         self.last_real = real  # kept for --s-real-reuse
-        z, c, d, d_idx = self._codes(B, phase.d_slots)
+        z, c, d, d_idx = self._codes(B, phase.d_slots, phase.d_prior)
         with torch.no_grad(), self.autocast():
             fake = fw.G_fakes(z, c, d).float()
         with self.autocast():
@@ -240,7 +240,7 @@ class Trainer:
         tc, fw, B = self.tc, self.fw, self.tc.batch_size
         fw.step_begins()
         with frozen(self.D):  # no gradient wasted on the critic
-            z, c, d, d_idx = self._codes(B, phase.d_slots)
+            z, c, d, d_idx = self._codes(B, phase.d_slots, phase.d_prior)
             with self.autocast():
                 fake = fw.G(z, c, d)
                 scores = fw.D_frozen(fake)
