@@ -14,7 +14,7 @@ mkdir -p "$CARRY/wheels"
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
     --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform any -d "$CARRY/wheels" \
     "typer==0.29.*" click pydantic pydantic_core annotated-types typing-inspection annotated-doc shellingham \
-    typing-extensions rich markdown-it-py mdurl pygments jinja2 markupsafe mlxtend "setuptools>=77"
+    typing-extensions rich markdown-it-py mdurl pygments jinja2 markupsafe mlxtend torch-fidelity "setuptools>=77"
 FASHION=/usr/share/datasets/fashion-mnist
 if ls "$FASHION"/*.gz >/dev/null 2>&1; then
     mkdir -p "$CARRY/data/FashionMNIST/raw"

@@ -3,7 +3,8 @@
 Owns the prior's closed form (`phase.matched_d_prior`: r over the older domains' d's, 1 − r over
 the new domain's, and None wherever that equals the uniform draw or no d belongs to a domain),
 the code draw it feeds (`replay.sample_codes` with `d_prior`), and the wiring: both halves of
-a step draw G's fakes from the phase's prior, while the default ratio keeps the uniform draw.
+a step draw G's fakes from the phase's prior, while the default ratio keeps the uniform draw;
+and the evaluation report's words for a given ratio.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import torch
 
 from conftest import TINY
 from lifelong_gen.config import ModelConfig, TrainConfig, resolve_run_config
+from lifelong_gen.eval.report import mode_text
 from lifelong_gen.train import trainer as trainer_module
 from lifelong_gen.train.phase import make_phases, matched_d_prior
 from lifelong_gen.train.replay import sample_codes
@@ -113,3 +115,12 @@ def test_both_halves_of_a_step_draw_g_s_fakes_from_the_phase_prior(tmp_path, syn
     old_share = (d_idx < 3).float().mean().item()
     # 0.1 of the fakes are old-domain d's: about 0.1 over these draws, far from the uniform 0.5.
     assert old_share < 0.25, old_share
+
+
+def test_the_report_names_a_given_replay_ratio():
+    t = {"joint": False, "replay": True, "replay_ratio": None}
+    assert mode_text(t) == "lifelong, replay"
+    assert mode_text({"joint": False, "replay": True}) == "lifelong, replay"  # metrics.json from before the field
+    assert mode_text({**t, "replay_ratio": 0.3}) == "lifelong, replay ratio 0.3"
+    assert mode_text({**t, "replay": False, "replay_ratio": 0.3}) == "lifelong, no replay"
+    assert mode_text({**t, "joint": True}) == "joint (upper bound)"

@@ -20,9 +20,20 @@ def steps_text(t: dict) -> str:
     return f"{t['steps_per_domain']} steps per domain"
 
 
+def mode_text(t: dict) -> str:
+    """How the run learned its domains, in words: joint, lifelong with replay (and a replay ratio
+    given instead of the default k/(k+1)), or without it."""
+    if t["joint"]:
+        return "joint (upper bound)"
+    if not t["replay"]:
+        return "lifelong, no replay"
+    ratio = t.get("replay_ratio")  # metrics.json from before the field lacks it: the default
+    return "lifelong, replay" if ratio is None else f"lifelong, replay ratio {ratio:g}"
+
+
 def run_report(m: dict, figures: list[str]) -> str:
     t = m["training"]
-    mode = "joint (upper bound)" if t["joint"] else ("lifelong, replay" if t["replay"] else "lifelong, no replay")
+    mode = mode_text(t)
     out = [f"# Evaluation of `{m['bundle']}`", "",
            f"Domains {' → '.join(t['domains'])}; {mode}; {steps_text(t)}; "
            f"{m['num_samples']} samples, seed {m['seed']}; lifelong-gen {m['versions']['lifelong_gen']}, "
