@@ -12,20 +12,18 @@ its best round (the median is reported too), and its ratio is its images/s over 
 
 Candidates (settings are `lgen train` flags; the others change only how this process runs):
 - s-real-reuse:   --s-real-reuse (S clusters the critic's last real batch);
-- fused-critic:   --fused-critic-forward (one critic forward of [real; fake]);
-- lazy-gp-2:      --gp-every 2 (measured, then rejected for quality: experiments/throughput.md);
 - gp-subsample-2: --gp-subsample 2 (the penalty on every other interpolate);
 - channels-last:  the networks' weights and inputs in channels-last memory format (oneDNN);
 - 1-thread:       torch.set_num_threads(1) (the default is one thread per core);
 - batch-128:      --batch-size 128 (ratio per image: the same images in half the steps);
 - bf16:           --precision bf16 (CPU autocast; only where the CPU has bf16 instructions);
-- combined-fp32:  s-real-reuse + fused-critic + gp-subsample-2;
+- combined-fp32:  s-real-reuse + gp-subsample-2;
 - combined+bf16:  the same with bf16;
 - preset-now:     the preset as it is (its --precision auto resolved on this machine).
 
-Issue 20's S levers, each on top of the preset as it is (their ratio is also given against
-preset-now): overcluster-50 (--s-overcluster-dim 50) and s-wide (--s-width 64 --s-fc-width 1024).
-Since session 16 the preset has SCAN's neighbour term (--s-neighbour-weight 0.2: one more S
+The critic scores [real; fake] in one forward in every candidate: the two-forward step and
+--gp-every were measured here too, and are retired (experiments/README.md; the JSON files
+beside this script hold those rounds). The preset has SCAN's neighbour term (--s-neighbour-weight 0.2: one more S
 forward, of the new images' mined neighbours; the one-off mining falls in the warm-up), so
 neighbour-off (--s-neighbour-weight 0) is the preset as it was before: its cost is preset-now's
 ratio to neighbour-off.
@@ -52,14 +50,12 @@ from sampling import cpu_model  # noqa: E402
 from lifelong_gen.train.process import NATIVE_BF16_FLAGS, cpu_flags  # noqa: E402
 
 # The preset as it was before issue 23 (every speed setting at its default): the baseline.
-BEFORE = {"s_real_reuse": False, "fused_critic_forward": False, "gp_every": 1, "gp_subsample": 1, "precision": "fp32"}
-COMBINED = {"s_real_reuse": True, "fused_critic_forward": True, "gp_subsample": 2}
+BEFORE = {"s_real_reuse": False, "gp_subsample": 1, "precision": "fp32"}
+COMBINED = {"s_real_reuse": True, "gp_subsample": 2}
 # name -> (setting overrides on top of BEFORE, how the process runs it); None: the preset as it is now.
 CANDIDATES: dict[str, tuple[dict | None, str]] = {
     "before": ({}, ""),
     "s-real-reuse": ({"s_real_reuse": True}, ""),
-    "fused-critic": ({"fused_critic_forward": True}, ""),
-    "lazy-gp-2": ({"gp_every": 2}, ""),
     "gp-subsample-2": ({"gp_subsample": 2}, ""),
     "channels-last": ({}, "channels_last"),
     "1-thread": ({}, "one_thread"),
@@ -69,10 +65,8 @@ CANDIDATES: dict[str, tuple[dict | None, str]] = {
     "combined+bf16": ({**COMBINED, "precision": "bf16"}, ""),
     "preset-now": (None, ""),
 }
-# name -> settings on top of the preset as it is (not BEFORE): issue 20's S levers.
+# name -> settings on top of the preset as it is (not BEFORE).
 ON_PRESET: dict[str, dict] = {
-    "overcluster-50": {"s_overcluster_dim": 50},
-    "s-wide": {"s_width": 64, "s_fc_width": 1024},
     "neighbour-off": {"s_neighbour_weight": 0.0},
 }
 

@@ -135,9 +135,9 @@ def _train_parameters() -> tuple[list, tuple[str, ...]]:
     Adam's betas beside the learning rates, the model's settings after the loop's.
     """
     declared = settings_of(TrainConfig) + settings_of(ModelConfig)
-    head = [s for s in declared if s.name in ("domains", "critic_warmup")]
+    head = [s for s in declared if s.name == "domains"]
     rest = sorted((s for s in declared if s not in head), key=lambda s: KINDS.index(s.kind))  # stable: field order kept
-    options: dict[str, tuple[Any, Any]] = {"domains": None, **_RUN_OPTIONS_HEAD, "critic_warmup": None}
+    options: dict[str, tuple[Any, Any]] = {"domains": None, **_RUN_OPTIONS_HEAD}
     for s in rest:
         options[s.name] = None
         if s.name == "lr_d":
@@ -163,16 +163,15 @@ def train(**options: Any) -> None:
     beta1, beta2 = options["beta1"], options["beta2"]
     if beta1 is not None or beta2 is not None:
         explicit["betas"] = (_BETAS[0] if beta1 is None else beta1, _BETAS[1] if beta2 is None else beta2)
-    critic_warmup = explicit.get("critic_warmup")
 
     if from_model is not None:
         _continue(from_model, explicit, preset, quick, resume, critic, out, dry_run, progress, device)
         return
-    if critic != "auto" or critic_warmup is not None:
-        raise LgenError("--critic and --critic-warmup apply to a continued run: add --from MODEL")
+    if critic != "auto":
+        raise LgenError("--critic applies to a continued run: add --from MODEL")
     if resume is not None:
         from lifelong_gen.config import EXECUTION_SETTINGS
-        from lifelong_gen.config import flag_of as _flag
+        from lifelong_gen.settings import flag_of as _flag
 
         method = sorted(k for k in explicit if k not in EXECUTION_SETTINGS)
         given = method + (["preset"] if preset else []) + (["quick"] if quick else [])
@@ -262,10 +261,14 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution
     import datetime
 
     from lifelong_gen.bundle import CHECKPOINTS_DIR, NETWORK_FILES
-    from lifelong_gen.config import flag_of as _flag
+    from lifelong_gen.settings import flag_of as _flag
     from lifelong_gen.config import read_run_config
 
     run = read_run_config(run_dir)
+    run.require_current("resume it")
+    for r in run.retired.values():  # what is left is rounding only (retired.py)
+        log.info("%s is retired: the resumed steps compute the same up to float rounding, not bit-identically",
+                 r.flag)
     changed = {k: [getattr(run.train, k), v] for k, v in execution.items() if getattr(run.train, k) != v}
     if changed:
         run.train = dataclasses.replace(run.train, **{k: new for k, (_, new) in changed.items()})
@@ -317,6 +320,10 @@ def main(argv: Optional[list[str]] = None) -> None:
             typer.echo(ctx.get_help())
             sys.exit(0)
         message = e.format_message() if hasattr(e, "format_message") else str(e)
+        if type(e).__name__ == "NoSuchOption":
+            from lifelong_gen.retired import retired_flag_note
+
+            message = retired_flag_note(getattr(e, "option_name", "")) or message
         print(f"lgen: error: {' '.join(message.split())}", file=sys.stderr)
         sys.exit(2)
     except LgenError as e:

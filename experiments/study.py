@@ -37,11 +37,13 @@ BASE = ["--batch-size", "64", "--g-width", "32", "--d-width", "32", "--fc-width"
 
 # The preset's objective (issue 11's levers) and issue 23's step changes, which settings combine.
 OBJECTIVE = ["--g-conditioning", "cbn", "--info-augment-weight", "1", "--s-real-weight", "1"]
-FAST_STEP = ["--s-real-reuse", "--fused-critic-forward"]
+FAST_STEP = ["--s-real-reuse"]  # and one critic forward of real and fake, now the only one
 # The preset's step as issue 23 chose it (setting "fast-sub2"), which issue 20's settings extend.
 FAST_SUB2 = [*OBJECTIVE, *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16"]
 
-# Each setting: extra flags on top of BASE. "base" is the shipped preset's objective.
+# Each setting: extra flags on top of BASE. "base" is the shipped preset's objective. Settings of
+# options since retired are gone from this table; their rows stay in the results files, and their
+# verdicts in experiments/README.md.
 SETTINGS: dict[str, list[str]] = {
     "base": [],
     "aug": ["--info-augment-weight", "1"],
@@ -50,42 +52,21 @@ SETTINGS: dict[str, list[str]] = {
     "cbn": ["--g-conditioning", "cbn"],
     "cbn+aug+real": OBJECTIVE,
     "cbn+aug": ["--g-conditioning", "cbn", "--info-augment-weight", "1"],
-    # Issue 23: the preset's objective with the step's speed settings (benchmarks/step_candidates.py).
-    "fast": [*OBJECTIVE, *FAST_STEP, "--gp-every", "2", "--precision", "bf16"],
     "fast-nolazy": [*OBJECTIVE, *FAST_STEP, "--precision", "bf16"],
     "fast-sub2": FAST_SUB2,
     # Issue 20's screening: ClusterGAN trains Fashion-MNIST with beta_n = 0 (no weight on
     # recovering the continuous part of the latent); here the c term of L_MI.
     "fast-sub2-c0": [*FAST_SUB2, "--info-weight-continuous", "0"],
-    # Issue 20's Fashion-tuned view for the consistency terms (NMCE's ranges: scale, vertical
-    # shift, blur, brightness; no rotation), losses.clothes_augment.
-    "fast-sub2-clothes": [*FAST_SUB2, "--consistency-augment", "clothes"],
-    # Issue 20's IIC lever: S's training-only over-clustering head (50 categories, IIC's 5x the
-    # classes for MNIST), clustered on the same real batch as the d head.
-    "fast-sub2-over50": [*FAST_SUB2, "--s-overcluster-dim", "50"],
     # Issue 20: twice the weight of S's clustering of real images (IMSAT's term) against L_MI.
     "fast-sub2-sreal2": [*OBJECTIVE[:-1], "2", *FAST_STEP, "--gp-subsample", "2", "--precision", "bf16"],
     # Issue 20: S's clustering of real images per domain (new data over the new d's, replay over
     # the old ones, each image's d kept in its domain); acts from the second domain on.
     "fast-sub2-bydomain": [*FAST_SUB2, "--s-real-by-domain"],
-    # Issue 20: both of session 11's lifelong levers together (session 13: not a winner, experiments/fashion.md).
-    "fast-sub2-bydomain-over50": [*FAST_SUB2, "--s-real-by-domain", "--s-overcluster-dim", "50"],
     # Issue 20: the preset with MeRGAN's replay alignment (Wu et al. 2018, WuChenshen/MeRGAN
     # mergan.py: RA_factor 1e-3 on tf.nn.l2_loss summed over a 64-image batch, i.e. about 0.03 per
     # image's summed squared error at the second task); acts from domain 2 on. Session 5 tried
     # 0.1 on one seed of an older preset (experiments/mnist-fashion.md §5).
     "fast-sub2-bydomain-ra03": [*FAST_SUB2, "--s-real-by-domain", "--replay-alignment", "0.03"],
-    # Issue 20: S alone at InfoGAN's MNIST widths (64 / 128 channels, fc 1024; the critic and G
-    # keep the preset's 32 / 256): is S's capacity what two domains run short of? Run on top of the preset
-    # as fast-sub2-bydomain-swide (session 13).
-    "fast-sub2-swide": [*FAST_SUB2, "--s-width", "64", "--s-fc-width", "1024"],
-    # Issue 20: the same on top of the preset as it now is (with --s-real-by-domain).
-    "fast-sub2-bydomain-swide": [*FAST_SUB2, "--s-real-by-domain", "--s-width", "64", "--s-fc-width", "1024"],
-    # Issue 20 (session 15): SCAN's self-labelling pass (1,000 steps of S alone after each domain)
-    # on the lifelong protocol, where S's batch-norm statistics are now recalibrated after the pass;
-    # the one-domain screening (experiments/fashion.md) predates that recalibration. Not run yet:
-    # session 15 gave its slot to the neighbour term below.
-    "fast-sub2-bydomain-sl1000": [*FAST_SUB2, "--s-real-by-domain", "--self-label-steps", "1000"],
     # Issue 20 (session 15): SCAN's neighbour term (Van Gansbeke et al. 2020): each new real image and
     # one of its 20 nearest images (pooled pixels, mined per domain) get the same d, weight 1 as the
     # IMSAT objective it adds to. S's trunk separates Fashion linearly (0.87) where its clustering
@@ -95,22 +76,6 @@ SETTINGS: dict[str, list[str]] = {
     # neighbour term (configs/scan/scan_cifar10.yml: entropy_weight 5.0); here the IMSAT balance term has weight 1, so
     # the neighbour term 0.2. Weight 1 (above) collapsed Fashion's clusters on seed 0 (session 15).
     "fast-sub2-bydomain-nb02": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "0.2"],
-    # Issue 20 (session 17): on top of the preset (by-domain clustering, neighbour term 0.2), the
-    # replayed images' d as S's target (Deep Generative Replay's replayed labels, Shin et al. 2017),
-    # weight 1 as the augmented-info cross-entropy beside it. S lost MNIST in domain 2 on the study
-    # protocol (0.913 -> 0.708 on seed 2) and on the reference's seed 1 (0.869 -> 0.731).
-    "fast-sub2-bydomain-nb02-rl1": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "0.2",
-                                    "--s-replay-label-weight", "1"],
-    # Session 17: the same weight with the previous domain's frozen S as the replay's target (DGR's
-    # previous solver; soft, temperature 2): with the generator's d as target S read the replay
-    # right from domain 2's first steps and still moved off its partition of the real digits.
-    "fast-sub2-bydomain-nb02-rs1": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "0.2",
-                                    "--s-replay-label-weight", "1", "--s-replay-target", "previous-s"],
-    # Session 18: the second domain given 1.5x the first's steps (the reference: 8,000 then 12,000).
-    # With replay half of the critic's real batch, Fashion saw half the real images MNIST saw, and
-    # its FID was still falling at the domain's end (the probe table, session 14).
-    "fast-sub2-bydomain-nb02-l3": [*FAST_SUB2, "--s-real-by-domain", "--s-neighbour-weight", "0.2",
-                                   "--later-domain-steps", "3000"],
     # Session 19: replay a smaller share of the critic's real batch (0.3 instead of 1/2), with G's
     # d prior following it (train/phase.py, matched_d_prior). The Fashion FID ratio to the joint
     # run stayed 1.5x when Fashion had more steps (session 18): Fashion's share of the real images

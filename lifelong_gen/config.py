@@ -21,19 +21,17 @@ from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.domain_names import model_shape, parse_domains
 from lifelong_gen.errors import LgenError
 from lifelong_gen.presets import PRESETS
-from lifelong_gen.settings import RESUMABLE_KINDS, check_declared, flag_of, setting
+from lifelong_gen.retired import Retired, split_retired
+from lifelong_gen.settings import RESUMABLE_KINDS, check_declared, setting
 
 # Bumped when config.json changes incompatibly; readers refuse newer versions.
-# 2: TrainConfig's inherited_domains / critic_warmup and RunConfig's parent (lineage.py).
+# 2: TrainConfig's inherited_domains and RunConfig's parent (lineage.py).
 FORMAT_VERSION = 2
 
 SUPPORTED_RESOLUTIONS = (28, 64)
 PRECISIONS = ("fp32", "bf16", "auto")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 G_CONDITIONINGS = ("input", "cbn")
-# The views of --info-augment-weight and --s-real-weight (train/losses.py CONSISTENCY_AUGMENTS; kept
-# here too so the torch-free config can validate them).
-CONSISTENCY_AUGMENTS = ("affine", "clothes")
 
 
 @dataclass
@@ -54,12 +52,6 @@ class ModelConfig:
     g_width: int = setting(64, help="Channels of G's last conv block (the others scale from it)", kind="method", bounds=">= 1")
     d_width: int = setting(64, help="Channels of the critic's (and S's) first conv block", kind="method", bounds=">= 1")
     fc_width: int = setting(1024, help="Hidden width of the fully connected layers (28x28 nets)", kind="method", bounds=">= 1")
-    # S's own widths (issue 20): S clusters real images of every domain learned so far, a harder
-    # task than the critic's score, for a small share of the step's time.
-    s_width: Optional[int] = setting(None, help="Channels of a separate S's first conv block (default: --d-width)",
-                                     kind="method", bounds=">= 1", show_default=False)
-    s_fc_width: Optional[int] = setting(None, help="Hidden width of a separate S's fully connected layer, 28x28 nets "
-                                                   "(default: --fc-width)", kind="method", bounds=">= 1", show_default=False)
     # See networks.py for the measurement behind a separate S by default.
     encoder_shares_critic: bool = setting(False, help="S as heads on the critic's trunk (InfoGAN) or separate",
                                           kind="method", flags=("--shared-encoder/--separate-encoder",))
@@ -74,21 +66,9 @@ class ModelConfig:
     g_conditioning: str = setting("input", help="How d enters G: input (the paper: concatenated at the input) or cbn "
                                                "(also conditional batch norm at every layer)",
                                   kind="method", choices=G_CONDITIONINGS)
-    # IIC's auxiliary over-clustering head (Ji et al. 2019, xu-ji/IIC): a second, wider head on S's
-    # trunk that clusters the same real images into more groups than there are classes, so the
-    # trunk must also separate the finer modes. Trained only by --s-real-weight's objective; never
-    # read at sampling or encoding time (the ONNX graph of S is unchanged).
-    s_overcluster_dim: int = setting(0, help="A training-only over-clustering head of N categories on S, clustered "
-                                             "like --s-real-weight's d head (IIC; needs --s-real-weight; 0: off)",
-                                     kind="lever", bounds=">= 0")
-
     def validate(self) -> None:
         """The values each setting admits (declared with it), then the rules that tie settings together."""
         _check_declared(self)
-        for name in ("s_width", "s_fc_width"):
-            if getattr(self, name) is not None and self.encoder_shares_critic:
-                raise LgenError(f"{flag_of(name)} sizes a separate S; S on the critic's trunk has the critic's widths "
-                                f"(drop --shared-encoder or {flag_of(name)})")
 
 
 # Batches of S's recalibration at each domain's end (train/bn_recalibration.py): 25, 100 and 400
@@ -103,11 +83,6 @@ class TrainConfig:
     domains: list[str] = setting(default_factory=list, kind="method", help="Domains in order, e.g. mnist,fashion-mnist "
                                  "or folder:/data/celeba,folder:/data/chairs")
     steps_per_domain: int = setting(2000, help="Generator steps per domain", kind="method", bounds=">= 1")
-    # A later domain shares the critic's real batch with the replay (half of it, for the second
-    # domain), so at the same step count it sees half the real images the first domain saw.
-    later_domain_steps: int = setting(0, help="Generator steps for each domain after the first (0: "
-                                              "--steps-per-domain); a joint run takes the sum over domains",
-                                      kind="method", bounds=">= 0")
     batch_size: int = setting(64, help="Images per batch (critic and generator updates)", kind="method", bounds=">= 1")
     n_critic: int = setting(5, help="Critic updates per generator step", kind="method", bounds=">= 1")
     lr_g: float = setting(1e-4, help="Adam lr of G and S (one optimiser: they maximise L_MI together)",
@@ -115,21 +90,11 @@ class TrainConfig:
     lr_d: float = setting(1e-4, help="Adam lr of the critic", kind="method", bounds="> 0")
     betas: tuple[float, float] = setting((0.5, 0.9), help="Adam betas", kind="method", cli=False)  # --beta1, --beta2
     gp_lambda: float = setting(10.0, help="Gradient penalty weight λ", kind="method", bounds=">= 0")
-    # Lazy regularisation (Karras et al. 2020, StyleGAN2's lazy R1): in expectation k·λ every k-th
-    # update adds the same penalty as λ every update. Measured harmful for WGAN-GP, whose critic
-    # loss is unbounded between penalties: MNIST FID 82 vs 23 at k = 2 (experiments/throughput.md).
-    gp_every: int = setting(1, help="Apply the gradient penalty on every k-th critic update only, weighted k·λ "
-                                    "(lazy, as StyleGAN2's R1; measured to hurt FID: prefer --gp-subsample; "
-                                    "1: every update, the paper)", kind="method", bounds=">= 1")
     # The same saving without skipping an update: the mean over every k-th interpolate is an
     # unbiased estimate of the mean over all of them. Every k-th, not the first B/k: the real
     # batch is [domain images; replay], so a stride keeps both in proportion.
     gp_subsample: int = setting(1, help="Penalise every k-th interpolate of the critic's batch only (B/k of "
                                         "them; 1: all, the paper)", kind="method", bounds=">= 1")
-    # The critic has no batch norm, so one forward of [real; fake] scores each image as two would,
-    # up to float summation order: faster, not bit-identical to runs made with two forwards.
-    fused_critic_forward: bool = setting(False, help="Score the critic's real and fake batch in one forward "
-                                                     "(as --compile does; not bit-identical to two)", kind="method")
     info_weight_discrete: float = setting(1.0, help="Weight of the d cross-entropy in L_MI", kind="method", bounds=">= 0")
     info_weight_continuous: float = setting(0.1, help="Weight of the c Gaussian NLL in L_MI", kind="method", bounds=">= 0")
     replay: bool = setting(True, help="Generative replay (off: the paper's forgetting baseline, fig. 2b)", kind="method")
@@ -160,39 +125,10 @@ class TrainConfig:
     s_neighbour_weight: float = setting(0.0, help="Weight of SCAN's neighbour consistency: S gives each new real "
                                                   "image and one of its mined nearest images the same d "
                                                   "(needs --s-real-weight; 0: off)", kind="lever", bounds=">= 0")
-    # Issue 20 (session 17): S lost 0.12-0.26 of MNIST's real-digit clustering while it learned
-    # Fashion (seed 1 of the reference: 0.869 -> 0.731), with the replay clustered unsupervised.
-    # The replay's own d is known: the frozen generator drew it (Deep Generative Replay's labels).
-    s_replay_label_weight: float = setting(0.0, help="Weight of S's cross-entropy on the replayed images of its "
-                                                     "real batch against the d the frozen generator drew each "
-                                                     "with (needs --s-real-weight; acts from domain 2 on; 0: off)",
-                                           kind="lever", bounds=">= 0")
-    # Session 17: at 2,000 steps S read the replay's generator d on 100% of the samples from domain 2's
-    # first steps on (the cross-entropy above is ~0.001), and still lost real digits: it had moved to
-    # the generator's partition of the digits from its own (experiments/replay_gap.py). Deep Generative
-    # Replay labels the replay with the previous solver instead: here the frozen S of the domain's end.
-    s_replay_target: str = setting("generator", help="--s-replay-label-weight's target for each replayed image: "
-                                                     "generator (the d it was drawn with) or previous-s (the "
-                                                     "previous domain's frozen S's reading, soft, temperature 2)",
-                                   kind="lever", choices=("generator", "previous-s"))
     s_neighbours: int = setting(20, help="--s-neighbour-weight: nearest images mined per image (SCAN: 20)",
                                 kind="lever", bounds=">= 1")
     s_balance_weight: float = setting(1.0, help="Weight of the category-balance term inside --s-real-weight's "
                                                 "objective", kind="lever", bounds=">= 0")
-    # Issue 20: garments are upright and centred, so rotation may turn one class's look into another's.
-    consistency_augment: str = setting("affine", help="The augmented view of --info-augment-weight and --s-real-weight: "
-                                                      "affine (rotation, scale, shift; digits) or clothes (scale "
-                                                      "0.8-1.1, vertical shift, 3x3 blur, brightness; no rotation)",
-                                       kind="lever", choices=CONSISTENCY_AUGMENTS)
-    # SCAN's self-labelling (Van Gansbeke et al. 2020), as a pass of S alone after each domain
-    # (train/self_label.py): confident real predictions become balanced targets for strong views.
-    self_label_steps: int = setting(0, help="After each domain, N updates of S alone on its own confident "
-                                            "predictions of real images (SCAN self-labelling; 0: off)",
-                                    kind="lever", bounds=">= 0")
-    self_label_threshold: float = setting(0.99, help="--self-label-steps: an image is a target when S's top "
-                                                     "probability exceeds this (SCAN: 0.99)", kind="lever", bounds="[0, 1)")
-    self_label_lr: float = setting(1e-4, help="--self-label-steps: Adam lr of S's pass (a fresh optimiser, "
-                                              "as SCAN)", kind="lever", bounds="> 0")
     # S's eval-mode statistics (train/bn_recalibration.py): at each domain's end, PreciseBN over N
     # batches of the real mix S clusters. Only S's buffers change, never a weight or the run's
     # random stream. A config written before this field existed reads as 0 (RunConfig.from_dict).
@@ -211,8 +147,6 @@ class TrainConfig:
     # A continued run (`lgen train --from PARENT`, lineage.py): `domains` is the whole lineage, the
     # parent's first; the first `inherited_domains` were learned by the parent and are only replayed.
     inherited_domains: int = setting(0, help="Domains learned by the parent (set by --from)", kind="method", cli=False)
-    critic_warmup: int = setting(0, help="With --from: critic-only updates before G moves (measured in "
-                                         "experiments/continuation.md)", kind="method", bounds=">= 0")
     ema_decay: float = setting(0.999, help="Decay of the EMA copy of G that sampling and export use",
                                kind="method", bounds="[0, 1)")
     seed: int = setting(0, help="Seed of the networks' initialisation and of the run's random stream", kind="method")
@@ -234,20 +168,9 @@ class TrainConfig:
                                        flags=("--cuda-deterministic/--cuda-fastest",))
 
     @property
-    def replay_keeps_s(self) -> bool:
-        """Whether the replay snapshot keeps a frozen S (its reading labels the replay)."""
-        return self.s_replay_label_weight > 0 and self.s_replay_target == "previous-s"
-
-    def steps_for(self, domain_index: int) -> int:
-        """Generator steps while learning the domain at `domain_index` of the lineage."""
-        if domain_index > 0 and self.later_domain_steps > 0:
-            return self.later_domain_steps
-        return self.steps_per_domain
-
-    @property
     def joint_steps(self) -> int:
         """A joint run's steps: the lifelong run's over the same domains, so both spend the same compute."""
-        return sum(self.steps_for(k) for k in range(self.inherited_domains, len(self.domains)))
+        return self.steps_per_domain * (len(self.domains) - self.inherited_domains)
 
     def replay_ratio_for(self, domain_index: int) -> float:
         """Share of replayed images in the critic's real batch while learning `domain_index`."""
@@ -269,9 +192,6 @@ class TrainConfig:
         if self.s_neighbour_weight > 0 and not self.s_real_weight > 0:
             raise LgenError("--s-neighbour-weight adds to --s-real-weight's clustering of real images: "
                             "give --s-real-weight > 0")
-        if self.s_replay_label_weight > 0 and not self.s_real_weight > 0:
-            raise LgenError("--s-replay-label-weight adds to --s-real-weight's forward of S on the real batch: "
-                            "give --s-real-weight > 0")
         if self.s_real_by_domain and (self.d_per_domain is None or self.joint or not self.s_real_weight > 0):
             raise LgenError("--s-real-by-domain needs --d-per-domain (each domain's own d's), --s-real-weight > 0 "
                             "and a lifelong run (a joint batch does not say which domain each image is from)")
@@ -292,6 +212,11 @@ class RunConfig:
     # Execution settings changed by `lgen train --resume` (at which step, old -> new): the run's log of them.
     execution_changes: list[dict[str, Any]] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # Retired settings read from an older config.json whose value this version cannot honour
+        # (retired.py): not a field, so never written back.
+        self.retired: dict[str, Retired] = {}
+
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -306,8 +231,9 @@ class RunConfig:
                 f"config format_version {version} is newer than this lifelong-gen reads ({FORMAT_VERSION}); upgrade the package"
             )
         try:
-            model = ModelConfig(**raw["model"])
-            train_raw = dict(raw["train"])
+            model_raw, retired = split_retired("model", dict(raw["model"]))
+            train_raw, retired_train = split_retired("train", dict(raw["train"]))
+            model = ModelConfig(**model_raw)
             # Runs made before S's statistics were recalibrated kept training's: say so, not the new default.
             train_raw.setdefault("s_bn_recalibration", 0)
             if "betas" in train_raw:
@@ -315,7 +241,7 @@ class RunConfig:
             train = TrainConfig(**train_raw)
         except (KeyError, TypeError) as e:
             raise LgenError(f"config.json is not a lifelong-gen config: {e}") from None
-        return cls(
+        run = cls(
             model=model,
             train=train,
             data_sources=list(raw.get("data_sources", [])),
@@ -324,6 +250,22 @@ class RunConfig:
             parent=raw.get("parent"),
             execution_changes=list(raw.get("execution_changes", [])),
         )
+        run.retired = {**retired, **retired_train}
+        return run
+
+    def require_current(self, action: str) -> None:
+        """Refuse `action` ("rebuild its networks", "resume it") where a retired setting this run used
+        stands in the way: one line naming the setting (retired.py; experiments/README.md).
+
+        Rebuilding is refused only for settings that shaped a network; resuming for any retired
+        setting whose value changed what a step computes beyond float rounding.
+        """
+        blocking = {name: r for name, r in self.retired.items()
+                    if r.shapes_networks or (action == "resume it" and not r.rounding_only)}
+        if blocking:
+            flags = ", ".join(r.flag for r in blocking.values())
+            raise LgenError(f"this run used {flags}, retired after its study (experiments/README.md): lifelong-gen "
+                            f"{__version__} cannot {action}; its exported ONNX files still sample")
 
 
 def read_run_config(bundle: Path) -> RunConfig:
@@ -409,6 +351,4 @@ def resolve_run_config(settings: dict[str, Any], *, preset: Optional[str] = None
         model_kwargs["d_dim"] = total
     model = ModelConfig(**model_kwargs)
     model.validate()
-    if model.s_overcluster_dim and not train.s_real_weight > 0:
-        raise LgenError("--s-overcluster-dim is trained by --s-real-weight's objective: give --s-real-weight > 0")
     return RunConfig(model=model, train=train, package_version=__version__)

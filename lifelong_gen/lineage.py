@@ -36,11 +36,11 @@ from lifelong_gen.config import (
     MODEL_KEYS,
     S_BN_RECALIBRATION,
     RunConfig,
-    flag_of,
     read_run_config,
 )
 from lifelong_gen.domain_names import native_shape, parse_domains
 from lifelong_gen.errors import LgenError, one_line
+from lifelong_gen.settings import flag_of
 
 # A continued run keeps these training settings of its parent: they define the objective
 # the parent's codes were learned under (the model's shape is fixed by its weights anyway).
@@ -48,15 +48,10 @@ METHOD_SETTINGS = ("d_per_domain", "gp_lambda", "info_weight_discrete", "info_we
                    "info_augment_weight", "s_real_weight", "s_balance_weight")
 # What `--from` may change (the schedule, optimiser, replay and seed, and every execution
 # setting); anything else given is refused in one line.
-TRAINING_SETTINGS = ("steps_per_domain", "later_domain_steps", "batch_size", "n_critic", "lr_g", "lr_d", "betas", "replay",
-                     "replay_ratio", "replay_alignment", "ema_decay", "seed", "critic_warmup", "s_bn_recalibration",
+TRAINING_SETTINGS = ("steps_per_domain", "batch_size", "n_critic", "lr_g", "lr_d", "betas", "replay",
+                     "replay_ratio", "replay_alignment", "ema_decay", "seed", "s_bn_recalibration",
                      *EXECUTION_SETTINGS)
 REQUIRED_WEIGHTS = ("G_ema", "S")
-# Critic-only updates before G moves when the critic starts fresh (the parent has none, or
-# --critic fresh). Measured in experiments/continuation.md (quick parent, 2 seeds): 200 warm-up
-# updates gave the new domain a worse FID (302 / 408 vs 265 / 289 without) and no better
-# retention or clustering, so a fresh critic starts learning with G at once; the flag stays.
-FRESH_CRITIC_WARMUP = 0
 CRITIC_CHOICES = ("auto", "parent", "fresh")
 
 
@@ -171,11 +166,6 @@ def continue_config(parent: Parent, domains: str | list[str], overrides: dict[st
                         f"(a run directory has one; on the Hub, `lgen push --with-critic`)")
     use_parent_critic = parent.has_critic and critic != "fresh"
     settings = {k: v for k, v in overrides.items() if k in TRAINING_SETTINGS}
-    settings.setdefault("critic_warmup", 0 if use_parent_critic else FRESH_CRITIC_WARMUP)
-    # Every domain a continuation learns is a later one, so the parent's --later-domain-steps would
-    # override a --steps-per-domain given alone; the user's number wins.
-    if "steps_per_domain" in settings:
-        settings.setdefault("later_domain_steps", 0)
     # A continuation trains on this machine, so its precision is chosen here (`auto`: bf16 where the
     # CPU has bf16 instructions), not inherited: the parent's config.json records what *its* machine
     # chose, and bf16 on a CPU without them is slower than fp32.

@@ -33,7 +33,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         # real and fake, the penalty on every other interpolate, bf16 where the CPU has bf16
         # instructions. Over 3 seeds (experiments/throughput.md) S accuracy and d-purity rose on
         # MNIST and Fashion-MNIST alike; MNIST's FID got 5 points worse (--gp-subsample 1 avoids that).
-        "s_real_reuse": True, "fused_critic_forward": True, "gp_subsample": 2, "precision": "auto",
+        "s_real_reuse": True, "gp_subsample": 2, "precision": "auto",
         # Issue 20: S clusters the new data over the new domain's d's and the replay over the old
         # ones. Lifelong protocol, 3 seeds (experiments/fashion.md): Fashion d-purity 0.701 -> 0.801
         # and MNIST S 0.640 -> 0.673 on every seed; the 8,000-step reference: S 0.540 -> 0.577

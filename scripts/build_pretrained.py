@@ -79,9 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         atomic_write_bytes(target / rel, (args.run / rel).read_bytes())
 
     steps = run.train.steps_per_domain
-    later = run.train.later_domain_steps
-    steps_words = (f"{steps:,} generator steps for the first domain, {later:,} for the second"
-                   if later and len(run.train.domains) > 1 else f"{steps:,} generator steps per domain")
+    steps_words = f"{steps:,} generator steps per domain"
     domains = " → ".join(run.train.domains)
     if args.demo:
         note = (f"This is the quick-preset demo model (`lgen train --preset mnist-fashion --quick`: {steps_words}, "

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from conftest import TINY, TINY_FLAGS, lgen
 from lifelong_gen.config import ModelConfig, read_run_config, resolve_run_config
 from lifelong_gen.errors import LgenError
-from lifelong_gen.lineage import FRESH_CRITIC_WARMUP, continue_config, lineage_chain, resolve_parent
+from lifelong_gen.lineage import continue_config, lineage_chain, resolve_parent
 from lifelong_gen.train.growth import grow_into, grow_state
 from lifelong_gen.train.networks import build_networks
 
@@ -94,14 +94,14 @@ def test_continue_config_inherits_the_method_and_grows_d(parent):
     assert run.model.d_dim == 6 and run.train.d_per_domain == 3
     assert run.train.steps_per_domain == 7 and run.train.lr_g == 1e-3
     assert run.model.g_conditioning == "cbn" and run.train.seed == 1  # the parent's
-    assert run.parent["critic"] == "parent" and run.train.critic_warmup == 0
+    assert run.parent["critic"] == "parent"
     # Precision is chosen on the machine that continues (the trainer resolves auto), unless given.
     assert run.train.precision == "auto"
     assert continue_config(p, "synthetic:rings", {"precision": "fp32"}).train.precision == "fp32"
     assert run.parent["weights"]["generator_ema.safetensors"] == __import__("hashlib").sha256(
         (parent / "generator_ema.safetensors").read_bytes()).hexdigest()
     fresh = continue_config(p, "synthetic:rings", {}, critic="fresh")
-    assert fresh.parent["critic"] == "fresh" and fresh.train.critic_warmup == FRESH_CRITIC_WARMUP
+    assert fresh.parent["critic"] == "fresh"
     with pytest.raises(LgenError, match="--info-augment-weight is fixed by the parent"):
         continue_config(p, "synthetic:rings", {"info_augment_weight": 2.0})
     with pytest.raises(LgenError, match="already in the parent's lineage"):
@@ -160,25 +160,6 @@ def test_first_step_starts_from_the_parent_exactly(parent, tmp_path, synthetic28
         assert trainer.D.state_dict()[k].equal(v)
 
 
-def test_a_continued_run_labels_the_replay_with_the_parent_s_reading(tmp_path, synthetic28):
-    """--s-replay-target previous-s: the snapshot's frozen S is the grown parent S, which reads the
-    parent's categories as the parent's S did."""
-    from lifelong_gen.train.checkpoint import load_bundle
-    from lifelong_gen.train.trainer import Trainer
-
-    settings = {**TINY, "domains": ["synthetic:bars"], "steps_per_domain": 2, "d_dim": 3, "d_per_domain": 3,
-                "s_real_weight": 1.0, "s_replay_label_weight": 1.0, "s_replay_target": "previous-s"}
-    parent = tmp_path / "p"  # the lever is a method setting, so the parent is trained with it
-    Trainer(resolve_run_config(settings), parent, data=[synthetic28[0]], progress=False).train()
-    run = continue_config(resolve_parent(str(parent)), ["synthetic:rings"], {"steps_per_domain": 1})
-    trainer = Trainer(run, tmp_path / "c", data=[synthetic28[1]], progress=False, parent=parent)
-    _, nets = load_bundle(parent, ("S",))
-    images = trainer.snapshot.sample(6, torch.Generator().manual_seed(0))[0]
-    with torch.no_grad():
-        want = nets["S"].eval()(images)[0]
-    assert want.shape == (6, 3) and (trainer.snapshot.read(images) - want).abs().max() <= 1e-5
-
-
 @pytest.mark.heavy
 @pytest.mark.timeout(600)
 def test_continued_run_kill9_then_resume_is_bit_identical(parent, tmp_path):
@@ -188,7 +169,7 @@ def test_continued_run_kill9_then_resume_is_bit_identical(parent, tmp_path):
     import time
 
     args = ["train", "--from", str(parent), "--domains", "synthetic:rings", "--steps-per-domain", "30",
-            "--checkpoint-every", "7", "--critic", "fresh", "--critic-warmup", "5", "--no-progress"]
+            "--checkpoint-every", "7", "--critic", "fresh", "--no-progress"]
     ref = tmp_path / "ref"
     r = lgen(*args, "--out", str(ref))
     assert r.returncode == 0, r.stderr
@@ -277,14 +258,14 @@ def test_embedded_model_name_is_a_parent():
     assert p.record["source"] == "embedded" and p.run.model.d_dim == 20 and not p.has_critic
     run = continue_config(p, "synthetic:bars", {})
     assert run.model.d_dim == 30 and run.train.inherited_domains == 2
-    assert run.parent["critic"] == "fresh" and run.train.critic_warmup == FRESH_CRITIC_WARMUP
+    assert run.parent["critic"] == "fresh"
     assert run.train.replay_ratio_for(2) == pytest.approx(2 / 3)
     assert run.data_sources == p.run.data_sources[:2]
 
 
 def test_resolve_run_config_is_unchanged_for_runs_from_scratch():
     run = resolve_run_config({**TINY, "domains": "synthetic:bars"})
-    assert run.train.inherited_domains == 0 and run.parent is None and run.train.critic_warmup == 0
+    assert run.train.inherited_domains == 0 and run.parent is None
 
 
 def test_model_card_shows_the_lineage(parent, tmp_path):
@@ -309,7 +290,7 @@ def test_grown_embedded_model_exports_and_samples_all_30_d_torch_free(tmp_path, 
     """The embedded 20-d model continued onto a third domain keeps the ONNX contract with d_dim 30."""
     child = tmp_path / "c"
     r = lgen("train", "--from", "mnist-fashion", "--domains", "synthetic:bars", "--steps-per-domain", "1",
-             "--critic-warmup", "0", "--batch-size", "8", "--out", str(child), "--no-progress")
+             "--batch-size", "8", "--out", str(child), "--no-progress")
     assert r.returncode == 0, r.stderr
     r = lgen("export", str(child))
     assert r.returncode == 0, r.stderr

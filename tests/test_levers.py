@@ -14,17 +14,13 @@ import pytest
 import torch
 
 from conftest import TINY
-from lifelong_gen import config as config_module
 from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig, resolve_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train.callbacks import StepFunction
 from lifelong_gen.train.losses import (
-    CONSISTENCY_AUGMENTS,
     augmented_info_loss,
-    clothes_augment,
     clustering_loss,
-    consistency_augment,
     random_affine,
 )
 from lifelong_gen.train.networks import ConditionalBatchNorm, build_networks
@@ -124,68 +120,6 @@ def test_random_affine_follows_the_generator_state():
     assert torch.equal(a, b)
 
 
-def _clothes(x, seed=0, **kw):
-    return clothes_augment(x, torch.Generator().manual_seed(seed), **kw)
-
-
-OFF = dict(scale=(1.0, 1.0), max_shift_y=0.0, blur_p=0.0, brightness=0.0)
-
-
-def test_clothes_augment_identity_range_gradient_and_stream():
-    x = torch.rand(4, 1, 28, 28) * 2 - 1
-    assert torch.allclose(_clothes(x, **OFF), x, atol=1e-5)  # every part off: the identity
-    x.requires_grad_(True)
-    y = _clothes(x)
-    assert y.shape == x.shape and y.min() >= -1 and y.max() <= 1
-    y.sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0  # G trains through it
-    assert torch.equal(_clothes(x.detach(), 5), _clothes(x.detach(), 5))
-    # Four uniforms per image, as random_affine: the stream after it is where the affine view leaves it.
-    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
-    clothes_augment(x.detach(), g1), random_affine(x.detach(), g2)
-    assert torch.equal(torch.rand(2, generator=g1), torch.rand(2, generator=g2))
-
-
-def test_clothes_augment_blur_and_brightness_closed_forms():
-    x = -torch.ones(1, 1, 9, 9)
-    x[0, 0, 4, 4] = 1.0  # one white pixel on black: +1 holds 2 at the centre, 0 elsewhere
-    blurred = _clothes(x, **{**OFF, "blur_p": 1.0})
-    k = torch.tensor([1.0, 2.0, 1.0])
-    expected = -torch.ones(9, 9)
-    expected[3:6, 3:6] += 2 * torch.outer(k, k) / 16  # the binomial kernel, scaled by the pixel's 2
-    assert torch.allclose(blurred[0, 0], expected, atol=1e-6)
-    grey = torch.zeros(2, 1, 8, 8)  # mid-grey: +1 holds 1, scaled by a factor in [0.8, 1.2]
-    bright = _clothes(grey, 7, **{**OFF, "brightness": 0.2}) + 1
-    factors = bright.flatten(1)
-    assert torch.allclose(factors, factors[:, :1].expand_as(factors))  # one factor per image
-    assert ((factors[:, 0] >= 0.8) & (factors[:, 0] <= 1.2)).all() and factors[0, 0] != factors[1, 0]
-    black = _clothes(-torch.ones(3, 1, 28, 28), 2)
-    assert torch.equal(black, -torch.ones(3, 1, 28, 28))  # the background stays black under every part
-
-
-def test_clothes_augment_scales_and_shifts_vertically_only():
-    x = -torch.ones(64, 1, 28, 28)
-    x[:, :, 8:20, 8:20] = 1.0  # a centred white square
-    y = _clothes(x, 1, blur_p=0.0, brightness=0.0) + 1
-    mass = y.flatten(1).sum(1) / (x + 1).flatten(1).sum(1)
-    # The area scales as size², size in [0.8, 1.1]: [0.64, 1.21].
-    assert mass.min() >= 0.64 - 0.02 and mass.max() <= 1.21 + 0.02 and mass.min() < 0.8
-    cols = torch.arange(28.0)
-    centre_x = (y.sum(2)[:, 0] * cols).sum(1) / y.sum(2)[:, 0].sum(1)
-    centre_y = (y.sum(3)[:, 0] * cols).sum(1) / y.sum(3)[:, 0].sum(1)
-    assert torch.allclose(centre_x, torch.full_like(centre_x, 13.5), atol=1e-3)  # no horizontal move, no rotation
-    assert (centre_y - 13.5).abs().max() > 0.3  # it does move vertically
-
-
-def test_consistency_augment_default_is_the_affine_view_and_names_agree():
-    x = torch.rand(3, 1, 28, 28) * 2 - 1
-    a = consistency_augment(x, torch.Generator().manual_seed(4))
-    assert torch.equal(a, random_affine(x, torch.Generator().manual_seed(4)))  # runs without the flag: unchanged
-    assert tuple(CONSISTENCY_AUGMENTS) == config_module.CONSISTENCY_AUGMENTS  # the torch-free list validates these
-    with pytest.raises(LgenError, match="--consistency-augment 'rotate' is not supported"):
-        TrainConfig(domains=["mnist"], consistency_augment="rotate").validate()
-
-
 def test_clustering_loss_closed_forms():
     K = 4
     # Uniform predictions: consistency = H = log K, marginal entropy = log K -> loss = log K.
@@ -247,11 +181,6 @@ def test_levers_off_change_nothing_and_on_train_two_domains(tmp_path, synthetic2
     # In domain 2 the balance is over both domains' 10 categories: H(mean p) <= log 10.
     assert logged[-1]["s_marginal_entropy"] <= math.log(10) + 1e-5
     assert any(".gain." in k for k in on)
-    # The clothes view trains the same terms on other views: finite, and another model.
-    clothes, logged = _final_weights(tmp_path, synthetic28, "d", g_conditioning="cbn", info_augment_weight=1.0,
-                                     s_real_weight=1.0, consistency_augment="clothes")
-    assert all(math.isfinite(logged[-1][k]) for k in ("s_real", "info_aug", "s_consistency"))
-    assert not all(torch.equal(on[k], clothes[k]) for k in on)
 
 
 def test_lever_settings_are_validated():

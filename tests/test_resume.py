@@ -67,10 +67,9 @@ def test_kill9_then_resume_is_bit_identical(tmp_path, reference, moment):
     assert_same_weights(reference, out)
 
 
-# Issue 23's speed settings with bf16 autocast (what `--precision auto` picks on a bf16 CPU):
+# The speed settings with bf16 autocast (what `--precision auto` picks on a bf16 CPU):
 # a new process must pick the same kernels, so kill -9 and resume still end bit-identical.
-FAST_ARGS = [*ARGS, "--gp-every", "2", "--fused-critic-forward", "--s-real-weight", "0.5", "--s-real-reuse",
-             "--precision", "bf16"]
+FAST_ARGS = [*ARGS, "--gp-subsample", "2", "--s-real-weight", "0.5", "--s-real-reuse", "--precision", "bf16"]
 
 
 def test_kill9_then_resume_is_bit_identical_with_the_speed_settings_and_bf16(tmp_path):

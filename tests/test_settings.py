@@ -32,15 +32,22 @@ def test_every_field_is_declared_with_help_and_kind(cls):
         assert f.metadata.get("help") and f.metadata.get("kind") in KINDS, f.name
 
 
-def test_the_kinds_give_what_resume_may_change():
-    resumable = {f.name for f in dataclasses.fields(TrainConfig) if f.metadata["kind"] in RESUMABLE_KINDS}
-    assert resumable == set(EXECUTION_SETTINGS)
-    assert {f.name for f in dataclasses.fields(TrainConfig) if f.metadata["kind"] == "lever"} == {
-        "info_augment_weight", "s_real_weight", "s_real_reuse", "s_balance_weight", "replay_alignment",
-        "self_label_steps", "self_label_threshold", "self_label_lr", "consistency_augment", "s_real_by_domain",
-        "s_neighbour_weight", "s_neighbours", "s_replay_label_weight", "s_replay_target"}
-    # S's over-clustering head changes S's weights, so it is a model field; still a lever.
-    assert {f.name for f in dataclasses.fields(ModelConfig) if f.metadata["kind"] == "lever"} == {"s_overcluster_dim"}
+def test_resume_may_change_how_a_run_executes_and_nothing_it_learns():
+    kinds = {f.name: f.metadata["kind"] for f in dataclasses.fields(TrainConfig)}
+    assert {"precision", "compile", "checkpoint_every", "log_every", "data_root"} <= set(EXECUTION_SETTINGS)
+    assert all(kinds[name] in RESUMABLE_KINDS for name in EXECUTION_SETTINGS)
+    assert not {"seed", "steps_per_domain", "replay_ratio", "s_real_weight"} & set(EXECUTION_SETTINGS)
+
+
+def test_every_lever_is_off_by_default_or_qualifies_one_it_names():
+    """A lever (an addition to the paper's objective) must leave the paper's run alone by default:
+    it is 0 / False, or it only qualifies another lever, whose flag its help names."""
+    levers = [s for s in settings_of(TrainConfig) + settings_of(ModelConfig) if s.kind == "lever"]
+    assert levers
+    lever_flags = {s.flags[0].split("/")[0] for s in levers}
+    for s in levers:
+        if s.default:
+            assert any(flag in s.help for flag in lever_flags - {s.flags[0]}), s.name
 
 
 def test_flags_types_and_defaults_come_from_the_declarations():

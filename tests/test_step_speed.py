@@ -1,9 +1,6 @@
-"""The step's speed settings (issue 23): what each computes, against the step it replaces.
+"""The step's speed settings: what each computes, against the step it replaces.
 
-- `--fused-critic-forward`: one critic forward of [real; fake] scores as two do (the critic
-  has no batch norm), up to float summation order;
-- `--gp-every k`: the penalty on every k-th critic update only, following the step count,
-  weighted k·λ (so its closed form is k times the eager one on the same batch);
+- one critic forward of [real; fake] scores as two do (the critic has no batch norm);
 - `--s-real-reuse`: S clusters the critic's last real batch and draws none of its own;
 - `--precision auto`: bf16 on CPUs with native bf16 instructions only, recorded as what ran.
 
@@ -31,50 +28,10 @@ def _trainer(tmp_path, data, name: str, **extra) -> Trainer:
 
 
 def test_one_critic_forward_scores_as_two(tmp_path, synthetic28):
-    two = _trainer(tmp_path, synthetic28, "two")
-    fused = _trainer(tmp_path, synthetic28, "fused", fused_critic_forward=True)
+    # The critic has no batch norm, so scoring [real; fake] in one forward is scoring each half alone.
+    trainer = _trainer(tmp_path, synthetic28, "one")
     x = torch.rand(16, 1, 28, 28)
-    assert torch.allclose(fused.D(x), torch.cat([fused.D(x[:8]), fused.D(x[8:])]), atol=1e-6)
-    # The same critic update from the same state: the same losses and critic, within float rounding.
-    la, lb = two.critic_step(two.phases[0]), fused.critic_step(fused.phases[0])
-    for key in la:
-        assert torch.allclose(la[key], lb[key], rtol=1e-5, atol=1e-6), key
-    # The critic's gradients (the update's outcome before Adam, whose first step moves a weight by
-    # about lr·sign(g) and so turns a rounding-size difference of a near-zero gradient into lr).
-    for (name, a), b in zip(two.D.named_parameters(), fused.D.parameters()):
-        assert torch.allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5 * a.grad.abs().max().item()), name
-
-
-def test_lazy_penalty_is_k_times_lambda_on_the_same_batch(tmp_path, synthetic28):
-    eager = _trainer(tmp_path, synthetic28, "eager")
-    lazy = _trainer(tmp_path, synthetic28, "lazy", gp_every=3)
-    # Same seed: the same networks and random stream, so the same real batch, fakes and eps.
-    gp_eager = eager.critic_step(eager.phases[0])["gp"]
-    gp_lazy = lazy.critic_step(lazy.phases[0], penalize=True)["gp"]
-    assert gp_eager > 0 and torch.allclose(gp_lazy, 3 * gp_eager, rtol=1e-6)
-    skipped = lazy.critic_step(lazy.phases[0], penalize=False)
-    assert skipped["gp"].item() == 0.0
-    assert torch.equal(skipped["loss_d"], -skipped["wasserstein"])  # the critic loss alone
-
-
-@pytest.mark.parametrize("k, expected", [(1, [True] * 6), (2, [True, False] * 3),
-                                         (3, [True, False, False, True, False, False])])
-def test_lazy_penalty_rhythm_follows_the_step_count(tmp_path, synthetic28, monkeypatch, k, expected):
-    trainer = _trainer(tmp_path, synthetic28, "rhythm", gp_every=k)
-    seen, original = [], trainer.critic_step
-
-    def spy(phase, penalize=True):
-        seen.append(penalize)
-        return original(phase, penalize=penalize)
-
-    monkeypatch.setattr(trainer, "critic_step", spy)
-    logged = []
-    for _ in range(3):  # n_critic 2: six critic updates
-        logged.append(trainer.train_step(trainer.phases[0])["gp"])
-        trainer.step += 1
-    assert seen == expected
-    if k == 2:  # one penalised update of two: the logged penalty is their mean, half the applied term
-        assert all(v > 0 for v in logged)
+    assert torch.allclose(trainer.D(x), torch.cat([trainer.D(x[:8]), trainer.D(x[8:])]), atol=1e-6)
 
 
 def test_s_real_reuse_clusters_the_critic_batch_and_draws_none(tmp_path, synthetic28, monkeypatch):
@@ -82,22 +39,27 @@ def test_s_real_reuse_clusters_the_critic_batch_and_draws_none(tmp_path, synthet
     for reuse in (False, True):
         trainer = _trainer(tmp_path, synthetic28, f"reuse-{reuse}", s_real_weight=1.0, s_real_reuse=reuse)
         trainer.advance_domain(trainer.phases[0])  # replay on: the batch the critic scores holds replay too
-        calls, s_inputs = [], []
-        real_batch, S = trainer.real_batch, trainer.fw.S
+        calls, s_inputs, scored = [], [], []
+        real_batch, S, critic_step = trainer.real_batch, trainer.fw.S, trainer.critic_step
         monkeypatch.setattr(trainer, "real_batch", lambda *a, **kw: calls.append(a) or real_batch(*a, **kw))
         monkeypatch.setattr(trainer.fw, "S", lambda x, **kw: s_inputs.append(x) or S(x, **kw))
+        monkeypatch.setattr(trainer, "critic_step", lambda *a: scored.append(critic_step(*a)) or scored[-1])
         losses = trainer.train_step(trainer.phases[1])
         counts[reuse] = len(calls)
         assert torch.isfinite(losses["s_real"])
         clustered = next(x for x in s_inputs if x.shape[0] == 2 * trainer.tc.batch_size)
-        if reuse:
-            assert torch.equal(clustered[:trainer.tc.batch_size], trainer.last_real)
+        # With reuse, S clusters exactly the last critic update's batch; without, a batch of its own.
+        last_scored = scored[-1][1].images
+        assert torch.equal(clustered[:trainer.tc.batch_size], last_scored) == reuse
     assert counts == {False: trainer.tc.n_critic + 1, True: trainer.tc.n_critic}
 
 
-def test_gp_every_below_one_is_one_line_exit_2():
-    r = lgen("train", "--domains", "synthetic:bars", "--gp-every", "0", "--dry-run")
-    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--gp-every" in r.stderr, r.stderr
+def test_a_retired_flag_is_one_line_exit_2_naming_the_study_index():
+    r = lgen("train", "--domains", "synthetic:bars", "--gp-every", "2", "--dry-run")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "--gp-every was retired" in r.stderr and "experiments/README.md" in r.stderr, r.stderr
+    typo = lgen("train", "--domains", "synthetic:bars", "--gp-evry", "2", "--dry-run")
+    assert typo.returncode == 2 and "No such option: --gp-evry" in typo.stderr, typo.stderr
 
 
 @pytest.mark.parametrize("flags, device, expected", [
@@ -127,7 +89,7 @@ def test_gp_subsample_penalises_every_kth_interpolate_of_new_data_and_replay(tmp
     monkeypatch.setattr(trainer_module, "gradient_penalty",
                         lambda critic, real, fake, eps, lam, **kw: seen.append((real, fake, eps, lam)) or
                         penalty(critic, real, fake, eps, lam, **kw))
-    trainer.critic_step(trainer.phases[1])
+    _, scored = trainer.critic_step(trainer.phases[1])
     real, fake, eps, lam = seen[0]
     assert real.shape[0] == fake.shape[0] == eps.shape[0] == 4 and lam == trainer.tc.gp_lambda
-    assert torch.equal(real, trainer.last_real[::2])  # rows 0, 2 (new data) and 4, 6 (replay)
+    assert torch.equal(real, scored.images[::2])  # rows 0, 2 (new data) and 4, 6 (replay)

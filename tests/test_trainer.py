@@ -47,7 +47,7 @@ def test_replay_snapshot_frozen_and_used(tmp_path, synthetic28):
 
     # The critic's real batch holds snapshot samples: reproduce them from the same RNG state.
     state = trainer.rng.get_state()
-    batch = trainer.real_batch(phase1, 8)
+    batch = trainer.real_batch(phase1, 8).images
     trainer.rng.set_state(state)
     torch.randint(0, phase1.images.shape[0], (4,), generator=trainer.rng)  # the 4 real indices
     replayed, _ = snap.sample(4, trainer.rng)

@@ -355,7 +355,7 @@ def _metrics_json(bundle: Path, run: RunConfig, data: list[DomainData], classifi
         "versions": _versions(),
         "training": {"domains": run.train.domains, "replay": run.train.replay, "joint": run.train.joint,
                      "d_per_domain": run.train.d_per_domain, "steps_per_domain": run.train.steps_per_domain,
-                     "later_domain_steps": run.train.later_domain_steps, "replay_ratio": run.train.replay_ratio,
+                     "replay_ratio": run.train.replay_ratio,
                      "inherited_domains": run.train.inherited_domains,
                      "parent": (run.parent or {}).get("model"), "critic": (run.parent or {}).get("critic")},
         "data_sources": [d.describe() for d in data],

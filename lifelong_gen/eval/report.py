@@ -13,7 +13,8 @@ from lifelong_gen.metrics_summary import fmt, summary_rows, table
 
 
 def steps_text(t: dict) -> str:
-    """The step schedule in words (metrics.json written before later_domain_steps existed lacks it)."""
+    """The step schedule in words (a metrics.json of a run made with the retired --later-domain-steps
+    names that run's later domains' steps)."""
     later = t.get("later_domain_steps") or 0
     if later and len(t["domains"]) > 1:
         return f"{t['steps_per_domain']} steps for the first domain, {later} for each later one"

@@ -36,8 +36,6 @@ def build_training_networks(cfg: ModelConfig, tc: TrainConfig, device: torch.dev
     shared = cfg.encoder_shares_critic
     if shared and tc.s_real_weight > 0:
         raise LgenError("s_real_weight trains S on real images and needs a separate S (drop --shared-encoder)")
-    if shared and tc.self_label_steps > 0:
-        raise LgenError("--self-label-steps trains S alone and needs a separate S (drop --shared-encoder)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(tc.seed)
         G, D, S = build_networks(cfg)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import update_bn
 
-from lifelong_gen.train.losses import consistency_augment
+from lifelong_gen.train.losses import random_affine
 from lifelong_gen.train.phase import Phase
 
 if TYPE_CHECKING:  # the trainer imports this module
@@ -64,9 +64,9 @@ def recalibrate_s(trainer: Trainer, phase: Phase, S: Optional[torch.nn.Module] =
 
     def views():
         for _ in range(batches):
-            real = trainer.real_batch(phase, trainer.tc.batch_size, generator=g)
+            real = trainer.real_batch(phase, trainer.tc.batch_size, generator=g).images
             if trainer.tc.s_real_weight > 0:  # the [real; augmented] batch the objective trains S on
-                real = torch.cat([real, consistency_augment(real, g, trainer.tc.consistency_augment)])
+                real = torch.cat([real, random_affine(real, g)])
             yield real
 
     # Resets the statistics, takes their cumulative mean over the batches in training mode, then

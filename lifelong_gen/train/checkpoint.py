@@ -162,6 +162,7 @@ def load_bundle(bundle: Path, which: tuple[str, ...] = ("G", "G_ema", "S", "D"))
         manifest.verify(bundle, [CONFIG_NAME, *(NETWORK_FILES[k] for k in which if k in NETWORK_FILES)],
                         lock=False)
         run = read_run_config(bundle)
+        run.require_current("rebuild its networks")
         G, D, S = build_networks(run.model)
         G_ema, _, _ = build_networks(run.model)
         modules = {"G": G, "G_ema": G_ema, "S": S, "D": D}

@@ -99,5 +99,4 @@ def start_from_parent(trainer: Trainer, nets: dict[str, torch.nn.Module]) -> Opt
     if not tc.replay:
         return None
     # The grown S reads the parent's categories as the parent's S did (growth keeps its function).
-    return ReplaySnapshot(trainer.G_ema, domain_slots(tc, cfg, tc.inherited_domains - 1),
-                          trainer.S if tc.replay_keeps_s else None)
+    return ReplaySnapshot(trainer.G_ema, domain_slots(tc, cfg, tc.inherited_domains - 1))

@@ -7,14 +7,10 @@
   the discrete code d and Gaussian negative log-likelihood (unit variance) for c.
 - `alignment_loss`: MeRGAN replay alignment, ‖G_k(z,u) − G_{k−1}(z,u)‖².
 - `random_affine`, `augmented_info_loss`, `clustering_loss`: the opt-in interpretability
-  levers of issue 11 (d kept under augmentation; S as a clusterer of real images).
-- `clothes_augment`, `consistency_augment`: issue 20's Fashion-tuned augmentation for those
-  levers (`--consistency-augment clothes`) and the switch between the two.
-- `domain_clustering_loss`: issue 20's `--s-real-by-domain`, the clustering objective applied
-  per domain (new data over the new domain's categories, replay over the old ones).
-- `neighbour_consistency_loss`, `replay_label_loss`, `replay_distillation_loss`: issue 20's SCAN
-  neighbour term and the replayed images' targets for S (`--s-neighbour-weight`,
-  `--s-replay-label-weight`, `--s-replay-target`).
+  levers (d kept under augmentation; S as a clusterer of real images).
+- `domain_clustering_loss`: `--s-real-by-domain`, the clustering objective applied per domain
+  (new data over the new domain's categories, replay over the old ones).
+- `neighbour_consistency_loss`: SCAN's neighbour term (`--s-neighbour-weight`).
 """
 
 from __future__ import annotations
@@ -123,51 +119,6 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, *, max_rotat
     return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
 
 
-def clothes_augment(images: torch.Tensor, generator: torch.Generator, *, scale: tuple[float, float] = (0.8, 1.1),
-                    max_shift_y: float = 0.1, blur_p: float = 0.5, brightness: float = 0.2) -> torch.Tensor:
-    """Fashion-tuned identity-preserving augmentation: scale, vertical shift, 3×3 blur, brightness.
-
-    The ranges of NMCE's Fashion-MNIST augmentation (Li et al. 2022, NMCE-release `data/aug.py`, as
-    issue 20 quotes them): garments are centred and upright in Fashion-MNIST, so no rotation (a
-    rotated shirt is no pose that occurs) and no horizontal shift; what varies between two photos
-    of one garment is its size, its height in the frame, focus and exposure. Differentiable in
-    `images`, like random_affine. The background stays black: scale and blur run on images + 1
-    padded with 0, and brightness multiplies images + 1, so 0 (black) stays 0.
-
-    Args:
-        images: [N, C, H, W] in [−1, 1].
-        generator: the trainer's checkpointed stream (4 uniforms per image, as random_affine).
-        scale: the object's size factor range (0.8: 20% smaller, 1.1: 10% larger).
-        max_shift_y: vertical shift, fraction of the half-height (0.1 ≈ 1.4 px at 28×28).
-        blur_p: share of images blurred by the 3×3 binomial kernel [1, 2, 1]ᵀ[1, 2, 1] / 16.
-        brightness: intensity factor drawn from [1 − b, 1 + b], clamped to the image range.
-    """
-    n, c = images.shape[:2]
-    u = torch.rand(n, 4, generator=generator, device=generator.device).to(images.device)  # [N, 4] in [0, 1)
-    size = scale[0] + u[:, 0] * (scale[1] - scale[0])
-    zero = torch.zeros_like(size)
-    # affine_grid maps output to input coordinates: 1/size magnifies by size.
-    theta = torch.stack([torch.stack([1 / size, zero, zero], 1),
-                         torch.stack([zero, 1 / size, (u[:, 1] * 2 - 1) * max_shift_y], 1)], 1).to(images.dtype)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    x = F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    k1 = torch.tensor([1.0, 2.0, 1.0], dtype=images.dtype, device=images.device)
-    kernel = (torch.outer(k1, k1) / 16).expand(c, 1, 3, 3)
-    blurred = F.conv2d(x, kernel, padding=1, groups=c)
-    x = torch.where((u[:, 2] < blur_p).view(n, 1, 1, 1), blurred, x)
-    x = x * (1 + (u[:, 3] * 2 - 1) * brightness).view(n, 1, 1, 1).to(images.dtype)
-    return x.clamp(0, 2) - 1
-
-
-# `--consistency-augment`: the view the interpretability levers keep d under.
-CONSISTENCY_AUGMENTS: dict[str, Callable[..., torch.Tensor]] = {"affine": random_affine, "clothes": clothes_augment}
-
-
-def consistency_augment(images: torch.Tensor, generator: torch.Generator, policy: str = "affine") -> torch.Tensor:
-    """The augmented view of `policy` (a key of CONSISTENCY_AUGMENTS): affine for digits, clothes for garments."""
-    return CONSISTENCY_AUGMENTS[policy](images, generator)
-
-
 def augmented_info_loss(d_logits_augmented: torch.Tensor, d_target: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of S's d on an augmented copy of G's image against the d that made it.
 
@@ -221,43 +172,6 @@ def neighbour_consistency_loss(d_logits: torch.Tensor, d_logits_neighbour: torch
     # log Σ_j p_j q_j as a logsumexp of log-probabilities: exact where the dot product underflows.
     joint = F.log_softmax(d_logits, dim=1) + F.log_softmax(d_logits_neighbour, dim=1)
     return -torch.logsumexp(joint, dim=1).mean()
-
-
-def replay_label_loss(d_logits_replay: torch.Tensor, replay_d: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of S's d on replayed images against the d the frozen generator drew each with.
-
-    Deep Generative Replay (Shin et al., NeurIPS 2017) trains the new solver on replayed inputs
-    paired with the old solver's answers; here the old "solver" is the frozen generator itself,
-    whose d made the image, so the target needs nothing beyond Definition 2's old generator.
-    It ties S's reading of the old domains to the old generator's d's, which the unsupervised
-    clustering of the replay alone lets drift (S lost 0.12-0.26 of MNIST's real-digit
-    clustering during domain 2: experiments/fashion.md).
-
-    Args:
-        d_logits_replay: [N, K] S's logits on replayed images, over the phase's active d's.
-        replay_d: [N] the d index each was drawn with (< the snapshot's d slots).
-    """
-    return F.cross_entropy(d_logits_replay, replay_d)
-
-
-def replay_distillation_loss(d_logits_replay: torch.Tensor, previous_logits: torch.Tensor,
-                             temperature: float = 2.0) -> torch.Tensor:
-    """Soft-target cross-entropy of S's d on replayed images against the previous S's reading.
-
-    Deep Generative Replay's labels come from the previous solver (Shin et al. 2017); the soft
-    targets at temperature 2, scaled by T², are the distillation of van de Ven, Siegelmann &
-    Tolias (Nat. Commun. 2020) after Hinton et al. (2015). The previous S's partition is the one
-    that clustered the old domain's real images; the generator's d may cut them otherwise
-    (experiments/replay_gap.py).
-
-    Args:
-        d_logits_replay: [N, K_old] S's logits on replayed images, over the old categories.
-        previous_logits: [N, K_old] the frozen previous S's logits on the same images.
-    Returns:
-        0-dim: T² · (H(p_old) + KL(p_old ‖ p)) at temperature T; minimal where p = p_old.
-    """
-    target = F.softmax(previous_logits / temperature, dim=1)
-    return -(target * F.log_softmax(d_logits_replay / temperature, dim=1)).sum(1).mean() * temperature ** 2
 
 
 def domain_clustering_loss(

@@ -161,16 +161,11 @@ class Generator(nn.Module):
 
 
 class Trunk(nn.Module):
-    """Conv feature extractor shared in shape by D and S: image -> features [N, F].
+    """Conv feature extractor shared in shape by D and S: image -> features [N, F]."""
 
-    `width` and `fc_width` default to the critic's (cfg.d_width, cfg.fc_width); a separate S
-    may have its own (cfg.s_width, cfg.s_fc_width).
-    """
-
-    def __init__(self, cfg: ModelConfig, batch_norm: bool, width: int | None = None, fc_width: int | None = None):
+    def __init__(self, cfg: ModelConfig, batch_norm: bool):
         super().__init__()
-        w = width or cfg.d_width
-        fc = fc_width or cfg.fc_width
+        w, fc = cfg.d_width, cfg.fc_width
         C = cfg.img_channels
 
         def block(cin: int, cout: int, norm: bool) -> list[nn.Module]:
@@ -229,19 +224,13 @@ class Encoder(nn.Module):
         self.cfg = cfg
         self.shares_trunk = trunk is not None
         # A standalone S rebuilt from a shared-trunk bundle keeps the critic's trunk layout.
-        self.trunk = trunk if trunk is not None else Trunk(cfg, batch_norm=not cfg.encoder_shares_critic,
-                                                           width=cfg.s_width, fc_width=cfg.s_fc_width)
+        self.trunk = trunk if trunk is not None else Trunk(cfg, batch_norm=not cfg.encoder_shares_critic)
         feat = self.trunk.out_features
         self.d_head = nn.Linear(feat, cfg.d_dim)
         self.c_head = nn.Linear(feat, cfg.c_dim) if cfg.c_dim > 0 else None
-        # Training only (config.s_overcluster_dim): built last, so S's other initial weights are
-        # those of a run without it.
-        self.overcluster_head = nn.Linear(feat, cfg.s_overcluster_dim) if cfg.s_overcluster_dim > 0 else None
 
-    def forward(self, o: torch.Tensor, overcluster: bool = False):
-        """(d_logits [N, d_dim], c_mean [N, c_dim]); with `overcluster`, also the over-clustering
-        head's logits [N, s_overcluster_dim] from the same trunk pass (training only: export
-        traces the default)."""
+    def forward(self, o: torch.Tensor):
+        """(d_logits [N, d_dim], c_mean [N, c_dim])."""
         _check_image(o, self.cfg)
         h = self.trunk(o)
         d_logits = self.d_head(h)
@@ -249,10 +238,6 @@ class Encoder(nn.Module):
             c_mean = h.new_zeros(h.shape[0], 0)
         else:
             c_mean = self.c_head(h)
-        if overcluster:
-            if self.overcluster_head is None:
-                raise ValueError("this S has no over-clustering head (s_overcluster_dim is 0)")
-            return d_logits, c_mean, self.overcluster_head(h)
         return d_logits, c_mean
 
     def head_parameters(self) -> list[nn.Parameter]:

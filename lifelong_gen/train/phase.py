@@ -46,7 +46,7 @@ def make_phases(tc: TrainConfig, cfg: ModelConfig, data: list[DomainData], devic
         weights = torch.cat([torch.full((d.train_images.shape[0],), 1.0 / d.train_images.shape[0]) for d in data])
         return [Phase(0, "joint:" + "+".join(d.spec for d in data), images.to(device),
                       tc.joint_steps, cfg.d_dim, 0.0, weights.to(device))]
-    return [Phase(k, d.spec, d.train_images.to(device), tc.steps_for(k), domain_slots(tc, cfg, k),
+    return [Phase(k, d.spec, d.train_images.to(device), tc.steps_per_domain, domain_slots(tc, cfg, k),
                   tc.replay_ratio_for(k), d_prior=matched_d_prior(tc, cfg, k, device))
             for k, d in enumerate(data, start=tc.inherited_domains)]
 

@@ -1,19 +1,24 @@
-"""Generative replay, eq. (7): a frozen generator snapshot and its replay batches; the priors' sampler.
+"""Generative replay, eq. (7): a frozen generator snapshot, the critic's mixed "real" batch; the priors' sampler.
 
 At each domain boundary the trainer takes a frozen, eval-mode copy of the EMA
 generator (the best sampler it has; Avalanche and Mammoth freeze the same way).
 While the next domain is learned, the critic's "real" batch mixes that domain's
-images with fresh samples of the snapshot: replay is drawn online, never from a
-stored buffer, so it costs no memory and covers the old codes densely.
+images with fresh samples of the snapshot (`mixed_real_batch`): replay is drawn
+online, never from a stored buffer, so it costs no memory and covers the old codes
+densely. How much of the batch is replay is the phase's `replay_ratio` (config.py,
+`TrainConfig.replay_ratio_for`: k/(k+1) while learning domain k, so every domain seen
+keeps an equal share); G's d prior follows it (phase.py, `matched_d_prior`).
 """
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import torch
 
+from lifelong_gen.train.domains import to_float
 from lifelong_gen.train.networks import Generator, frozen_copy
+from lifelong_gen.train.phase import Phase
 
 
 def sample_noise(n: int, z_dim: int, c_dim: int, generator: torch.Generator,
@@ -52,19 +57,15 @@ def sample_codes(
 
 
 class ReplaySnapshot:
-    """A frozen copy of G from the end of the previous domain (G_{k−1} in eq. (7)), and of S
-    when `--s-replay-target previous-s` labels the replay with the previous S's reading of it."""
+    """A frozen copy of G from the end of the previous domain: G_{k−1} in eq. (7)."""
 
-    def __init__(self, G: Generator, d_slots: int, S: Optional[torch.nn.Module] = None):
+    def __init__(self, G: Generator, d_slots: int):
         """
         Args:
             G: the generator to freeze (copied; later training does not touch the copy).
             d_slots: how many discrete categories the snapshot had learned; replay draws only those.
-            S: the inference network to freeze beside it (copied, eval mode: its statistics are
-                the ones recalibrated at the domain's end), or None.
         """
         self.G = frozen_copy(G)
-        self.S = frozen_copy(S) if S is not None else None
         self.d_slots = d_slots
 
     @torch.no_grad()
@@ -80,14 +81,38 @@ class ReplaySnapshot:
         """The snapshot's image for given codes (replay alignment target)."""
         return self.G(z, c, d)
 
-    @torch.no_grad()
-    def read(self, images: torch.Tensor) -> torch.Tensor:
-        """The frozen S's d logits over the snapshot's categories [N, d_slots]."""
-        return self.S(images)[0][:, :self.d_slots]
-
     def state_dict(self) -> dict[str, torch.Tensor]:
-        """G's tensors, then the frozen S's under "S." (checkpoints keep both)."""
-        state = dict(self.G.state_dict())
-        if self.S is not None:
-            state.update({f"S.{k}": v for k, v in self.S.state_dict().items()})
-        return state
+        """G's tensors (checkpoints keep them: a resume needs the snapshot, not the run that made it)."""
+        return dict(self.G.state_dict())
+
+
+class RealBatch(NamedTuple):
+    """The critic's "real" batch of one update, laid out as [the domain's rows; the replayed rows]."""
+
+    images: torch.Tensor  # [B, C, H, W] in [-1, 1]
+    idx: torch.Tensor  # [B - R] the domain rows' indices into the phase's images
+    replay_d: torch.Tensor  # [R] the d each replayed row was drawn with (R = 0 without a snapshot)
+
+
+def mixed_real_batch(phase: Phase, batch: int, snapshot: Optional[ReplaySnapshot],
+                     generator: torch.Generator) -> RealBatch:
+    """Eq. (7): the "real" data of the critic while domain k is learned, p_k's images mixed with
+    samples of the frozen G_{k-1}; round(B · replay ratio) rows are replayed, drawn last.
+
+    Args:
+        phase: the phase learned (its images, sampling weights and replay ratio).
+        snapshot: G_{k-1}, or None (the first domain, a joint run, no replay).
+        generator: the stream every index and replay code is drawn from.
+    """
+    n_replay = round(batch * phase.replay_ratio) if snapshot is not None else 0
+    if phase.sample_weights is not None:  # a joint run: each domain an equal share
+        idx = torch.multinomial(phase.sample_weights, batch - n_replay, replacement=True, generator=generator)
+    else:
+        idx = torch.randint(0, phase.images.shape[0], (batch - n_replay,), generator=generator,
+                            device=generator.device)
+    real = to_float(phase.images[idx])
+    replay_d = torch.zeros(0, dtype=torch.long, device=real.device)
+    if n_replay:
+        replayed, codes = snapshot.sample(n_replay, generator)
+        real, replay_d = torch.cat([real, replayed]), codes[3]
+    return RealBatch(real, idx, replay_d)

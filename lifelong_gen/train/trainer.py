@@ -9,14 +9,12 @@ is forwards.py; the networks and optimisers are assembled by assembly.py, and wh
 starts from (precision, the parent, the data) is loaded by inputs.py. One generator step is:
 
 1. the critic update, `n_critic` times: a "real" batch = the current domain's images mixed
-   with samples of the frozen snapshot G_{k-1} (eq. (7), replay.py); fakes from G; WGAN
-   critic loss + gradient penalty (eq. (2); `gp_every` > 1: on every k-th update, weighted k·λ;
-   `gp_subsample` > 1: on every k-th interpolate);
-   Adam step on D.
+   with samples of the frozen snapshot G_{k-1} (eq. (7), replay.mixed_real_batch); fakes
+   from G; WGAN critic loss + gradient penalty (eq. (2); `gp_subsample` > 1: on every k-th
+   interpolate); Adam step on D.
 2. the generator update, D frozen: −E[D(G(z, u))] + λ_MI·(−L_MI) (eq. (10)) [+ replay
-   alignment, + the interpretability levers]; Adam step on G ∪ S; EMA update of G.
-
-After a domain's steps, `self_label_steps` > 0 adds a pass of S alone (self_label.py, SCAN).
+   alignment, + the interpretability levers, which may cluster the last critic update's real
+   batch]; Adam step on G ∪ S; EMA update of G.
 
 The step stays on the training device: domain images live there as uint8, every random
 draw (codes, data indices, interpolation weights, replay codes) comes from one
@@ -51,7 +49,7 @@ from lifelong_gen.train import distributed, training_state
 from lifelong_gen.train.assembly import build_training_networks
 from lifelong_gen.train.bn_recalibration import recalibrate_s
 from lifelong_gen.train.callbacks import Callback, DomainSnapshots, SampleGrids, closing_all, progress_display
-from lifelong_gen.train.domains import DomainData, to_float
+from lifelong_gen.train.domains import DomainData
 from lifelong_gen.train.growth import start_from_parent
 from lifelong_gen.train.inputs import load_run_inputs
 from lifelong_gen.train.levers import lever_terms
@@ -61,8 +59,7 @@ from lifelong_gen.train.neighbours import NeighbourTables
 from lifelong_gen.train.networks import frozen, update_ema
 from lifelong_gen.train.phase import Losses, Phase, make_phases
 from lifelong_gen.train.process import choose_kernels, stop_on_signals
-from lifelong_gen.train.replay import ReplaySnapshot, sample_codes
-from lifelong_gen.train.self_label import self_label_pass
+from lifelong_gen.train.replay import RealBatch, ReplaySnapshot, mixed_real_batch, sample_codes
 
 log = logging.getLogger("lifelong_gen")
 
@@ -114,9 +111,6 @@ class Trainer:
         self.step = 0  # generator steps done in the current phase
         self.global_step = 0
         self.snapshot: Optional[ReplaySnapshot] = None
-        self.last_real: Optional[torch.Tensor] = None  # the last critic update's real batch
-        self.last_real_idx: Optional[torch.Tensor] = None  # its domain rows' indices into the phase's images
-        self.last_replay_d: Optional[torch.Tensor] = None  # the d each of its replay rows was drawn with
         self.neighbours = NeighbourTables(self.tc.s_neighbours)  # --s-neighbour-weight's, mined on first use
         if inputs.parent_nets is not None:
             self.snapshot = start_from_parent(self, inputs.parent_nets)
@@ -159,70 +153,36 @@ class Trainer:
         cfg = self.cfg
         return sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, d_slots, self.rng, self.device, d_prior)
 
-    def replay_rows(self, phase: Phase, batch: int) -> int:
-        """How many of a real batch's `batch` rows are replayed (they come last, after the domain's images)."""
-        return round(batch * phase.replay_ratio) if self.snapshot is not None else 0
-
-    def real_batch(self, phase: Phase, batch: int, generator: Optional[torch.Generator] = None,
-                   with_indices: bool = False):
-        """The critic's real batch [B, C, H, W]: the phase's images, then replay rows; drawn on the
-        run's stream unless another `generator` is given. `with_indices`: (batch, the indices into
-        phase.images of its first rows [B - replay rows], the d each replay row was drawn with
-        [replay rows], which costs no draw: the snapshot draws it anyway)."""
-        g = self.rng if generator is None else generator
-        n_replay = self.replay_rows(phase, batch)
-        if phase.sample_weights is not None:
-            idx = torch.multinomial(phase.sample_weights, batch - n_replay, replacement=True, generator=g)
-        else:
-            idx = torch.randint(0, phase.images.shape[0], (batch - n_replay,), generator=g, device=g.device)
-        real = to_float(phase.images[idx])
-        replay_d = torch.zeros(0, dtype=torch.long, device=real.device)
-        if n_replay:
-            replayed, codes = self.snapshot.sample(n_replay, g)
-            real, replay_d = torch.cat([real, replayed]), codes[3]
-        return (real, idx, replay_d) if with_indices else real
+    def real_batch(self, phase: Phase, batch: int, generator: Optional[torch.Generator] = None) -> RealBatch:
+        """The critic's real batch of eq. (7) (replay.mixed_real_batch), drawn on the run's stream
+        unless another `generator` is given."""
+        return mixed_real_batch(phase, batch, self.snapshot, self.rng if generator is None else generator)
 
     def train_step(self, phase: Phase) -> Losses:
         """`n_critic` critic updates, then one G + S update; the losses as 0-dim device tensors."""
         self.G.train()
         self.S.train()
-        n, k = self.tc.n_critic, self.tc.gp_every
-        penalties = []
-        for i in range(n):
-            # Which updates are penalised follows the phase's step count, so a resume keeps the rhythm.
-            critic = self.critic_step(phase, penalize=(self.step * n + i) % k == 0)
-            penalties.append(critic["gp"])
-        if k > 1:  # lazy: the penalty a critic update carried, on average over this step's updates
-            critic["gp"] = torch.stack(penalties).mean()
-        return {**critic, **self.generator_step(phase)}
+        for _ in range(self.tc.n_critic):
+            critic, real = self.critic_step(phase)
+        return {**critic, **self.generator_step(phase, real)}
 
-    def critic_step(self, phase: Phase, penalize: bool = True) -> Losses:
+    def critic_step(self, phase: Phase) -> tuple[Losses, RealBatch]:
         """The critic update, eq. (2): WGAN loss on real (with replay) vs G's fakes + gradient penalty.
-
-        Args:
-            penalize: add the gradient penalty (weighted gp_every·λ; `--gp-every` skips it on the others).
-        """
+        Returns its losses and the real batch it scored (`s_real_reuse` clusters it)."""
         tc, fw, B = self.tc, self.fw, self.tc.batch_size
         fw.step_begins()
-        real, self.last_real_idx, self.last_replay_d = self.real_batch(phase, B, with_indices=True)
-        self.last_real = real  # kept for --s-real-reuse
+        batch = self.real_batch(phase, B)
+        real = batch.images
         z, c, d, d_idx = self._codes(B, phase.d_slots, phase.d_prior)
         with torch.no_grad(), self.autocast():
             fake = fw.G_fakes(z, c, d).float()
-        with self.autocast():
-            if fw.compiled or tc.fused_critic_forward:  # one call (and CUDA graph) for both: D has no batch norm
-                real_scores, fake_scores = fw.D(torch.cat([real, fake])).float().split(B)
-            else:  # two calls, as runs made before --compile existed (bit-identical on CPU)
-                real_scores = fw.D(real).float()
-                fake_scores = fw.D(fake).float()
-        if penalize:
-            k = tc.gp_subsample  # every k-th interpolate (1: all): new data and replay in proportion
-            picked_real, picked_fake = (real, fake) if k == 1 else (real[::k], fake[::k])
-            eps = torch.rand(picked_real.shape[0], generator=self.rng, device=self.rng.device)
-            gp = gradient_penalty(fw.D_penalty, picked_real, picked_fake, eps, tc.gp_lambda * tc.gp_every,
-                                  autocast_dtype=self.amp_dtype if self.gp_autocast else None)
-        else:
-            gp = torch.zeros((), device=self.device)
+        with self.autocast():  # one forward (and CUDA graph) for both: the critic has no batch norm
+            real_scores, fake_scores = fw.D(torch.cat([real, fake])).float().split(B)
+        k = tc.gp_subsample  # every k-th interpolate (1: all): new data and replay in proportion
+        picked_real, picked_fake = (real, fake) if k == 1 else (real[::k], fake[::k])
+        eps = torch.rand(picked_real.shape[0], generator=self.rng, device=self.rng.device)
+        gp = gradient_penalty(fw.D_penalty, picked_real, picked_fake, eps, tc.gp_lambda,
+                              autocast_dtype=self.amp_dtype if self.gp_autocast else None)
         loss_c = critic_loss(real_scores, fake_scores)
         loss_d = loss_c + gp
         if self.cfg.encoder_shares_critic:  # S's heads learn with the critic (InfoGAN)
@@ -233,10 +193,14 @@ class Trainer:
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()  # under torchrun DDP averages the critic's gradients here
         self.opt_d.step()
-        return {"loss_d": loss_d.detach(), "wasserstein": -loss_c.detach(), "gp": gp.detach()}
+        return {"loss_d": loss_d.detach(), "wasserstein": -loss_c.detach(), "gp": gp.detach()}, batch
 
-    def generator_step(self, phase: Phase) -> Losses:
-        """The generator update: G + S with the critic frozen, eq. (10) [+ replay alignment, + levers]; then G's EMA."""
+    def generator_step(self, phase: Phase, last_real: Optional[RealBatch] = None) -> Losses:
+        """The generator update: G + S with the critic frozen, eq. (10) [+ replay alignment, + levers]; then G's EMA.
+
+        Args:
+            last_real: the last critic update's real batch, which `s_real_reuse` clusters.
+        """
         tc, fw, B = self.tc, self.fw, self.tc.batch_size
         fw.step_begins()
         with frozen(self.D):  # no gradient wasted on the critic
@@ -257,7 +221,10 @@ class Trainer:
                     current, target = fw.G(za, ca, da), self.snapshot.render(za, ca, da)
                 align = alignment_loss(current.float(), target.float())
                 loss_g = loss_g + tc.replay_alignment * align
-            extra, logged = lever_terms(self, phase, fake, d_idx)
+            reuse = tc.s_real_reuse and last_real is not None
+            extra, logged = lever_terms(
+                tc, phase, fw.S, fake, d_idx, rng=self.rng, autocast=self.autocast, neighbours=self.neighbours,
+                real_batch=(lambda: last_real) if reuse else (lambda: self.real_batch(phase, B)))
             for weight, term in extra.values():
                 loss_g = loss_g + weight * term
             self.opt_g.zero_grad(set_to_none=True)
@@ -281,21 +248,11 @@ class Trainer:
         log.info("domain %d/%d %s: %d steps, d slots %d, replay ratio %.3f", phase.index + 1, self.lineage_length,
                  phase.name, phase.steps, phase.d_slots, phase.replay_ratio if self.snapshot else 0.0)
 
-    def warm_up_critic(self, phase: Phase) -> None:
-        """`critic_warmup` critic-only updates before a continued run's first generator step: a fresh
-        critic first learns to score the replay + new-data mix against G, so its first gradients
-        to G point somewhere (lineage.FRESH_CRITIC_WARMUP; experiments/continuation.md)."""
-        log.info("critic warm-up: %d critic updates before G moves", self.tc.critic_warmup)
-        self.G.train()
-        for i in range(self.tc.critic_warmup):
-            self.critic_step(phase, penalize=i % self.tc.gp_every == 0)
-
     def advance_domain(self, phase: Phase) -> None:
         """Freeze the EMA generator as the replay snapshot G_{k} of the next domain, and move to it.
         (Benchmarks call it to time a step of a later domain, with replay, without training the first.)"""
-        if self.tc.replay and not self.tc.joint:
-            # On every rank: replay is per rank. S too when it labels the replay (--s-replay-target previous-s).
-            self.snapshot = ReplaySnapshot(self.G_ema, phase.d_slots, self.S if self.tc.replay_keeps_s else None)
+        if self.tc.replay and not self.tc.joint:  # on every rank: replay is per rank
+            self.snapshot = ReplaySnapshot(self.G_ema, phase.d_slots)
         self.phase_index += 1
         self.step = 0
 
@@ -344,8 +301,6 @@ class Trainer:
                 phase = self.phases[self.phase_index]
                 if self.step == 0:
                     self._announce(phase)
-                    if phase.index == self.tc.inherited_domains > 0 and self.tc.critic_warmup:
-                        self.warm_up_critic(phase)
                 for cb in callbacks:
                     cb.before_domain(self, phase)
                 while self.step < phase.steps:
@@ -361,8 +316,6 @@ class Trainer:
                             f"{self.step}: checkpoint written; continue with `lgen train --resume {self.run_dir}`"))
                     if self.step % self.tc.checkpoint_every == 0 and self.step < phase.steps:
                         self.checkpoint()
-                if self.tc.self_label_steps:  # S alone, before the domain's snapshot and checkpoint
-                    self_label_pass(self, phase)
                 recalibrate_s(self, phase)  # S's eval-mode statistics, for its snapshot, bundle and export
                 self.advance_domain(phase)
                 for cb in callbacks:

@@ -89,15 +89,10 @@ class TrainingState:
             weights, folded[key] = legacy.fold_norm_biases(module, self._sub(key))
             module.load_state_dict(weights, strict=True)
         if state["snapshot_d_slots"] is not None:
-            G_old, _, S_old = build_networks(trainer.cfg)
-            saved = self._sub("snapshot")
-            S_saved = {k[2:]: saved.pop(k) for k in list(saved) if k.startswith("S.")}  # --s-replay-target previous-s
-            G_old.load_state_dict(legacy.fold_norm_biases(G_old, saved)[0], strict=True)
+            G_old, _, _ = build_networks(trainer.cfg)
+            G_old.load_state_dict(legacy.fold_norm_biases(G_old, self._sub("snapshot"))[0], strict=True)
             G_old.to(trainer.device)
-            if S_saved:
-                S_old.load_state_dict(legacy.fold_norm_biases(S_old, S_saved)[0], strict=True)
-                S_old.to(trainer.device)
-            trainer.snapshot = ReplaySnapshot(G_old, state["snapshot_d_slots"], S_old if S_saved else None)
+            trainer.snapshot = ReplaySnapshot(G_old, state["snapshot_d_slots"])
         ckpt.warn_if_numerics_differ(state.get("numerics"), trainer.device)  # absent before 3ac49f4
         maps = legacy.optimizer_index_maps(parameter_groups(trainer.G, trainer.D, trainer.S), folded)
         for key in OPTIMIZERS:
