@@ -261,8 +261,8 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution
     import datetime
 
     from lifelong_gen.bundle import CHECKPOINTS_DIR, NETWORK_FILES
-    from lifelong_gen.settings import flag_of as _flag
     from lifelong_gen.config import read_run_config
+    from lifelong_gen.settings import flag_of as _flag
 
     run = read_run_config(run_dir)
     run.require_current("resume it")
