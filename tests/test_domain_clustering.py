@@ -96,7 +96,7 @@ def test_two_domains_train_with_it(tmp_path, synthetic28):
                 "s_real_weight": 1.0, "s_real_reuse": True, "s_real_by_domain": True}
     trainer = Trainer(resolve_run_config(settings), tmp_path / "run", data=synthetic28, progress=False)
     logged = []
-    trainer.callbacks.append(StepFunction(lambda t, l: logged.append((t.phase_index, l))))
+    trainer.callbacks.append(StepFunction(lambda t, l: logged.append((t.phase_position, l))))
     trainer.train()
     first = [l for k, l in logged if k == 0]
     second = [l for k, l in logged if k == 1]

@@ -90,7 +90,7 @@ def _train(tmp_path, data, name, **settings):
                               "s_real_weight": 1.0, "s_real_reuse": True, "s_real_by_domain": True, **settings})
     trainer = Trainer(run, tmp_path / name, data=data, progress=False)
     logged = []
-    trainer.callbacks.append(StepFunction(lambda t, losses: logged.append((t.phase_index, losses))))
+    trainer.callbacks.append(StepFunction(lambda t, losses: logged.append((t.phase_position, losses))))
     trainer.train()
     return trainer, {k: v.detach().clone() for k, v in trainer.S.state_dict().items()}, logged
 

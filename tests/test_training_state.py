@@ -35,7 +35,7 @@ def test_capture_then_apply_continues_exactly_as_the_original(tmp_path, syntheti
     # Copies, as read back from disk: the captured tensors are the live ones of `a` (state_dict views,
     # Adam's moments), which a's next step changes in place.
     TrainingState(state, {k: v.clone() for k, v in captured.tensors.items()}).apply(b)
-    assert (b.phase_index, b.step, b.global_step) == (1, 1, 5) and b.snapshot is not None
+    assert (b.phase_position, b.step, b.global_step) == (1, 1, 5) and b.snapshot is not None
     for key, module in a.networks.items():
         other = b.networks[key].state_dict()
         assert all(torch.equal(v, other[k]) for k, v in module.state_dict().items()), key

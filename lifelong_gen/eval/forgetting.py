@@ -8,7 +8,7 @@ RUN/snapshots/domain-K/, written after each domain by the trainer's DomainSnapsh
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -16,8 +16,13 @@ from lifelong_gen.bundle import CONFIG_NAME, SNAPSHOTS_DIR
 from lifelong_gen.config import RunConfig, domain_slots
 from lifelong_gen.train.checkpoint import load_bundle
 
-if TYPE_CHECKING:  # metrics.py registers this metric and imports this module
-    from lifelong_gen.eval.metrics import Evaluator
+
+class Evaluator(Protocol):
+    """What the matrix needs of metrics.Evaluator (which imports this module to register the metric)."""
+
+    def evaluate_generator(self, G: Any, d_slots: int, domains: list[int], seed: int) -> dict[str, Any]: ...
+
+    def s_clustering(self, S: Any) -> dict[str, Any]: ...
 
 
 def snapshot_number(path: Path) -> int:

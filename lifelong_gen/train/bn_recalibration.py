@@ -24,7 +24,7 @@ the same buffers a retraining would.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -32,16 +32,14 @@ from torch.optim.swa_utils import update_bn
 
 from lifelong_gen.train.losses import random_affine
 from lifelong_gen.train.phase import Phase
-
-if TYPE_CHECKING:  # the trainer imports this module
-    from lifelong_gen.train.trainer import Trainer
+from lifelong_gen.train.trainer_view import TrainerView
 
 
 def has_batch_norm(module: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in module.modules())
 
 
-def recalibration_generator(trainer: Trainer, phase: Phase) -> torch.Generator:
+def recalibration_generator(trainer: TrainerView, phase: Phase) -> torch.Generator:
     """A stream of its own per run, domain and rank: drawing from it leaves the run's stream untouched."""
     entropy = [trainer.tc.seed, phase.index, trainer.dist.rank, 0xB2]  # 0xB2: this use's tag
     seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
@@ -49,7 +47,7 @@ def recalibration_generator(trainer: Trainer, phase: Phase) -> torch.Generator:
 
 
 @torch.no_grad()
-def recalibrate_s(trainer: Trainer, phase: Phase, S: Optional[torch.nn.Module] = None) -> bool:
+def recalibrate_s(trainer: TrainerView, phase: Phase, S: Optional[torch.nn.Module] = None) -> bool:
     """Recompute S's batch-norm running statistics over `s_bn_recalibration` real batches of `phase`.
 
     `S`: another module to recalibrate instead of the trainer's (a probe's copy mid-domain).

@@ -18,16 +18,14 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
 from lifelong_gen import bundle as bundle_files
 from lifelong_gen.images import save_grid
 from lifelong_gen.train.phase import Losses, Phase
-
-if TYPE_CHECKING:  # the trainer imports this module; a callback is handed the trainer it runs in
-    from lifelong_gen.train.trainer import Trainer
+from lifelong_gen.train.trainer_view import TrainerView
 
 log = logging.getLogger("lifelong_gen")
 
@@ -35,14 +33,14 @@ log = logging.getLogger("lifelong_gen")
 class Callback:
     """Base class: every hook is a no-op. `close` runs however training ends."""
 
-    def before_domain(self, trainer: "Trainer", phase: Phase) -> None:
+    def before_domain(self, trainer: TrainerView, phase: Phase) -> None:
         """A domain starts, or resumes in this process (after a checkpoint mid-domain)."""
 
-    def after_step(self, trainer: "Trainer", phase: Phase, losses: Losses) -> None:
+    def after_step(self, trainer: TrainerView, phase: Phase, losses: Losses) -> None:
         """After each generator step (trainer.step counts it already), before any checkpoint of it."""
 
-    def after_domain(self, trainer: "Trainer", phase: Phase) -> None:
-        """After the domain's last step and its replay snapshot (trainer.phase_index has moved on)."""
+    def after_domain(self, trainer: TrainerView, phase: Phase) -> None:
+        """After the domain's last step and its replay snapshot (trainer.phase_position has moved on)."""
 
     def close(self) -> None:
         """However training ends (a rich bar must give the terminal back)."""
@@ -55,7 +53,7 @@ class StepFunction(Callback):
     small runs (`Trainer(..., callbacks=[StepFunction(fn)])`), not for speed.
     """
 
-    def __init__(self, fn: Callable[["Trainer", dict[str, float]], None]):
+    def __init__(self, fn: Callable[[TrainerView, dict[str, float]], None]):
         self.fn = fn
 
     def after_step(self, trainer, phase, losses):

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import Optional
 
 import torch
 
@@ -32,9 +32,7 @@ from lifelong_gen.config import RunConfig, domain_slots
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train.replay import ReplaySnapshot
-
-if TYPE_CHECKING:  # the trainer imports this module
-    from lifelong_gen.train.trainer import Trainer
+from lifelong_gen.train.trainer_view import TrainerView
 
 
 def grow_state(old: dict[str, torch.Tensor], fresh: dict[str, torch.Tensor], d_growth: int,
@@ -86,7 +84,7 @@ def load_parent(parent: Path, run: RunConfig) -> dict[str, torch.nn.Module]:
     return nets
 
 
-def start_from_parent(trainer: Trainer, nets: dict[str, torch.nn.Module]) -> Optional[ReplaySnapshot]:
+def start_from_parent(trainer: TrainerView, nets: dict[str, torch.nn.Module]) -> Optional[ReplaySnapshot]:
     """G, G_ema and S of `trainer` from the parent's EMA G and S (grown along d); D from its critic or
     fresh. Returns the replay snapshot of the domains the parent learned (its EMA G), None without replay."""
     tc, cfg = trainer.tc, trainer.cfg

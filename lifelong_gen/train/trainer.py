@@ -107,7 +107,7 @@ class Trainer:
         self.opt_d, self.opt_g, self.fw = nets.opt_d, nets.opt_g, nets.fw
         self.rng = self.make_rng()
 
-        self.phase_index = 0  # position in self.phases (a phase's `index` is its domain's place in the lineage)
+        self.phase_position = 0  # position in self.phases (a phase's `index` is its domain's place in the lineage)
         self.step = 0  # generator steps done in the current phase
         self.global_step = 0
         self.snapshot: Optional[ReplaySnapshot] = None
@@ -253,7 +253,7 @@ class Trainer:
         (Benchmarks call it to time a step of a later domain, with replay, without training the first.)"""
         if self.tc.replay and not self.tc.joint:  # on every rank: replay is per rank
             self.snapshot = ReplaySnapshot(self.G_ema, phase.d_slots)
-        self.phase_index += 1
+        self.phase_position += 1
         self.step = 0
 
     # ------------------------------------------------------------ persistence
@@ -297,8 +297,8 @@ class Trainer:
                 ckpt.copy_parent_snapshots(self.parent, self.run_dir, self.tc.inherited_domains)
             self.checkpoint()
         with closing_all(self._all_callbacks()) as callbacks, stop_on_signals(self.dist.world_size == 1) as stop:
-            while self.phase_index < len(self.phases):
-                phase = self.phases[self.phase_index]
+            while self.phase_position < len(self.phases):
+                phase = self.phases[self.phase_position]
                 if self.step == 0:
                     self._announce(phase)
                 for cb in callbacks:

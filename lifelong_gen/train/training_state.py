@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -23,9 +23,7 @@ from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train import legacy
 from lifelong_gen.train.networks import build_networks, parameter_groups
 from lifelong_gen.train.replay import ReplaySnapshot
-
-if TYPE_CHECKING:  # the trainer imports this module
-    from lifelong_gen.train.trainer import Trainer
+from lifelong_gen.train.trainer_view import TrainerView
 
 log = logging.getLogger("lifelong_gen")
 
@@ -44,7 +42,7 @@ class TrainingState:
     tensors: dict[str, torch.Tensor]
 
     @classmethod
-    def capture(cls, trainer: Trainer) -> Optional[TrainingState]:
+    def capture(cls, trainer: TrainerView) -> Optional[TrainingState]:
         """The trainer's state now; None on ranks other than 0 (their random streams are gathered to it)."""
         rng_train = trainer.dist.gather_states(trainer.rng.get_state())
         rng_torch = trainer.dist.gather_states(torch.get_rng_state())
@@ -64,7 +62,7 @@ class TrainingState:
             tensors["rng.torch" + _rank_suffix(rank)] = torch_state
         state = {
             "world_size": trainer.dist.world_size,  # a resume must use as many processes
-            "phase_index": trainer.phase_index, "step": trainer.step, "global_step": trainer.global_step,
+            "phase_index": trainer.phase_position, "step": trainer.step, "global_step": trainer.global_step,
             "snapshot_d_slots": trainer.snapshot.d_slots if trainer.snapshot else None,
             "optimizers": opt_meta,
             # The losses of the steps since the last metrics line: a resume then logs the same averages.
@@ -77,7 +75,7 @@ class TrainingState:
     def _sub(self, prefix: str) -> dict[str, torch.Tensor]:
         return {k[len(prefix) + 1:]: v for k, v in self.tensors.items() if k.startswith(prefix + ".")}
 
-    def apply(self, trainer: Trainer) -> None:
+    def apply(self, trainer: TrainerView) -> None:
         """Put this state into `trainer` (built from the same config), on this process's rank."""
         state = self.state
         saved_world = state["world_size"]
@@ -100,7 +98,7 @@ class TrainingState:
                                         maps.get(key))
         legacy.notice_once(str(trainer.run_dir / "checkpoints"),
                            sorted(f"{k}.{n}" for k, v in folded.items() for n in v))
-        trainer.phase_index, trainer.step, trainer.global_step = state["phase_index"], state["step"], state["global_step"]
+        trainer.phase_position, trainer.step, trainer.global_step = state["phase_index"], state["step"], state["global_step"]
         suffix = _rank_suffix(trainer.dist.rank)
         saved_device = state["rng_device"]
         if saved_device == trainer.rng.device.type:
@@ -113,7 +111,7 @@ class TrainingState:
         trainer.metrics_log.restore(state)
 
 
-def save(trainer: Trainer) -> None:
+def save(trainer: TrainerView) -> None:
     """Write the trainer's state as checkpoints/step-N/ (atomic), then the bundle files at the run's top level.
 
     Collective under torchrun: rank 0 writes, the others wait at a barrier, so no rank runs
@@ -133,13 +131,13 @@ def save(trainer: Trainer) -> None:
     trainer.dist.barrier()
 
 
-def restore(trainer: Trainer) -> bool:
+def restore(trainer: TrainerView) -> bool:
     """Load the newest checkpoint of the trainer's run directory; False when there is none (start fresh)."""
     found = ckpt.load_checkpoint(trainer.run_dir)
     if found is None:
         trainer.metrics_log.discard()
         return False
     TrainingState(*found).apply(trainer)
-    log.info("resumed %s at domain %d, step %d (global %d)", trainer.run_dir, trainer.phase_index + 1,
+    log.info("resumed %s at domain %d, step %d (global %d)", trainer.run_dir, trainer.phase_position + 1,
              trainer.step, trainer.global_step)
     return True
