@@ -12,15 +12,16 @@ $(STAMP): pyproject.toml scripts/setup.sh
 demo: setup
 	bash scripts/demo.sh
 
+# The default run, what CI runs; it ends with the 15 slowest tests.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-slow: setup
 	$(BIN)/python -m pytest -q -m slow
 
-# The default run without the heavy tests (subprocess trainings, torchrun, wheel, compile): about a minute.
+# The default run without the integration tests (subprocess trainings, torchrun, wheel, compile).
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow and not heavy"
+	$(BIN)/python -m pytest -q -m "not slow and not integration"
 
 # The reference model's three runs, evaluation, table and figures (about 1.2 hours on 2 CPU cores).
 results: setup

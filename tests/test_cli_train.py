@@ -104,7 +104,7 @@ def test_missing_mnist_and_fashion_name_the_fix(tmp_path, monkeypatch, capsys):
         assert err[-1].startswith("lgen: error: ") and fix in err[-1]
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 def test_existing_run_and_resume_misuse(tmp_path):
     out = tmp_path / "run"
     r = lgen("train", "--domains", "synthetic:bars", "--steps-per-domain", "2", "--out", str(out), *TINY_FLAGS)

@@ -160,7 +160,7 @@ def test_first_step_starts_from_the_parent_exactly(parent, tmp_path, synthetic28
         assert trainer.D.state_dict()[k].equal(v)
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_continued_run_kill9_then_resume_is_bit_identical(parent, tmp_path):
     import signal
@@ -284,7 +284,7 @@ def test_model_card_shows_the_lineage(parent, tmp_path):
     assert "## Lineage" not in render_card(parent)  # a model trained from scratch has none
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_grown_embedded_model_exports_and_samples_all_30_d_torch_free(tmp_path, no_torch):
     """The embedded 20-d model continued onto a third domain keeps the ONNX contract with d_dim 30."""
@@ -342,7 +342,7 @@ def continued_runs(tmp_path_factory, synthetic28):
     return out
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_evaluating_a_continued_run_covers_the_lineage_and_its_forgetting(continued_runs):
     from lifelong_gen.eval.report import run_report

@@ -48,7 +48,7 @@ def test_busy_cores_sees_a_spinning_process():
     assert busy is not None and 0.6 <= busy <= len(cpu_sharing._usable_cpus()) + 0.01
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 def test_a_training_beside_a_busy_process_sleeps_its_threads_with_the_same_weights(tmp_path):
     args = ["train", "--domains", "synthetic:bars", "--steps-per-domain", "12", "--seed", "4", *TINY_FLAGS]
     # libgomp's default policy, named, so this run keeps it whatever else the machine runs.

@@ -111,7 +111,7 @@ def test_compile_mode_is_validated():
         resolve_run_config({"domains": ["synthetic:bars"], "compile": "fast"})
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_compiled_step_matches_eager_on_cpu(tmp_path, synthetic28):
     # torch.compile (Inductor, C++ on the CPU) reorders float sums, so results agree to a

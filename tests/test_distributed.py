@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from conftest import ROOT, TINY_FLAGS, lgen
 
 # Heavy: trainings in subprocesses / under torchrun; a longer timeout than the default 120 s.
-pytestmark = [pytest.mark.heavy, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 FILES = ["generator.safetensors", "generator_ema.safetensors", "encoder.safetensors", "critic.safetensors"]

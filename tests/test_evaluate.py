@@ -13,7 +13,7 @@ from lifelong_gen.config import resolve_run_config
 from lifelong_gen.train.trainer import Trainer
 
 # Heavy: trainings in subprocesses / under torchrun; a longer timeout than the default 120 s.
-pytestmark = [pytest.mark.heavy, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 SETTINGS = {**TINY, "domains": ["synthetic:bars", "synthetic:rings"], "steps_per_domain": 150, "n_critic": 2,
             "lr_g": 2e-3, "lr_d": 2e-3, "batch_size": 32, "d_per_domain": 5}

@@ -257,7 +257,7 @@ def _start(out: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_writes_a_checkpoint_and_exits(tmp_path, reference, sig, code):
     out = tmp_path / "run"
@@ -298,7 +298,7 @@ def _kill9_at_random_moments(tmp_path, reference, n: int, seed: int) -> None:
         assert_same_weights(reference, out)
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_kill9_at_random_moments_then_resume(tmp_path, reference):
     # One random moment in the default run (each moment costs a training and a resume, about

@@ -475,7 +475,7 @@ def test_hub_default_model_sample_with_no_arguments_torch_free(no_torch, tmp_pat
 # ---------------------------------------------------------------- lgen train --from ORG/NAME
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_train_from_a_hub_repo_continues_it_and_records_the_commit(bundle, no_torch, fake_hub, tmp_path):
     """A pushed model (critic included) is continued through the HF cache; the lineage names repo and commit."""

@@ -104,7 +104,7 @@ def test_a_checkpoint_with_biases_resumes_with_its_optimizer_state_renumbered(le
     assert len(trainer.opt_g.state) == len(list(trainer.opt_g.param_groups[0]["params"]))
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 def test_lgen_train_resume_finishes_a_checkpoint_with_biases(legacy_run):
     r = lgen("train", "--resume", str(legacy_run), "--no-progress")
     assert r.returncode == 0, r.stderr

@@ -54,7 +54,7 @@ def test_demo_job_runs():
     assert "## Continuation" in report and "FID before (parent)" in report
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 def test_python_trainer_example_runs(tmp_path, capsys):
     # The README's callback example, on two tiny synthetic domains instead of the full preset.
     readme = (ROOT / "README.md").read_text()

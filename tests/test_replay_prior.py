@@ -75,9 +75,14 @@ def test_sample_codes_draws_from_the_prior():
 
 
 def test_without_a_prior_the_draw_is_the_uniform_one_as_before():
-    a = sample_codes(64, 5, 2, 6, 4, torch.Generator().manual_seed(3))
-    b = sample_codes(64, 5, 2, 6, 4, torch.Generator().manual_seed(3), d_prior=None)
-    assert all(torch.equal(x, y) for x, y in zip(a, b))
+    """No prior: z, c, then d uniform over the first d_slots, drawn in that order on the stream (the
+    draw every run made before priors existed, so their random streams are unchanged)."""
+    z, c, d, d_idx = sample_codes(64, 5, 2, 6, 4, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    want_z, want_c = torch.randn(64, 5, generator=g), torch.randn(64, 2, generator=g)
+    want_idx = torch.randint(0, 4, (64,), generator=g)
+    assert torch.equal(z, want_z) and torch.equal(c, want_c) and torch.equal(d_idx, want_idx)
+    assert torch.equal(d, torch.eye(6)[want_idx])
 
 
 def test_phases_carry_the_prior_on_the_training_device(synthetic28):

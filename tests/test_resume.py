@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from conftest import TINY_FLAGS, lgen
 
 # Heavy: trainings in subprocesses / under torchrun; a longer timeout than the default 120 s.
-pytestmark = [pytest.mark.heavy, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 ARGS = ["train", "--domains", "synthetic:bars,synthetic:rings", "--steps-per-domain", "24",
         "--checkpoint-every", "7", "--seed", "3", "--replay-alignment", "0.05", *TINY_FLAGS]

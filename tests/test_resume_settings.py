@@ -48,7 +48,7 @@ def test_resume_refuses_a_method_setting_in_one_line(stopped_run, flag, value):
     assert {p: p.read_bytes() for p in stopped_run.rglob("*") if p.is_file()} == before
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_resume_takes_execution_settings_and_records_them(stopped_run):
     r = lgen("train", "--resume", str(stopped_run), "--log-every", "7", "--checkpoint-every", "50",

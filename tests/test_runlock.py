@@ -56,7 +56,7 @@ def _start(out):
     return proc
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_second_training_of_a_running_run_is_refused_then_resume_after_kill9_works(tmp_path):
     out = tmp_path / "run"

@@ -22,7 +22,7 @@ import pytest
 from conftest import ROOT
 from lifelong_gen import __version__
 
-pytestmark = [pytest.mark.heavy, pytest.mark.timeout(900)]  # builds and installs into fresh venvs
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]  # builds and installs into fresh venvs
 
 
 def _run(cmd, **kw) -> subprocess.CompletedProcess:
