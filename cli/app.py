@@ -20,6 +20,7 @@ from typing import Any, Optional
 import typer
 
 from lifelong_gen.bundle import CONFIG_NAME
+from lifelong_gen.cli.grouped_help import GroupedCommand
 from lifelong_gen.config import ModelConfig, TrainConfig
 from lifelong_gen.errors import LgenError, TrainingInterrupted
 from lifelong_gen.runlock import run_lock
@@ -94,27 +95,34 @@ def _setup_logging(verbose: bool = True) -> None:
 
 # ------------------------------------------------------------ lgen train: its options
 
+# `lgen train --help`'s sections: a setting's by its kind (settings.KINDS), the model's apart.
+_PANELS = {"method": "Method: schedule, optimisers, objective, replay", "model": "Networks and codes",
+           "lever": "Interpretability levers (beyond the paper; off unless a preset sets them)", "data": "Data",
+           "cadence": "Logging and checkpoints", "execution": "Execution (--resume may change these)"}
+_RUN = "Run"
 # The options of `lgen train` that are not settings of a run (config.py declares those, once).
 _RUN_OPTIONS_HEAD = {
-    "preset": (Optional[str], typer.Option(None, help="Named settings: mnist-fashion, celeba-chairs")),
-    "quick": (bool, typer.Option(False, "--quick", help="The preset's small demo-sized variant")),
-    "out": (Optional[Path], typer.Option(None, help="Run directory (default: runs/<preset or 'run'>)")),
-    "resume": (Optional[Path], typer.Option(None, help="Continue the run in this directory with its stored config")),
-    "from_model": (Optional[str], typer.Option(None, "--from", help="Continue a trained model onto the new --domains, "
+    "preset": (Optional[str], typer.Option(None, rich_help_panel=_RUN, help="Named settings: mnist-fashion, celeba-chairs")),
+    "quick": (bool, typer.Option(False, "--quick", rich_help_panel=_RUN, help="The preset's small demo-sized variant")),
+    "out": (Optional[Path], typer.Option(None, rich_help_panel=_RUN, help="Run directory (default: runs/<preset or 'run'>)")),
+    "resume": (Optional[Path], typer.Option(None, rich_help_panel=_RUN, help="Continue the run in this directory with its stored config")),
+    "from_model": (Optional[str], typer.Option(None, "--from", rich_help_panel=_RUN, help="Continue a trained model onto the new --domains, "
                                                "without its old data: a run or bundle directory, an embedded model "
                                                "(mnist-fashion) or a Hub repo ORG/NAME[@REV]")),
-    "critic": (str, typer.Option("auto", "--critic", help="With --from: auto (the parent's critic when it has one), "
+    "critic": (str, typer.Option("auto", "--critic", rich_help_panel=_RUN, help="With --from: auto (the parent's critic when it has one), "
                                                           "parent, or fresh")),
-    "dry_run": (bool, typer.Option(False, "--dry-run", help="Print the resolved config and exit")),
+    "dry_run": (bool, typer.Option(False, "--dry-run", rich_help_panel=_RUN, help="Print the resolved config and exit")),
 }
 # betas is one setting given as two flags, each defaulting to its half of the declared default.
 _BETAS = TrainConfig.__dataclass_fields__["betas"].default
-_BETA_OPTIONS = {f"beta{i + 1}": (Optional[float], typer.Option(None, help=f"Adam beta{i + 1} [default: {b:g}]"))
+_BETA_OPTIONS = {f"beta{i + 1}": (Optional[float], typer.Option(None, help=f"Adam beta{i + 1} [default: {b:g}]",
+                                                                  rich_help_panel=_PANELS["method"]))
                  for i, b in enumerate(_BETAS)}
 _RUN_OPTIONS_TAIL = {
-    "device": (str, typer.Option("auto", help="auto (CUDA when torch sees a GPU), cpu or cuda; under torchrun each "
+    "device": (str, typer.Option("auto", rich_help_panel=_PANELS["execution"], help="auto (CUDA when torch sees a GPU), cpu or cuda; under torchrun each "
                                               "rank uses GPU LOCAL_RANK")),
-    "progress": (bool, typer.Option(True, "--progress/--no-progress", help="Progress bar on stderr")),
+    "progress": (bool, typer.Option(True, "--progress/--no-progress", rich_help_panel=_PANELS["cadence"],
+                                    help="Progress bar on stderr")),
 }
 
 
@@ -132,7 +140,8 @@ def _train_parameters() -> tuple[list, tuple[str, ...]]:
     """`lgen train`'s parameters (generated from the settings' declarations) and the settings' names.
 
     Order: the run options, then the settings by kind (method, levers, data, cadence, execution),
-    Adam's betas beside the learning rates, the model's settings after the loop's.
+    Adam's betas beside the learning rates, the model's settings after the loop's; `--help` shows
+    them in those sections (_PANELS).
     """
     declared = settings_of(TrainConfig) + settings_of(ModelConfig)
     head = [s for s in declared if s.name == "domains"]
@@ -144,11 +153,15 @@ def _train_parameters() -> tuple[list, tuple[str, ...]]:
             options.update(_BETA_OPTIONS)
     options.update(_RUN_OPTIONS_TAIL)
     by_name = {s.name: s for s in declared}
+    model_fields = {s.name for s in settings_of(ModelConfig)}
     params = []
     for name, spec in options.items():
         if spec is None:  # a declared setting: None unless given, so a preset's value is not overridden
             s = by_name[name]
-            spec = (Optional[s.type], typer.Option(None, *s.flags, help=s.help + _default_text(s)))
+            panel = _PANELS["model" if name in model_fields and s.kind == "method" else s.kind]
+            if name == "domains":
+                panel = _RUN
+            spec = (Optional[s.type], typer.Option(None, *s.flags, help=s.help + _default_text(s), rich_help_panel=panel))
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=spec[1], annotation=spec[0]))
     return params, tuple(by_name)
 
@@ -204,7 +217,9 @@ def train(**options: Any) -> None:
 
 _PARAMETERS, _SETTING_NAMES = _train_parameters()
 train.__signature__ = inspect.Signature(_PARAMETERS)  # typer reads the options from it
-app.command(short_help="Lifelong training over a list of domains; writes a model bundle.")(train)
+app.command(short_help="Lifelong training over a list of domains; writes a model bundle.", cls=GroupedCommand,
+            epilog="Defaults shown are the base settings; a --preset sets its own: see them all with "
+                   "`lgen train --preset NAME --dry-run`.")(train)
 
 
 @contextlib.contextmanager
