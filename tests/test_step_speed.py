@@ -67,8 +67,21 @@ def test_a_retired_flag_is_one_line_exit_2_naming_the_study_index():
     ({"avx2", "avx512f"}, "cpu", "fp32"), ({"avx2"}, "cpu", "fp32"), (set(), "cpu", "fp32"),
     ({"avx512_bf16"}, "cuda", "fp32")])
 def test_auto_precision_is_bf16_only_on_native_bf16_cpus(flags, device, expected):
-    assert resolve_precision("auto", torch.device(device), frozenset(flags)) == expected
-    assert resolve_precision("fp32", torch.device(device), frozenset(flags)) == "fp32"  # others pass through
+    assert resolve_precision("auto", torch.device(device), frozenset(flags), "AVX512") == expected
+    assert resolve_precision("fp32", torch.device(device), frozenset(flags), "AVX512") == "fp32"  # others pass through
+    # torch dispatching below AVX-512 (ATEN_CPU_CAPABILITY=avx2, the AVX2-only stand-in): fp32 as there.
+    assert resolve_precision("auto", torch.device(device), frozenset(flags), "AVX2") == "fp32"
+
+
+def test_auto_precision_follows_atens_dispatch_level_in_a_fresh_process():
+    import subprocess
+    import sys
+
+    code = ("import torch; from lifelong_gen.train.process import resolve_precision; "
+            "print(resolve_precision('auto', torch.device('cpu')))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**__import__("os").environ, "ATEN_CPU_CAPABILITY": "avx2"})
+    assert r.returncode == 0 and r.stdout.strip() == "fp32", r.stderr
 
 
 def test_auto_precision_is_recorded_as_what_ran(tmp_path, synthetic28):

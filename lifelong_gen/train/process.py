@@ -49,14 +49,21 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset(line.split(":", 1)[-1].split())
 
 
-def resolve_precision(precision: str, device: torch.device, flags: Optional[frozenset[str]] = None) -> str:
+def resolve_precision(precision: str, device: torch.device, flags: Optional[frozenset[str]] = None,
+                      capability: Optional[str] = None) -> str:
     """`auto` as this machine runs it: bf16 on a CPU with native bf16 instructions, fp32 elsewhere.
 
     CUDA gets fp32: bf16 was measured (speed and quality) on the CPU only. Other values pass through.
+    The CPU must have the instructions (`flags`, /proc/cpuinfo) and torch must be dispatching its
+    kernels at the AVX-512 level or above (`capability`, torch.backends.cpu.get_cpu_capability()):
+    under ATEN_CPU_CAPABILITY=avx2, which stands in for an AVX2-only machine, auto is fp32 as there.
     """
     if precision != "auto":
         return precision
     if device.type != "cpu":
+        return "fp32"
+    level = torch.backends.cpu.get_cpu_capability() if capability is None else capability
+    if not level.upper().startswith(("AVX512", "AMX")):
         return "fp32"
     return "bf16" if NATIVE_BF16_FLAGS & (cpu_flags() if flags is None else flags) else "fp32"
 
