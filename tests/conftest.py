@@ -31,7 +31,7 @@ def lgen(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | 
 STOP_AT = [sys.executable, str(ROOT / "tests" / "lgen_stop_at.py")]
 
 
-def process_state(pid: int) -> Optional[str]:
+def process_state(pid: int | str) -> Optional[str]:
     """The state letter in /proc/PID/stat (R, S, T, Z, ...); None when there is no such process."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -41,8 +41,13 @@ def process_state(pid: int) -> Optional[str]:
 
 
 def alive(pid: int) -> bool:
-    """A process that exists and is not a zombie (an orphan's exit status may never be collected)."""
-    return process_state(pid) not in (None, "Z", "X")
+    """A process with a thread that has not exited. Its leader turns zombie before the other threads
+    are gone, and they hold its files (and so its locks) until then; an orphan may stay a zombie."""
+    try:
+        tasks = [t.name for t in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return False
+    return any(process_state(f"{pid}/task/{t}") not in (None, "Z", "X") for t in tasks)
 
 
 def processes_mentioning(text: str) -> list[int]:
