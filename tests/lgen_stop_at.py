@@ -3,7 +3,8 @@
 Tests that kill or signal a training part-way start it through this and wait until it is stopped
 (conftest.wait_stopped): the run is then at STEP, its earlier checkpoints written, and cannot
 have finished first, however fast or slow the machine. Under torchrun every rank stops at the
-same step. SIGCONT lets it go on. Not collected by pytest (no test_ prefix).
+same step; they still bind to torchrun through `lgen train` itself (worker_lifetime.py).
+SIGCONT lets it go on. Not collected by pytest (no test_ prefix).
 """
 
 import os
@@ -12,11 +13,9 @@ import signal
 import sys
 
 from lifelong_gen.cpu_sharing import choose_wait_policy
-from lifelong_gen.worker_lifetime import bind_to_launcher
 
 stop_at = int(sys.argv.pop(1))
-bind_to_launcher()  # what `lgen train` does first, here before the imports below load torch
-choose_wait_policy()  # likewise: libgomp reads it when torch loads
+choose_wait_policy()  # as `lgen train` does before torch loads (the imports below load it)
 
 from lifelong_gen.train.callbacks import Callback  # noqa: E402
 from lifelong_gen.train.trainer import Trainer  # noqa: E402
