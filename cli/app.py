@@ -25,6 +25,7 @@ from lifelong_gen.config import ModelConfig, TrainConfig
 from lifelong_gen.errors import LgenError, TrainingInterrupted
 from lifelong_gen.runlock import run_lock
 from lifelong_gen.settings import KINDS, Setting, settings_of
+from lifelong_gen.worker_lifetime import bind_to_launcher
 
 app = typer.Typer(
     name="lgen",
@@ -168,6 +169,8 @@ def _train_parameters() -> tuple[list, tuple[str, ...]]:
 
 def train(**options: Any) -> None:
     """Lifelong training over a list of domains; writes a model bundle into the run directory."""
+    # First, before torch loads: a torchrun worker must not outlive a SIGKILLed launcher (worker_lifetime.py).
+    bind_to_launcher()
     _setup_logging()
     preset, quick, out, resume = options["preset"], options["quick"], options["out"], options["resume"]
     from_model, critic, dry_run = options["from_model"], options["critic"], options["dry_run"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Callable, Optional
 
 import pytest
 
@@ -23,6 +25,58 @@ def lgen(*args: str, env: dict | None = None, timeout: float = 300, cwd: Path | 
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "lifelong_gen.cli", *args], capture_output=True, text=True,
                           env=full_env, timeout=timeout, cwd=cwd)
+
+
+# `lgen` that stops itself after a given global step: [*STOP_AT, "STEP", *ARGS] (lgen_stop_at.py).
+STOP_AT = [sys.executable, str(ROOT / "tests" / "lgen_stop_at.py")]
+
+
+def process_state(pid: int | str) -> Optional[str]:
+    """The state letter in /proc/PID/stat (R, S, T, Z, ...); None when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]  # after the command name, which may hold spaces
+
+
+def alive(pid: int) -> bool:
+    """A process with a thread that has not exited. Its leader turns zombie before the other threads
+    are gone, and they hold its files (and so its locks) until then; an orphan may stay a zombie."""
+    try:
+        tasks = [t.name for t in Path(f"/proc/{pid}/task").iterdir()]
+    except OSError:
+        return False
+    return any(process_state(f"{pid}/task/{t}") not in (None, "Z", "X") for t in tasks)
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line contains `text` (e.g. a run directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if text in cmdline and alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def wait_until(condition: Callable[[], bool], what: str, limit: float = 120) -> None:
+    """Poll `condition` until it holds; `limit` seconds only guard against a hang."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {limit:g} s: {what}")
+        time.sleep(0.02)
+
+
+def wait_stopped(proc: subprocess.Popen, limit: float = 120) -> None:
+    """Wait until a training started through STOP_AT has stopped itself (it must not end first)."""
+    wait_until(lambda: proc.poll() is not None or process_state(proc.pid) == "T", "the training stopped", limit)
+    assert proc.poll() is None, f"the training ended (exit {proc.returncode}) before the step it should stop at"
 
 
 @pytest.fixture(scope="session")

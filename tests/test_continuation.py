@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY, TINY_FLAGS, lgen
+from conftest import STOP_AT, TINY, TINY_FLAGS, lgen, wait_stopped
 from lifelong_gen.config import ModelConfig, read_run_config, resolve_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.lineage import continue_config, lineage_chain, resolve_parent
@@ -165,24 +165,22 @@ def test_first_step_starts_from_the_parent_exactly(parent, tmp_path, synthetic28
 def test_continued_run_kill9_then_resume_is_bit_identical(parent, tmp_path):
     import signal
     import subprocess
-    import sys
-    import time
 
     args = ["train", "--from", str(parent), "--domains", "synthetic:rings", "--steps-per-domain", "30",
             "--checkpoint-every", "7", "--critic", "fresh", "--no-progress"]
     ref = tmp_path / "ref"
     r = lgen(*args, "--out", str(ref))
     assert r.returncode == 0, r.stderr
-    for moment in ("step-0", "mid"):
+    # Killed where the run stops itself (lgen_stop_at.py): after step 1 (the grown start's
+    # checkpoint, step-0, the newest) or step 16 (step-14 the newest).
+    for moment, stop_at, want in (("step-0", 1, "step-00000000"), ("mid", 16, "step-00000014")):
         out = tmp_path / moment
-        proc = subprocess.Popen([sys.executable, "-m", "lifelong_gen.cli", *args, "--out", str(out)],
+        proc = subprocess.Popen([*STOP_AT, str(stop_at), *args, "--out", str(out)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        want = "step-00000000" if moment == "step-0" else "step-00000014"
-        deadline = time.time() + 120
-        while not (out / "checkpoints" / want).is_dir() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.005)
+        wait_stopped(proc)
         proc.send_signal(signal.SIGKILL)
-        assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+        assert proc.wait() == -signal.SIGKILL
+        assert (out / "checkpoints" / "latest").read_text().strip() == want
         # The parent is gone: a resume needs only the run directory.
         hidden = tmp_path / "hidden"
         shutil.move(str(parent), str(hidden))

@@ -12,6 +12,15 @@ from conftest import TINY_FLAGS, lgen
 from lifelong_gen import cpu_sharing
 
 
+def _spinners(n: int) -> list[subprocess.Popen]:
+    """Processes that keep a core busy each, returned once every one is spinning (not after a guessed delay)."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "print('spinning', flush=True)\nwhile True: pass"],
+                                 stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    for s in spinners:
+        s.stdout.readline()
+    return spinners
+
+
 def _never(*_):
     raise AssertionError("measured although the choice was already made")
 
@@ -37,11 +46,8 @@ def test_nothing_changes_once_torch_is_loaded():
 
 
 def test_busy_cores_sees_a_spinning_process():
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    spinner, = _spinners(1)
     try:
-        import time
-
-        time.sleep(0.3)
         busy = cpu_sharing.busy_cores(0.3)
     finally:
         spinner.kill()
@@ -54,7 +60,7 @@ def test_a_training_beside_a_busy_process_sleeps_its_threads_with_the_same_weigh
     # libgomp's default policy, named, so this run keeps it whatever else the machine runs.
     alone = lgen(*args, "--out", str(tmp_path / "alone"), env={"GOMP_SPINCOUNT": "300000"})
     assert alone.returncode == 0 and "cores were busy" not in alone.stderr, alone.stderr
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    spinners = _spinners(2)
     try:
         shared = lgen(*args, "--out", str(tmp_path / "shared"))
     finally:
@@ -67,7 +73,7 @@ def test_a_training_beside_a_busy_process_sleeps_its_threads_with_the_same_weigh
 
 
 def test_an_error_beside_busy_cores_is_still_one_line(tmp_path):
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    spinners = _spinners(2)
     try:
         r = lgen("export", str(tmp_path / "missing-run"))
     finally:

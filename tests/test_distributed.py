@@ -1,20 +1,22 @@
 """Data-parallel training under torchrun (2 CPU processes, gloo): identical weights on every
-rank after every step, per-rank data, rank-0-only files, and kill -9 + resume bit-identical."""
+rank after every step, per-rank data, rank-0-only files, and kill -9 of torchrun (its workers die
+with it, the lock is free, nothing is written after) + resume bit-identical."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
-from conftest import ROOT, TINY_FLAGS, lgen
+from conftest import ROOT, STOP_AT, TINY_FLAGS, alive, lgen, process_state, processes_mentioning, wait_until
+from lifelong_gen.runlock import run_lock
 
 # Heavy: trainings in subprocesses / under torchrun; a longer timeout than the default 120 s.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -72,6 +74,12 @@ def assert_same_run(a: Path, b: Path) -> None:
     assert strip(a) and strip(a) == strip(b)
 
 
+def checkpoint_listing(run: Path) -> tuple[list[str], str]:
+    """Every entry of RUN/checkpoints (temp directories included) and what `latest` names."""
+    ckpt = run / "checkpoints"
+    return sorted(p.name for p in ckpt.iterdir()), (ckpt / "latest").read_text()
+
+
 def test_distributed_cli_kill9_then_resume_is_bit_identical(tmp_path):
     ref = tmp_path / "ref"
     r = torchrun("-m", "lifelong_gen.cli", *ARGS, "--out", str(ref))
@@ -79,15 +87,38 @@ def test_distributed_cli_kill9_then_resume_is_bit_identical(tmp_path):
     assert r.stdout.strip().splitlines() == [str(ref)]  # rank 0 alone prints
 
     out = tmp_path / "killed"
-    proc = subprocess.Popen([*TORCHRUN, "-m", "lifelong_gen.cli", *ARGS, "--out", str(out)], cwd=ROOT,
+    # Both ranks stop themselves after global step 11 (lgen_stop_at.py), the step-10 checkpoint
+    # written: the kill lands there on any machine, and nothing is written between the look at
+    # the checkpoints and the kill.
+    proc = subprocess.Popen([*TORCHRUN, STOP_AT[1], "11", *ARGS, "--out", str(out)], cwd=ROOT,
                             env={**os.environ, "OMP_NUM_THREADS": "1"}, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    # Kill torchrun and both workers once the second checkpoint (step 10, in domain 1) is written.
-    while not (out / "checkpoints" / "step-00000010").is_dir() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed; make it longer"
+    workers = lambda: [p for p in processes_mentioning(str(out)) if p != proc.pid]  # noqa: E731
+    ranks: list[int] = []
+    try:
+        wait_until(lambda: proc.poll() is not None or
+                   (len(pids := workers()) == 2 and all(process_state(p) == "T" for p in pids)),
+                   "both workers stopped after step 11")
+        assert proc.poll() is None, f"torchrun ended (exit {proc.returncode}) before its workers stopped"
+        ranks = workers()
+        before = checkpoint_listing(out)
+        assert "step-00000010" in before[0], before
+        # torchrun's process group is torchrun alone: torch elastic starts each worker in a session
+        # of its own. The workers must die with it (lifelong_gen/worker_lifetime.py).
+        os.killpg(proc.pid, signal.SIGKILL)
+        assert proc.wait() == -signal.SIGKILL
+        for pid in ranks:  # a survivor would go on training from here and write step 15
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        wait_until(lambda: not any(alive(p) for p in ranks), "no worker outlives a SIGKILLed torchrun", limit=30)
+    finally:
+        for pid in ranks:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert processes_mentioning(str(out)) == []
+    with run_lock(out):  # free: taken at once (LgenError naming the holder otherwise)
+        pass
+    assert checkpoint_listing(out) == before  # nothing written after the kill
 
     # A 2-process checkpoint refuses a 1-process resume (its per-rank RNG states would not fit).
     single = lgen("train", "--resume", str(out), "--no-progress")

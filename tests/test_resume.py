@@ -2,13 +2,11 @@
 
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 from safetensors.torch import load_file
 
-from conftest import TINY_FLAGS, lgen
+from conftest import STOP_AT, TINY_FLAGS, lgen, wait_stopped
 
 # Heavy: trainings in subprocesses / under torchrun; a longer timeout than the default 120 s.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -37,29 +35,28 @@ def reference(tmp_path_factory):
     return out
 
 
-def kill_when(out, predicate, extra_delay, args=ARGS):
-    """Start a run, SIGKILL it once `predicate(out)` holds (+ a delay), return the exit code."""
-    proc = subprocess.Popen([sys.executable, "-m", "lifelong_gen.cli", *args, "--out", str(out)],
+def kill_at(out, step, args=ARGS):
+    """Start a run, SIGKILL it after global step `step` (where it stops itself: lgen_stop_at.py)."""
+    proc = subprocess.Popen([*STOP_AT, str(step), *args, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not predicate(out) and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.01)
-    time.sleep(extra_delay)
+    wait_stopped(proc)
     proc.send_signal(signal.SIGKILL)
-    return proc.wait()
+    assert proc.wait() == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("moment", ["first-checkpoint", "second-domain", "before-any-checkpoint"])
+# Global steps between checkpoints (every 7 steps, and at each domain's end, step 24): progress
+# after the newest checkpoint is lost and re-done by the resume.
+MOMENTS = {"first-checkpoint": (9, "checkpoints/step-00000007"),
+           "second-domain": (27, "snapshots/domain-1/config.json"),
+           "before-any-checkpoint": (2, "config.json")}
+
+
+@pytest.mark.parametrize("moment", list(MOMENTS))
 def test_kill9_then_resume_is_bit_identical(tmp_path, reference, moment):
     out = tmp_path / "run"
-    latest = lambda o: (o / "checkpoints" / "latest").is_file()
-    predicate, delay = {
-        "first-checkpoint": (latest, 0.05),
-        "second-domain": (lambda o: (o / "snapshots" / "domain-1" / "config.json").is_file(), 0.1),
-        "before-any-checkpoint": (lambda o: (o / "config.json").is_file(), 0.0),
-    }[moment]
-    code = kill_when(out, predicate, delay)
-    assert code == -signal.SIGKILL, "the run finished before it could be killed; make it longer"
+    step, written = MOMENTS[moment]
+    kill_at(out, step)
+    assert (out / written).exists() and (out / "checkpoints" / "latest").is_file() == (moment != "before-any-checkpoint")
     r = lgen("train", "--resume", str(out), "--no-progress")
     assert r.returncode == 0, r.stderr
     if moment != "before-any-checkpoint":
@@ -77,8 +74,7 @@ def test_kill9_then_resume_is_bit_identical_with_the_speed_settings_and_bf16(tmp
     r = lgen(*FAST_ARGS, "--out", str(reference))
     assert r.returncode == 0, r.stderr
     out = tmp_path / "run"
-    code = kill_when(out, lambda o: (o / "checkpoints" / "latest").is_file(), 0.05, FAST_ARGS)
-    assert code == -signal.SIGKILL, "the run finished before it could be killed; make it longer"
+    kill_at(out, 9, FAST_ARGS)
     r = lgen("train", "--resume", str(out), "--no-progress")
     assert r.returncode == 0 and "resumed" in r.stderr, r.stderr
     assert_same_weights(reference, out)

@@ -6,12 +6,10 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import TINY_FLAGS, lgen
+from conftest import STOP_AT, TINY_FLAGS, lgen, wait_stopped
 from lifelong_gen.config import EXECUTION_SETTINGS, MODEL_KEYS, TRAIN_KEYS
 
 ARGS = ["train", "--domains", "synthetic:bars", "--steps-per-domain", "300", "--checkpoint-every", "10",
@@ -28,12 +26,12 @@ def test_execution_settings_are_declared_on_the_fields():
 def stopped_run(tmp_path_factory):
     """A run stopped by SIGTERM after its first checkpoint (it checkpoints and exits 143)."""
     out = tmp_path_factory.mktemp("stopped") / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "lifelong_gen.cli", *ARGS, "--out", str(out)],
+    # It stops itself after step 12 (lgen_stop_at.py), so the signal finds it there on any machine.
+    proc = subprocess.Popen([*STOP_AT, "12", *ARGS, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (out / "checkpoints" / "latest").is_file() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
+    wait_stopped(proc)
     proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGCONT)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM
     return out
 

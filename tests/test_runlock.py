@@ -6,16 +6,16 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import TINY_FLAGS, lgen
+from conftest import STOP_AT, TINY_FLAGS, lgen, wait_stopped
 from lifelong_gen.errors import LgenError
 from lifelong_gen.runlock import LOCK_NAME, run_lock
 
-# Short on purpose: the first training is held stopped (SIGSTOP) from its first checkpoint until
-# it is killed, so it need not outlast the refused commands, and the resume runs the rest.
+# Short on purpose: the first training stops itself (SIGSTOP, lgen_stop_at.py) after step 12, its
+# first checkpoint written, and stays stopped until it is killed, so it need not outlast the refused
+# commands; the resume stops itself after step 30 in the same way while a second one is refused.
 ARGS = ["train", "--domains", "synthetic:bars", "--steps-per-domain", "60", "--checkpoint-every", "10", *TINY_FLAGS]
 
 
@@ -45,14 +45,10 @@ def test_a_refused_new_run_leaves_no_directory(tmp_path):
 
 
 def _start(out):
-    proc = subprocess.Popen([sys.executable, "-m", "lifelong_gen.cli", *ARGS, "--out", str(out)],
+    proc = subprocess.Popen([*STOP_AT, "12", *ARGS, "--out", str(out)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (out / "checkpoints" / "latest").is_file() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
     # Stopped, the training still holds its lock, and its files hold still while they are compared.
-    proc.send_signal(signal.SIGSTOP)
-    assert proc.poll() is None, "the first training ended before the test could race it"
+    wait_stopped(proc)
     return proc
 
 
@@ -73,13 +69,13 @@ def test_second_training_of_a_running_run_is_refused_then_resume_after_kill9_wor
         first.send_signal(signal.SIGKILL)
         first.wait()
     # The killed process's lock is gone with it: a resume takes it, and a second resume at once is refused.
-    resume = subprocess.Popen([sys.executable, "-m", "lifelong_gen.cli", "train", "--resume", str(out),
-                               "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 60
-    while (out / LOCK_NAME).read_text().strip() != str(resume.pid) and time.time() < deadline:
-        time.sleep(0.02)
+    resume = subprocess.Popen([*STOP_AT, "30", "train", "--resume", str(out), "--no-progress"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_stopped(resume)
+    assert (out / LOCK_NAME).read_text().strip() == str(resume.pid)
     r = lgen("train", "--resume", str(out), "--no-progress")
     assert r.returncode == 2 and f"PID {resume.pid}" in r.stderr, r.stderr
+    resume.send_signal(signal.SIGCONT)
     _, err = resume.communicate(timeout=240)
     assert resume.returncode == 0, err
     assert "resumed" in err

@@ -7,7 +7,8 @@ am I the writer?", and the collectives the trainer needs. A run launched as
 
 has WORLD_SIZE > 1 in its environment; `init_from_env` then starts a process group
 (gloo on CPU, NCCL when the run trains on CUDA: each rank on its LOCAL_RANK's GPU) and
-every rank builds the same networks from the same seed.
+every rank builds the same networks from the same seed. A worker dies with its launcher,
+even one killed with SIGKILL (lifelong_gen/worker_lifetime.py).
 
 Gradients are averaged by torch's DistributedDataParallel. What the trainer does so
 that DDP's reducer sees exactly one backward per forward cycle of each wrapper:
@@ -40,6 +41,7 @@ import torch
 import torch.distributed as dist
 
 from lifelong_gen.errors import LgenError
+from lifelong_gen.worker_lifetime import bind_to_launcher
 
 
 @dataclass
@@ -173,6 +175,7 @@ def init_from_env(device: str = "auto") -> DistContext:
     """
     if dist.is_available() and dist.is_initialized():
         return current()
+    bind_to_launcher()  # `lgen train` armed it already; other torchrun entry points (benchmarks) too
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistContext()
