@@ -64,7 +64,7 @@ def test_arming_twice_keeps_one_watchdog():
     assert r.stdout.split() == ["watchdog", "watchdog", "1"], r
 
 
-@pytest.mark.heavy
+@pytest.mark.integration
 @pytest.mark.timeout(300)
 def test_no_torchrun_worker_outlives_its_sigkilled_launcher(tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
