@@ -232,7 +232,7 @@ def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick
     domains = explicit.pop("domains", None)
     if not domains:
         raise LgenError("--from needs the new domains to learn: --domains NEW[,NEW2...]")
-    from lifelong_gen.lineage import continue_config, resolve_parent
+    from lifelong_gen.bundle.lineage import continue_config, resolve_parent
 
     # The settings first (torch-free, no download of weights), so a bad flag costs nothing.
     parent = resolve_parent(value, weights=not dry_run)

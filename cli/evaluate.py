@@ -19,7 +19,6 @@ from typing import Optional
 
 import typer
 
-from lifelong_gen import embedded
 from lifelong_gen.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from lifelong_gen.bundle import (
     COMPARE_NAME,
@@ -29,6 +28,7 @@ from lifelong_gen.bundle import (
     METRICS_NAME,
     NETWORK_FILES,
     REPORT_NAME,
+    embedded,
 )
 from lifelong_gen.cli.app import _setup_logging, app
 from lifelong_gen.errors import LgenError
@@ -113,7 +113,7 @@ def timing_line(timings: dict[str, float]) -> str:
 def _write_d_classes(run: Path, out: Path, metrics: dict) -> None:
     """The d -> class table: into the bundle itself (sampling reads it there), listed in its manifest,
     unless the bundle is installed or cached; beside metrics.json too when that is elsewhere."""
-    from lifelong_gen import d_classes, manifest
+    from lifelong_gen.bundle import d_classes, manifest
 
     purity = metrics["interpretability"]["d_purity"]
     rows = [{"d": r["d"], "domain": r["domain"], "class": r["name"], "share": r["purity"],

@@ -35,7 +35,7 @@ def push(
     The model card is the bundle's README.md, rendered for ORG/NAME when the bundle has none
     (`lgen card BUNDLE` writes it into the bundle to edit first).
     """
-    from lifelong_gen import hub
+    from lifelong_gen.bundle import hub
 
     hub.quiet_hub_output()
     result = hub.push(bundle, repo_id, private=private, revision=revision, with_critic=with_critic,
@@ -57,7 +57,7 @@ def pull(
     Everything but the critic unless it was pushed (config, weights, ONNX, card, metrics,
     previews). Offline (HF_HUB_OFFLINE=1) it answers from the cache.
     """
-    from lifelong_gen import hub
+    from lifelong_gen.bundle import hub
 
     ref = hub.parse_repo_ref(repo)
     if ref is None:
@@ -80,8 +80,8 @@ def card(
     with_critic: bool = typer.Option(False, "--with-critic", help="List critic.safetensors (as push --with-critic)"),
 ) -> None:
     """Render the model card into BUNDLE/README.md (atomically; replaces an existing one)."""
-    from lifelong_gen import embedded, hub
-    from lifelong_gen.model_card import write_card
+    from lifelong_gen.bundle import embedded, hub
+    from lifelong_gen.bundle.model_card import write_card
 
     bundle = embedded.embedded_name(bundle) or bundle
     where = embedded.installed_location(bundle) if bundle.is_dir() else None

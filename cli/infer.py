@@ -54,7 +54,7 @@ MODEL_HELP = ("Exported run or bundle directory, an embedded model's name (mnist
 
 def _open(model_ref: Optional[str], provider: Optional[str]):
     """Resolve --model (local directory, embedded model name, Hub repo, or the embedded default) and open it."""
-    from lifelong_gen import hub
+    from lifelong_gen.bundle import hub
     from lifelong_gen.runtime import load_model
 
     if model_ref is not None and hub.as_hub_ref(model_ref) is not None:
@@ -68,7 +68,7 @@ def _open(model_ref: Optional[str], provider: Optional[str]):
 
 def _d_table(model):
     """The bundle's d -> class table (d_classes.py), checked, with a warning when it is stale; None without one."""
-    from lifelong_gen import d_classes
+    from lifelong_gen.bundle import d_classes
 
     table = d_classes.load(model.bundle)
     warning = table.stale_warning(model.bundle) if table is not None else None
@@ -79,7 +79,7 @@ def _d_table(model):
 
 def _class_to_d(model, class_name: Optional[str], d: Optional[int]) -> tuple[Optional[int], Optional[dict]]:
     """--class NAME as the purest d of that class (and what to report of it); --d as given otherwise."""
-    from lifelong_gen import d_classes
+    from lifelong_gen.bundle import d_classes
 
     if class_name is None:
         return d, None
@@ -91,7 +91,7 @@ def _class_to_d(model, class_name: Optional[str], d: Optional[int]) -> tuple[Opt
 def _class_note(chosen: Optional[dict]) -> None:
     """What --class chose, said after the work (so that an error in another flag stays one line)."""
     if chosen:
-        from lifelong_gen.d_classes import chosen_note
+        from lifelong_gen.bundle.d_classes import chosen_note
 
         _note(chosen_note(chosen))
 
@@ -102,7 +102,7 @@ def _model_label(model_ref: Optional[str], model) -> str:
 
 
 def _report_provider(model, verbose: bool, which: tuple[str, ...], model_ref: Optional[str]) -> dict[str, str]:
-    from lifelong_gen import embedded
+    from lifelong_gen.bundle import embedded
     from lifelong_gen.runtime.sessions import usable_cores
 
     used = {w: model.provider(w) for w in which}

@@ -33,11 +33,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lifelong_gen import __version__, manifest
+from lifelong_gen import __version__
 from lifelong_gen.atomic import write_synced, write_temp
-from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, NETWORK_FILES, ONNX_DIR
+from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, NETWORK_FILES, ONNX_DIR, manifest
+from lifelong_gen.bundle.embedded import installed_location
 from lifelong_gen.config import ModelConfig, read_run_config
-from lifelong_gen.embedded import installed_location
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
 from lifelong_gen.train.replay import sample_codes

@@ -20,7 +20,6 @@ import shutil
 import sys
 from pathlib import Path
 
-from lifelong_gen import d_classes, embedded
 from lifelong_gen.atomic import atomic_write_bytes
 from lifelong_gen.bundle import (
     CONFIG_NAME,
@@ -31,9 +30,11 @@ from lifelong_gen.bundle import (
     ONNX_FILES,
     SAMPLES_DIR,
     TRAINING_LOG_NAME,
+    d_classes,
+    embedded,
     stale_onnx,
 )
-from lifelong_gen.model_card import read_run_config, write_card
+from lifelong_gen.bundle.model_card import read_run_config, write_card
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,9 +15,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY, TINY_FLAGS, lgen
+from lifelong_gen.bundle.lineage import FRESH_CRITIC_WARMUP, continue_config, lineage_chain, resolve_parent
 from lifelong_gen.config import ModelConfig, read_run_config, resolve_run_config
 from lifelong_gen.errors import LgenError
-from lifelong_gen.lineage import FRESH_CRITIC_WARMUP, continue_config, lineage_chain, resolve_parent
 from lifelong_gen.train.growth import grow_into, grow_state
 from lifelong_gen.train.networks import build_networks
 
@@ -288,7 +288,7 @@ def test_resolve_run_config_is_unchanged_for_runs_from_scratch():
 
 
 def test_model_card_shows_the_lineage(parent, tmp_path):
-    from lifelong_gen.model_card import render_card
+    from lifelong_gen.bundle.model_card import render_card
 
     child = tmp_path / "c"
     r = lgen("train", "--from", str(parent), "--domains", "synthetic:rings", "--steps-per-domain", "2",

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import lgen
-from lifelong_gen import d_classes, embedded, manifest
-from lifelong_gen.bundle import CONFIG_NAME, D_CLASSES_NAME, NETWORK_FILES, ONNX_FILES
+from lifelong_gen.bundle import CONFIG_NAME, D_CLASSES_NAME, NETWORK_FILES, ONNX_FILES, d_classes, embedded, manifest
 from lifelong_gen.errors import LgenError
 
 CLASSES = {"mnist": [str(k) for k in range(10)],
@@ -223,7 +222,7 @@ def test_encode_shows_the_class_of_each_d(labelled, tmp_path):
 
 
 def test_the_model_card_shows_the_table_or_says_it_is_missing(labelled, tmp_path):
-    from lifelong_gen.model_card import render_card
+    from lifelong_gen.bundle.model_card import render_card
 
     card = render_card(labelled)
     assert "### What each d draws" in card and "| 12 | Bag | fashion-mnist | 0.95 | – |" in card

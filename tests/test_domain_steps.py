@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from conftest import TINY, TINY_FLAGS, lgen
+from lifelong_gen.bundle.lineage import continue_config, resolve_parent
 from lifelong_gen.config import TrainConfig, read_run_config, resolve_run_config
 from lifelong_gen.eval.report import steps_text
-from lifelong_gen.lineage import continue_config, resolve_parent
 from lifelong_gen.train.phase import make_phases
 
 

@@ -69,7 +69,7 @@ def test_embedded_default_note_says_what_the_model_is(no_torch, tmp_path):
     note = [line for line in r.stderr.splitlines() if "embedded default" in line]
     assert len(note) == 1 and "reference model" in note[0] and "quick" not in note[0], r.stderr
     # And that is true: the embedded model was trained with the full preset, not --quick.
-    from lifelong_gen import embedded
+    from lifelong_gen.bundle import embedded
     from lifelong_gen.config import PRESETS, read_run_config
 
     cfg = read_run_config(embedded.pretrained_path(verify=False))
@@ -81,7 +81,7 @@ def test_c_traversal_shows_every_active_category_by_default(no_torch, tmp_path):
              env=no_torch, timeout=60)
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    from lifelong_gen import embedded
+    from lifelong_gen.bundle import embedded
     from lifelong_gen.config import read_run_config
 
     cfg = read_run_config(embedded.pretrained_path(verify=False))

@@ -20,8 +20,8 @@ import pytest
 
 from conftest import lgen
 from hub_server import FakeHub
-from lifelong_gen import config, embedded, hub, model_card
-from lifelong_gen.bundle import CHECKSUMS_NAME, ENCODER_ONNX, GENERATOR_ONNX
+from lifelong_gen import config
+from lifelong_gen.bundle import CHECKSUMS_NAME, ENCODER_ONNX, GENERATOR_ONNX, embedded, hub, model_card
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
 from tiny_onnx import copy_bundle, torch_free_env
@@ -157,7 +157,7 @@ def test_push_to_branch_with_critic_then_pull(bundle, no_torch, fake_hub, tmp_pa
 
 def test_a_pushed_d_classes_table_travels_with_the_runtime_files(bundle, no_torch, fake_hub, tmp_path):
     """push uploads d_classes.json; `--model ORG/NAME --class` fetches it with config + ONNX, torch-free."""
-    from lifelong_gen import d_classes, manifest
+    from lifelong_gen.bundle import d_classes, manifest
 
     named = copy_bundle(bundle, tmp_path / "named")
     classes = {"synthetic:bars": [str(k) for k in range(10)]}

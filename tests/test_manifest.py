@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, lgen
-from lifelong_gen import manifest
-from lifelong_gen.bundle import CONFIG_NAME, MANIFEST_NAME, NETWORK_FILES, ONNX_FILES
+from lifelong_gen.bundle import CONFIG_NAME, MANIFEST_NAME, NETWORK_FILES, ONNX_FILES, manifest
 from lifelong_gen.errors import LgenError
 
 SETTINGS = {**TINY, "domains": ["synthetic:bars"], "steps_per_domain": 4, "checkpoint_every": 1000}
@@ -251,7 +250,7 @@ def lgen_log():
 
 
 def test_a_bundle_without_a_manifest_loads_with_one_notice(run_copy, lgen_log):
-    from lifelong_gen.embedded import write_checksums
+    from lifelong_gen.bundle.embedded import write_checksums
     from lifelong_gen.train.checkpoint import load_bundle
 
     (run_copy / MANIFEST_NAME).unlink()

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import lgen
-from lifelong_gen import embedded, hub
-from lifelong_gen.bundle import CONFIG_NAME, GENERATOR_ONNX, RUNTIME_FILES
+from lifelong_gen.bundle import CONFIG_NAME, GENERATOR_ONNX, RUNTIME_FILES, embedded, hub
 from lifelong_gen.cli import main
 from lifelong_gen.cli.evaluate import DEFAULT_OUT_ROOT, bundle_label, output_dir
 from lifelong_gen.errors import LgenError

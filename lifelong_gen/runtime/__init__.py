@@ -27,8 +27,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from lifelong_gen import manifest
-from lifelong_gen.bundle import CONFIG_NAME, ENCODER_ONNX, GENERATOR_ONNX, ONNX_FILES, stale_onnx
+from lifelong_gen.bundle import CONFIG_NAME, ENCODER_ONNX, GENERATOR_ONNX, ONNX_FILES, manifest, stale_onnx
 from lifelong_gen.config import ModelConfig, RunConfig, read_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
@@ -53,7 +52,7 @@ def read_model_config(bundle: Path) -> RunConfig:
     if not bundle.exists():
         hint = ""
         if len(bundle.parts) == 1:  # a bare name: maybe meant as an embedded model's
-            from lifelong_gen.embedded import embedded_names
+            from lifelong_gen.bundle.embedded import embedded_names
 
             hint = f" (nor is it an embedded model: {', '.join(embedded_names()) or 'none'})"
         raise LgenError(f"model directory {bundle} does not exist{hint}")

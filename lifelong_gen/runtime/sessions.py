@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lifelong_gen import manifest
+from lifelong_gen.bundle import manifest
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
 

@@ -32,12 +32,11 @@ from typing import Any, Optional, Sequence
 import torch
 from safetensors.torch import load_file, save
 
-from lifelong_gen import manifest
 from lifelong_gen.atomic import atomic_directory, atomic_write_bytes, sha256_file, write_synced
-from lifelong_gen.bundle import CHECKPOINTS_DIR, CONFIG_NAME, NETWORK_FILES, SNAPSHOTS_DIR
+from lifelong_gen.bundle import CHECKPOINTS_DIR, CONFIG_NAME, NETWORK_FILES, SNAPSHOTS_DIR, manifest
+from lifelong_gen.bundle.hub import fetch_bundle
 from lifelong_gen.config import RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
-from lifelong_gen.hub import fetch_bundle
 from lifelong_gen.train import legacy
 
 log = logging.getLogger("lifelong_gen")

@@ -20,10 +20,10 @@ from typing import Any, Optional, Sequence
 
 from lifelong_gen.atomic import atomic_write_text
 from lifelong_gen.bundle import CARD_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES, ONNX_FILES
+from lifelong_gen.bundle.lineage import lineage_chain
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
-from lifelong_gen.lineage import lineage_chain
 from lifelong_gen.metrics_summary import fmt, summary_rows
 
 TEMPLATE = "bundle_card.md.j2"
@@ -73,7 +73,7 @@ def _d_classes_section(bundle: Path) -> tuple[str, str, str, str]:
     """(the d -> class table as Markdown, how it was measured, the text shown without one, a --class example)."""
     import shlex
 
-    from lifelong_gen import d_classes
+    from lifelong_gen.bundle import d_classes
 
     try:
         table = d_classes.read(bundle)

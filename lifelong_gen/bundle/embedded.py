@@ -20,7 +20,7 @@ from lifelong_gen.atomic import atomic_write_json, sha256_file
 from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME, RUNTIME_FILES
 from lifelong_gen.errors import LgenError, one_line
 
-PRETRAINED_ROOT = Path(__file__).resolve().parent / "pretrained"
+PRETRAINED_ROOT = Path(__file__).resolve().parents[1] / "pretrained"  # lifelong_gen/pretrained/: package data
 DEFAULT_MODEL = "mnist-fashion"
 # What the embedded default is, as the torch-free commands say when they fall back on it.
 DEFAULT_MODEL_NOTE = "the MNIST -> Fashion-MNIST reference model, `lgen train --preset mnist-fashion`"
@@ -136,7 +136,7 @@ def installed_location(path: Path) -> Optional[str]:
     for form in forms:
         if any(part in INSTALL_DIRS for part in form.parts):
             return "an installed package (site-packages)"
-    from lifelong_gen.hub import hf_hub_cache  # lazy: hub.py imports this module
+    from lifelong_gen.bundle.hub import hf_hub_cache  # lazy: hub.py imports this module
 
     cache = hf_hub_cache()
     if cache is not None:

@@ -72,7 +72,7 @@ class Parent:
 
 def _verify_listed(root: Path, files: list[str]) -> None:
     """Check `files` against ROOT/checksums.json when the bundle has one (embedded, pulled) and lists them."""
-    from lifelong_gen import embedded
+    from lifelong_gen.bundle import embedded
 
     path = root / CHECKSUMS_NAME
     if not path.is_file():
@@ -86,7 +86,7 @@ def _verify_listed(root: Path, files: list[str]) -> None:
 
 def _locate(value: str, endpoint: Optional[str], weights: bool) -> tuple[Path, dict[str, Any]]:
     """(local directory, where-found fields of the record) for a --from value."""
-    from lifelong_gen import embedded, hub
+    from lifelong_gen.bundle import embedded, hub
 
     local = Path(value).expanduser()
     if local.is_dir():  # a directory of that name wins over an embedded model or a Hub id

@@ -228,7 +228,7 @@ def read(bundle: Path) -> Optional[DTable]:
 
 def load(bundle: Path) -> Optional[DTable]:
     """`read`, after checking the file against the bundle's checksums.json (an embedded model) or manifest."""
-    from lifelong_gen import embedded, manifest
+    from lifelong_gen.bundle import embedded, manifest
 
     bundle = Path(bundle)
     if (bundle / D_CLASSES_NAME).is_file():
@@ -242,7 +242,7 @@ def load(bundle: Path) -> Optional[DTable]:
 def recorded_weights_sha256(bundle: Path) -> Optional[str]:
     """The sha256 of BUNDLE's generator_ema.safetensors as its manifest or checksums.json records it,
     else of the file itself; None where the bundle has neither (an ONNX-only download)."""
-    from lifelong_gen import manifest
+    from lifelong_gen.bundle import manifest
 
     bundle = Path(bundle)
     listed = manifest.read_manifest(bundle) or {}

@@ -45,7 +45,7 @@ from lifelong_gen.bundle import (
     RUNTIME_FILES,
     stale_onnx,
 )
-from lifelong_gen.embedded import embedded_name, pretrained_path
+from lifelong_gen.bundle.embedded import embedded_name, pretrained_path
 from lifelong_gen.errors import LgenError, one_line
 
 # What the ONNX runtime needs (sample, encode, interpolate), as download patterns.
@@ -314,7 +314,7 @@ def push_files(bundle: Path, *, with_critic: bool = False) -> list[str]:
     README.md, metrics.json, report.md and d_classes.json (`lgen evaluate`), preview PNGs (samples/,
     figures/, top level).
     """
-    from lifelong_gen.model_card import bundle_images
+    from lifelong_gen.bundle.model_card import bundle_images
 
     bundle = Path(bundle)
     if not bundle.is_dir():
@@ -328,7 +328,7 @@ def push_files(bundle: Path, *, with_critic: bool = False) -> list[str]:
     stale = stale_onnx(bundle, [rel for rel in required if rel in NETWORK_FILES.values()])
     if stale:
         raise LgenError(stale)
-    from lifelong_gen import manifest
+    from lifelong_gen.bundle import manifest
 
     manifest.verify(bundle, required, notice=False)  # a damaged file is never uploaded
     extras = [rel for rel in (CARD_NAME, METRICS_NAME, REPORT_NAME, D_CLASSES_NAME, MANIFEST_NAME)
@@ -362,7 +362,7 @@ def push(bundle: Path, repo_id: str, *, private: bool = False, revision: Optiona
     hf = _hf()
     operations = [hf.CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(bundle / rel)) for rel in files]
     if CARD_NAME not in files:  # render the card for this repo; the bundle itself is left as it is
-        from lifelong_gen.model_card import render_card
+        from lifelong_gen.bundle.model_card import render_card
 
         card = render_card(bundle, repo_id=ref.repo_id, with_critic=with_critic).encode("utf-8")
         operations.append(hf.CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=card))
