@@ -271,7 +271,7 @@ def main() -> int:
 
     from lifelong_gen.bundle import embedded
 
-    config = json.loads((embedded.pretrained_path(verify=False) / "config.json").read_text())["model"]
+    config = json.loads((embedded.pretrained_path() / "config.json").read_text())["model"]
     channels, resolution = config["img_channels"], config["img_resolution"]
 
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="lgen-sample-load-"))

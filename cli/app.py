@@ -304,6 +304,9 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of `lgen`: runs the app, turning user errors into one line and exit 2."""
+    from lifelong_gen.bundle import hub
+
+    hub.quiet_hub_output()  # huggingface_hub's own logs and bars would surround the one error line
     try:
         result = app(args=argv, standalone_mode=False, prog_name="lgen")
     except typer.Exit as e:

@@ -2,13 +2,14 @@
 
 Registers its commands on the `app` of cli/app.py (cli/__init__.py imports this module).
 `export` is torch-side and imports the exporter inside its body; the other three use only
-lifelong_gen/runtime/ (numpy, onnxruntime, Pillow), hub.py (huggingface_hub), embedded.py
-and d_classes.py (`--class`, the class beside each d), so importing this module never imports torch.
+lifelong_gen/runtime/ (numpy, onnxruntime, Pillow) and lifelong_gen/bundle/ (the model
+`--model` names, `--class` and the class beside each d), so importing this module never
+imports torch.
 
-`--model` takes an exported directory, the name of a model embedded in the package
-(`mnist-fashion`; a local directory of that name wins), a Hub repo `ORG/NAME[@REV]`
-(hub.py fetches config.json, onnx/*.onnx and d_classes.json only, through the HF cache,
-offline from it with HF_HUB_OFFLINE=1) or nothing: the default embedded model.
+`--model` takes what `load_model` takes (lifelong_gen/bundle/resolve.py): an exported
+directory, the name of a model embedded in the package (`mnist-fashion`; a local directory of
+that name wins), a Hub repo `ORG/NAME[@REV]` (config.json, onnx/*.onnx and d_classes.json only,
+through the HF cache, offline from it with HF_HUB_OFFLINE=1) or nothing: the default embedded model.
 `encode` cuts a PNG grid that lgen wrote (its layout is in a text chunk) into its images and
 warns about an image far from the model's shape; `interpolate --from/--to` refuse a grid.
 
@@ -54,12 +55,9 @@ MODEL_HELP = ("Exported run or bundle directory, an embedded model's name (mnist
 
 def _open(model_ref: Optional[str], provider: Optional[str]):
     """Resolve --model (local directory, embedded model name, Hub repo, or the embedded default) and open it."""
-    from lifelong_gen.bundle import hub
     from lifelong_gen.runtime import load_model
 
-    if model_ref is not None and hub.as_hub_ref(model_ref) is not None:
-        hub.quiet_hub_output()
-    model = load_model(hub.resolve_model(model_ref), provider=provider)
+    model = load_model(model_ref, provider=provider)
     warning = model.stale_warning()
     if warning:
         _note(f"warning: {warning}")

@@ -36,7 +36,7 @@ import torch
 from lifelong_gen import __version__
 from lifelong_gen.atomic import write_synced, write_temp
 from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, NETWORK_FILES, ONNX_DIR, manifest
-from lifelong_gen.bundle.embedded import installed_location
+from lifelong_gen.bundle.resolve import installed_location
 from lifelong_gen.config import ModelConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec

@@ -8,8 +8,8 @@ the EMA generator's and S's safetensors (small for this model: `lgen evaluate` a
 `lifelong_gen.train.checkpoint.load_bundle` work on the embedded bundle too), the run's sample
 grids and, when the run was evaluated, metrics.json, figures/ and the d -> class table
 (d_classes.json, which must have been measured on these weights); renders the model card
-(README.md) and records the sha256 of every file in checksums.json, which `lgen sample`
-checks before using the model. `--demo` marks a quick-preset run as a demo, not the
+(README.md) and records the size and sha256 of every file in manifest.json (the integrity
+file of every bundle), which `lgen sample` checks before using the model. `--demo` marks a quick-preset run as a demo, not the
 reference model.
 """
 
@@ -25,6 +25,7 @@ from lifelong_gen.bundle import (
     CONFIG_NAME,
     D_CLASSES_NAME,
     FIGURES_DIR,
+    MANIFEST_NAME,
     METRICS_NAME,
     NETWORK_FILES,
     ONNX_FILES,
@@ -32,6 +33,7 @@ from lifelong_gen.bundle import (
     TRAINING_LOG_NAME,
     d_classes,
     embedded,
+    manifest,
     stale_onnx,
 )
 from lifelong_gen.bundle.model_card import read_run_config, write_card
@@ -104,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.compare is not None:
         sections.append((args.compare_title, args.compare_intro + "\n\n" + args.compare.read_text()))
     write_card(target, notes=[note], embedded=True, title=title, sections=sections, opset=_graph_opset(target))
-    embedded.write_checksums(target)
+    # Every file shipped, previews and card included: a command checks what it reads, strictly.
+    manifest.record(target, sorted(p.relative_to(target).as_posix() for p in target.rglob("*")
+                                   if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")))
     total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
     for p in sorted(target.rglob("*")):
         if p.is_file():

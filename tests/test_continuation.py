@@ -15,7 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import TINY, TINY_FLAGS, lgen
-from lifelong_gen.bundle.lineage import FRESH_CRITIC_WARMUP, continue_config, lineage_chain, resolve_parent
+from lifelong_gen.bundle.lineage import FRESH_CRITIC_WARMUP, continue_config, resolve_parent
+from lifelong_gen.bundle.model_card import lineage_chain
 from lifelong_gen.config import ModelConfig, read_run_config, resolve_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train.growth import grow_into, grow_state
@@ -235,7 +236,7 @@ def _damaged(parent, tmp_path, what):
 
 
 @pytest.mark.parametrize("case,extra,message", [
-    ("missing", ["--from", "{tmp}/nowhere"], "no such directory, embedded model or Hub repo id"),
+    ("missing", ["--from", "{tmp}/nowhere"], "is neither a directory nor a Hub repo id"),
     ("no-s", ["--from", "{bad}"], "has no encoder.safetensors"),
     ("truncated", ["--from", "{bad}"], "generator_ema.safetensors"),
     ("no-config", ["--from", "{bad}"], "no config.json"),

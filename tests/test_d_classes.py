@@ -235,7 +235,7 @@ def test_the_model_card_shows_the_table_or_says_it_is_missing(labelled, tmp_path
 
 def test_the_embedded_model_ships_a_table_of_its_own_weights():
     bundle = embedded.pretrained_path()
-    table = d_classes.load(bundle)  # checked against checksums.json
+    table = d_classes.load(bundle)  # checked against its manifest
     assert table is not None and table.stale_warning(bundle) is None
     assert [r.d for r in table.rows] == list(range(20)) and table.measured["samples_per_d"] == 100
     # It is the table of the shipped evaluation: each d's class and share are metrics.json's.

@@ -131,7 +131,7 @@ def test_cli_writes_report_and_compares(runs, tmp_path):
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["/nonexistent/run"], "run directory not found"),
+    (["/nonexistent/run"], "'/nonexistent/run' is neither a directory nor a Hub repo id"),
     (["--compare", "."], "at least two runs"),
 ])
 def test_cli_errors(args, fragment):

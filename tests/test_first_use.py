@@ -38,7 +38,7 @@ def test_root_help_lists_every_command_with_its_whole_short_help():
 
 @pytest.mark.parametrize("argv, missing", [
     (["train", "--domains", "synthetic:bars", "--out", "{tmp}/run"], "torch"),
-    (["evaluate", "{tmp}"], "torch"),
+    (["evaluate", "mnist-fashion"], "torch"),  # a model that resolves: the missing torch is what stops it
     (["export", "{tmp}"], "torch"),
 ])
 def test_torch_side_commands_without_torch_end_in_one_line_naming_the_extra(no_torch, tmp_path, argv, missing):
@@ -72,7 +72,7 @@ def test_embedded_default_note_says_what_the_model_is(no_torch, tmp_path):
     from lifelong_gen.bundle import embedded
     from lifelong_gen.config import PRESETS, read_run_config
 
-    cfg = read_run_config(embedded.pretrained_path(verify=False))
+    cfg = read_run_config(embedded.pretrained_path())
     assert cfg.train.steps_per_domain == PRESETS["mnist-fashion"]["steps_per_domain"]
 
 
@@ -84,7 +84,7 @@ def test_c_traversal_shows_every_active_category_by_default(no_torch, tmp_path):
     from lifelong_gen.bundle import embedded
     from lifelong_gen.config import read_run_config
 
-    cfg = read_run_config(embedded.pretrained_path(verify=False))
+    cfg = read_run_config(embedded.pretrained_path())
     assert data["rows"] == cfg.model.d_dim == 20  # both domains' 10 categories, not the first 10
     assert sorted({cell["d"] for cell in data["cells"]}) == list(range(20))
 

@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save
 
 from lifelong_gen.atomic import atomic_directory, atomic_write_bytes, sha256_file, write_synced
 from lifelong_gen.bundle import CHECKPOINTS_DIR, CONFIG_NAME, NETWORK_FILES, SNAPSHOTS_DIR, manifest
-from lifelong_gen.bundle.hub import fetch_bundle
+from lifelong_gen.bundle.resolve import fetch_bundle
 from lifelong_gen.config import RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.train import legacy
@@ -179,7 +179,7 @@ def load_networks(bundle_or_repo_id: str | Path, which: Sequence[str] = ("G_ema"
 
     Args:
         bundle_or_repo_id: a bundle or run directory, or `org/name[@rev]` (downloads only
-            config.json and the safetensors files of `which`, through hub.fetch_bundle).
+            config.json and the safetensors files of `which`, through resolve.fetch_bundle).
         which: keys of NETWORK_FILES: "G", "G_ema" (generators), "S" (encoder), "D" (critic;
             on the Hub only when pushed with --with-critic).
 
