@@ -1,4 +1,4 @@
-"""The d -> class table (lifelong_gen/d_classes.py) and what reads it: `lgen sample --class`, `encode`, cards.
+"""The d -> class table (lifelong_gen/bundle/d_classes.py) and what reads it: `lgen sample --class`, `encode`, cards.
 
 The CLI tests run the embedded model's ONNX files (torch-free) from copies in tmp_path, with
 a table written by hand, so every expectation (which d --class picks) is known in advance.

@@ -6,7 +6,7 @@ A *bundle* is a directory with `config.json` and one safetensors file per networ
 is a bundle plus `metrics.jsonl`, sample grids, per-domain snapshots and
 `checkpoints/`, which holds the full training state for resume. A bundle's own
 `manifest.json` (size and sha256 of config.json, the safetensors and onnx/*.onnx,
-lifelong_gen/manifest.py) is renamed into place after the files `save_bundle` writes, and
+lifelong_gen/bundle/manifest.py) is renamed into place after the files `save_bundle` writes, and
 `load_bundle` checks what it loads against it:
 
     checkpoints/step-00000500/{state.json, state.safetensors, manifest.json}
