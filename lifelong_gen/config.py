@@ -23,7 +23,6 @@ from lifelong_gen.presets import PRESETS
 from lifelong_gen.settings import RESUMABLE_KINDS, check_declared, flag_of, setting
 
 CONFIG_NAME = "config.json"  # a run's or bundle's RunConfig (the file table, lifelong_gen/bundle/, lists it)
-
 # Bumped when config.json changes incompatibly; readers refuse newer versions.
 # 2: TrainConfig's inherited_domains / critic_warmup and RunConfig's parent (lineage.py).
 FORMAT_VERSION = 2

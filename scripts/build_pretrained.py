@@ -81,6 +81,24 @@ def main(argv: list[str] | None = None) -> int:
     for rel in files:  # new files with default modes: the run's 0600 checkpoint modes stay behind
         atomic_write_bytes(target / rel, (args.run / rel).read_bytes())
 
+    note, title = _card_words(run, args)
+    sections = []
+    if args.compare is not None:
+        sections.append((args.compare_title, args.compare_intro + "\n\n" + args.compare.read_text()))
+    write_card(target, notes=[note], embedded=True, title=title, sections=sections, opset=_graph_opset(target))
+    # Every file shipped, previews and card included: a command checks what it reads, strictly.
+    manifest.record(target, sorted(p.relative_to(target).as_posix() for p in target.rglob("*")
+                                   if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")))
+    total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+    for p in sorted(target.rglob("*")):
+        if p.is_file():
+            print(f"{p.stat().st_size:>10,}  {p.relative_to(target)}")
+    print(f"{total:>10,}  total in {target}")
+    return 0
+
+
+def _card_words(run, args: argparse.Namespace) -> tuple[str, str]:
+    """The card's note and title: the reference model of the paper's first experiment, or a demo."""
     steps = run.train.steps_per_domain
     later = run.train.later_domain_steps
     steps_words = (f"{steps:,} generator steps for the first domain, {later:,} for the second"
@@ -102,19 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"Results section compares it with no-replay and joint-training runs and says which of the "
                 f"project's targets it meets.")
         title = f"{domains} lifelong generator (reference model, embedded in lifelong-gen)"
-    sections = []
-    if args.compare is not None:
-        sections.append((args.compare_title, args.compare_intro + "\n\n" + args.compare.read_text()))
-    write_card(target, notes=[note], embedded=True, title=title, sections=sections, opset=_graph_opset(target))
-    # Every file shipped, previews and card included: a command checks what it reads, strictly.
-    manifest.record(target, sorted(p.relative_to(target).as_posix() for p in target.rglob("*")
-                                   if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")))
-    total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-    for p in sorted(target.rglob("*")):
-        if p.is_file():
-            print(f"{p.stat().st_size:>10,}  {p.relative_to(target)}")
-    print(f"{total:>10,}  total in {target}")
-    return 0
+    return note, title
 
 
 def _graph_opset(bundle: Path) -> int | None:
