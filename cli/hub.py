@@ -1,10 +1,10 @@
 """`lgen push | pull | card`: share bundles on the Hugging Face Hub and write their model cards.
 
 Registers its commands on the `app` of cli/app.py (imported at the end of that module).
-All three are torch-free: they use lifelong_gen/bundle/hub.py (huggingface_hub),
-resolve.py (the bundle `card` names) and model_card.py (Jinja2). The Hub token comes from HF_TOKEN or `hf auth login`,
-the endpoint from HF_ENDPOINT, the cache from HF_HOME / HF_HUB_CACHE; HF_HUB_OFFLINE=1
-makes `pull` answer from the cache. Failures are one line `lgen: error: ...`, exit code 2.
+All three are torch-free: they use lifelong_gen/bundle/hub.py (huggingface_hub), resolve.py
+(the bundle `push` and `card` are given) and model_card.py (Jinja2). The Hub token comes from
+HF_TOKEN or `hf auth login`, the endpoint from HF_ENDPOINT, the cache from HF_HOME /
+HF_HUB_CACHE; HF_HUB_OFFLINE=1 makes `pull` answer from the cache. Failures are one line `lgen: error: ...`, exit code 2.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lifelong_gen.errors import LgenError
 
 @app.command(short_help="Upload a bundle to the Hugging Face Hub in one commit.")
 def push(
-    bundle: Path = typer.Argument(..., help="Exported run or bundle directory (after `lgen export`)"),
+    bundle: str = typer.Argument(..., help="Exported run or bundle directory (after `lgen export`)"),
     repo_id: str = typer.Argument(..., metavar="ORG/NAME", help="Hub model repo; created if missing"),
     private: bool = typer.Option(False, "--private", help="Create the repo private (an existing repo keeps its visibility)"),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch to commit to (created from main if missing)"),
@@ -36,8 +36,9 @@ def push(
     (`lgen card BUNDLE` writes it into the bundle to edit first).
     """
     from lifelong_gen.bundle import hub
+    from lifelong_gen.bundle.resolve import resolve_bundle
 
-    result = hub.push(bundle, repo_id, private=private, revision=revision, with_critic=with_critic,
+    result = hub.push(resolve_bundle(bundle, ()).path, repo_id, private=private, revision=revision, with_critic=with_critic,
                       commit_message=message)
     if as_json:
         typer.echo(json.dumps(result))

@@ -119,7 +119,7 @@ def _report_provider(model, verbose: bool, which: tuple[str, ...], model_ref: Op
 
 @app.command(short_help="Export G and S to ONNX, checked against PyTorch.")
 def export(
-    bundle: Path = typer.Argument(..., help="Run directory or bundle directory (config.json + *.safetensors)"),
+    bundle: str = typer.Argument(..., help="Run directory or bundle directory (config.json + *.safetensors)"),
     generator: str = typer.Option("ema", "--generator", help="Generator weights to export: ema (default) or raw"),
     opset: Optional[int] = typer.Option(None, "--opset", help="ai.onnx opset (default 18)"),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary"),
@@ -131,9 +131,10 @@ def export(
     from lifelong_gen.cli.app import require_torch_side
 
     require_torch_side("export")
+    from lifelong_gen.bundle.resolve import resolve_bundle
     from lifelong_gen.export import onnx_export, spec
 
-    result = onnx_export.export_bundle(bundle, generator=generator,
+    result = onnx_export.export_bundle(resolve_bundle(bundle, ()).path, generator=generator,
                                        opset=spec.DEFAULT_OPSET if opset is None else opset)
     summary = onnx_export.describe(result)
     if as_json:

@@ -5,8 +5,8 @@ described, all torch-free: the file table (here), the manifest (manifest.py), th
 shipped in the package (embedded.py), the Hub (hub.py), the one resolver from a string to a
 checked local bundle (resolve.py), `--from`'s lineage (lineage.py), the d -> class table
 (d_classes.py) and the model card (model_card.py). It imports only the ground floor of
-lifelong_gen (atomic writes, errors, config, images); the runtime, the CLI and the torch
-side import it.
+lifelong_gen (atomic writes, errors, config, domain names, the metrics summary) and the ONNX graph contract
+(export/spec.py); the runtime, the CLI and the torch side import it.
 
 A bundle (or run directory) is the diffusers layout plus what export, evaluation and the
 Hub add; every module that reads or writes one takes the names from here:

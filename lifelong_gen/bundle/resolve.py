@@ -122,7 +122,8 @@ def resolve_bundle(value: Optional[str | Path] = None, files: Sequence[str] = RU
     shipped = found.source == "embedded"
     checked = [rel for rel in required if shipped or rel not in lazy]
     checked += [rel for rel in fetch if (found.path / rel).is_file()]
-    manifest.verify(found.path, checked, required=shipped, fix=embedded.REINSTALL if shipped else None)
+    # No "has no manifest" notice here: the loaders that read the files say it (once per directory).
+    manifest.verify(found.path, checked, notice=False, required=shipped, fix=embedded.REINSTALL if shipped else None)
     read_run_config(found.path)  # a config this version reads (a newer format is refused in one line)
     return found
 
