@@ -269,9 +269,9 @@ def main() -> int:
     if min(args.n, args.procs, args.per_proc) < 1 or args.threads_per_proc < 0:
         parser.error("--n, --procs and --per-proc must be >= 1, --threads-per-proc >= 0")
 
-    from lifelong_gen import embedded
+    from lifelong_gen.bundle import embedded
 
-    config = json.loads((embedded.pretrained_path(verify=False) / "config.json").read_text())["model"]
+    config = json.loads((embedded.pretrained_path() / "config.json").read_text())["model"]
     channels, resolution = config["img_channels"], config["img_resolution"]
 
     root = Path(args.work_dir or tempfile.mkdtemp(prefix="lgen-sample-load-"))

@@ -249,7 +249,7 @@ def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick
     domains = explicit.pop("domains", None)
     if not domains:
         raise LgenError("--from needs the new domains to learn: --domains NEW[,NEW2...]")
-    from lifelong_gen.lineage import continue_config, resolve_parent
+    from lifelong_gen.bundle.lineage import continue_config, resolve_parent
 
     # The settings first (torch-free, no download of weights), so a bad flag costs nothing.
     parent = resolve_parent(value, weights=not dry_run)
@@ -325,6 +325,9 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution
 
 def main(argv: Optional[list[str]] = None) -> None:
     """Entry point of `lgen`: runs the app, turning user errors into one line and exit 2."""
+    from lifelong_gen.bundle import hub
+
+    hub.quiet_hub_output()  # huggingface_hub's own logs and bars would surround the one error line
     try:
         result = app(args=argv, standalone_mode=False, prog_name="lgen")
     except typer.Exit as e:

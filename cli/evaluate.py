@@ -1,10 +1,12 @@
 """`lgen evaluate`: metrics, report and figures for a run or bundle, or a comparison of runs.
 
 Registers its command on the app of cli/app.py; the torch-side evaluation is imported in
-the command body, so importing this module stays torch-free. Owns `output_dir`, the rule
-for where an evaluation is written: into the run itself (other code reads RUN/metrics.json),
-except for an installed or cached bundle (embedded.installed_location), which is never
-written into: its evaluation goes to --out or ./lgen-evaluate/<bundle name>. The d -> class
+the command body, so importing this module stays torch-free. A run is named as any model is
+(lifelong_gen/bundle/resolve.py: a directory, an embedded model's name, `ORG/NAME[@REV]`), and
+its config and the weights evaluated are checked before any data or classifier work. Owns
+`output_dir`, the rule for where an evaluation is written: into the run itself (other code
+reads RUN/metrics.json), except for an installed or cached bundle (resolve.installed_location),
+which is never written into: its evaluation goes to --out or ./lgen-evaluate/<bundle name>. The d -> class
 table (d_classes.json) belongs to the bundle, since `lgen sample --class` reads it there: it is
 written into the bundle (and its manifest) whatever --out says, except into an installed one,
 and beside metrics.json as well when that is elsewhere.
@@ -19,7 +21,6 @@ from typing import Optional
 
 import typer
 
-from lifelong_gen import embedded
 from lifelong_gen.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
 from lifelong_gen.bundle import (
     COMPARE_NAME,
@@ -30,6 +31,7 @@ from lifelong_gen.bundle import (
     NETWORK_FILES,
     REPORT_NAME,
 )
+from lifelong_gen.bundle.resolve import installed_location, resolve_bundle
 from lifelong_gen.cli.app import _setup_logging, app
 from lifelong_gen.errors import LgenError
 
@@ -37,7 +39,7 @@ log = logging.getLogger("lifelong_gen")
 
 # Where the evaluation of an installed or cached bundle goes without --out (relative to the cwd).
 DEFAULT_OUT_ROOT = Path("lgen-evaluate")
-# What the evaluation reads of a bundle: the embedded model checks these against its checksums.
+# What the evaluation reads of a bundle: checked against its manifest before any work.
 EVALUATED_FILES = (CONFIG_NAME, NETWORK_FILES["G_ema"], NETWORK_FILES["S"])
 
 
@@ -52,7 +54,7 @@ def bundle_label(run: Path) -> str:
 
 def check_out(out: Path) -> None:
     """--out must not lie inside an installed or cached location (one-line LgenError)."""
-    where = embedded.installed_location(out)
+    where = installed_location(out)
     if where is not None:
         raise LgenError(f"--out {out} is in {where}, which lgen evaluate never writes into: "
                         f"choose a directory outside it")
@@ -73,7 +75,7 @@ def output_dir(run: Path, out: Optional[Path]) -> tuple[Path, Optional[str]]:
     if out is not None:
         check_out(out)
         return Path(out), None
-    where = embedded.installed_location(run)
+    where = installed_location(run)
     if where is None:
         return Path(run), None
     target = DEFAULT_OUT_ROOT / bundle_label(run)
@@ -81,16 +83,16 @@ def output_dir(run: Path, out: Optional[Path]) -> tuple[Path, Optional[str]]:
                     f"{REPORT_NAME} and {FIGURES_DIR}/ to {target} (--out DIR to choose)")
 
 
-def _evaluate_one(run: Path, out: Path, num_samples: int, seed: int, inception: Optional[Path],
+def _evaluate_one(run: Path, out: Path, note: Optional[str], num_samples: int, seed: int, inception: Optional[Path],
                   progress: bool) -> dict:
     from lifelong_gen.cli.app import require_torch_side
 
     require_torch_side("evaluate")
+    if note:  # where the results go, once the evaluation can run
+        log.info(note)
     from lifelong_gen.eval.metrics import evaluate
     from lifelong_gen.eval.report import run_report
 
-    if embedded.is_embedded(run):  # the shipped weights, checked before any data or classifier work
-        embedded.verify_checksums(run, EVALUATED_FILES)
     figures_dir = out / FIGURES_DIR
     metrics = evaluate(run, num_samples=num_samples, seed=seed, inception_weights=inception,
                        figures_dir=figures_dir, progress=progress)
@@ -113,7 +115,7 @@ def timing_line(timings: dict[str, float]) -> str:
 def _write_d_classes(run: Path, out: Path, metrics: dict) -> None:
     """The d -> class table: into the bundle itself (sampling reads it there), listed in its manifest,
     unless the bundle is installed or cached; beside metrics.json too when that is elsewhere."""
-    from lifelong_gen import d_classes, manifest
+    from lifelong_gen.bundle import d_classes, manifest
 
     purity = metrics["interpretability"]["d_purity"]
     rows = [{"d": r["d"], "domain": r["domain"], "class": r["name"], "share": r["purity"],
@@ -126,7 +128,7 @@ def _write_d_classes(run: Path, out: Path, metrics: dict) -> None:
     data = (json.dumps(table, indent=2) + "\n").encode()
     if Path(out).resolve() != Path(run).resolve():
         atomic_write_bytes(Path(out) / D_CLASSES_NAME, data)
-    if embedded.installed_location(run) is not None:
+    if installed_location(run) is not None:
         return
     try:
         manifest.write_files(run, {D_CLASSES_NAME: data})
@@ -135,18 +137,12 @@ def _write_d_classes(run: Path, out: Path, metrics: dict) -> None:
                     e.strerror or e, out / D_CLASSES_NAME)
 
 
-def _resolve(value: Path) -> Path:
-    """A run directory, or the name of an embedded model (`mnist-fashion`; a local directory of that name wins)."""
-    path = embedded.embedded_name(value) or value
-    if not path.is_dir():
-        raise LgenError(f"run directory not found: {value}")
-    return path
 
 
 @app.command(short_help="FID/KID, memory, interpretability and forgetting, offline.")
 def evaluate(
-    runs: Optional[list[Path]] = typer.Argument(None, help="Run directory or bundle, or an embedded model's name "
-                                                           "(several with --compare)"),
+    runs: Optional[list[str]] = typer.Argument(None, help="Run directory or bundle, an embedded model's name or a "
+                                                          "Hub repo ORG/NAME[@REV] (several with --compare)"),
     out: Optional[Path] = typer.Option(None, help="Where metrics.json, report.md, figures/ go (default: the run; "
                                                   "./lgen-evaluate/NAME for an installed or cached bundle)"),
     compare: bool = typer.Option(False, "--compare",
@@ -161,10 +157,13 @@ def evaluate(
     _setup_logging()
     from lifelong_gen.eval.report import compare_table
 
-    named_runs = [(str(r), _resolve(r)) for r in runs or []]
+    runs = runs or []
+    if compare and len(runs) < 2:
+        raise LgenError("--compare needs at least two runs")
+    if not compare and len(runs) != 1:
+        raise LgenError("name one run directory or bundle to evaluate (several only with --compare)")
+    named_runs = [(r, resolve_bundle(r, EVALUATED_FILES).path) for r in runs]
     if compare:
-        if len(named_runs) < 2:
-            raise LgenError("--compare needs at least two runs")
         if out is not None:
             check_out(out)  # before any work
         named = []
@@ -175,22 +174,16 @@ def evaluate(
             if reuse and cached is not None:
                 metrics = json.loads(cached.read_text())
             else:
-                if note:
-                    log.info(note)
-                metrics = _evaluate_one(r, dest, num_samples, seed, inception_weights, progress)
+                metrics = _evaluate_one(r, dest, note, num_samples, seed, inception_weights, progress)
             named.append((label, metrics))
         text = compare_table(named)
         if out:
             atomic_write_text(out / COMPARE_NAME, text + "\n")
         typer.echo(text)
         return
-    if len(named_runs) != 1:
-        raise LgenError("name one run directory or bundle to evaluate (several only with --compare)")
     run = named_runs[0][1]
     dest, note = output_dir(run, out)
-    if note:
-        log.info(note)
-    metrics = _evaluate_one(run, dest, num_samples, seed, inception_weights, progress)
+    metrics = _evaluate_one(run, dest, note, num_samples, seed, inception_weights, progress)
     from lifelong_gen.eval.report import summary_rows, table
 
     typer.echo(table(["metric", "value"], [list(r) for r in summary_rows(metrics)]))

@@ -1,10 +1,10 @@
 """`lgen push | pull | card`: share bundles on the Hugging Face Hub and write their model cards.
 
 Registers its commands on the `app` of cli/app.py (imported at the end of that module).
-All three are torch-free: they use lifelong_gen/hub.py (huggingface_hub) and
-lifelong_gen/model_card.py (Jinja2). The Hub token comes from HF_TOKEN or `hf auth login`,
-the endpoint from HF_ENDPOINT, the cache from HF_HOME / HF_HUB_CACHE; HF_HUB_OFFLINE=1
-makes `pull` answer from the cache. Failures are one line `lgen: error: ...`, exit code 2.
+All three are torch-free: they use lifelong_gen/bundle/hub.py (huggingface_hub), resolve.py
+(the bundle `push` and `card` are given) and model_card.py (Jinja2). The Hub token comes from
+HF_TOKEN or `hf auth login`, the endpoint from HF_ENDPOINT, the cache from HF_HOME /
+HF_HUB_CACHE; HF_HUB_OFFLINE=1 makes `pull` answer from the cache. Failures are one line `lgen: error: ...`, exit code 2.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from lifelong_gen.errors import LgenError
 
 @app.command(short_help="Upload a bundle to the Hugging Face Hub in one commit.")
 def push(
-    bundle: Path = typer.Argument(..., help="Exported run or bundle directory (after `lgen export`)"),
+    bundle: str = typer.Argument(..., help="Exported run or bundle directory (after `lgen export`)"),
     repo_id: str = typer.Argument(..., metavar="ORG/NAME", help="Hub model repo; created if missing"),
     private: bool = typer.Option(False, "--private", help="Create the repo private (an existing repo keeps its visibility)"),
     revision: Optional[str] = typer.Option(None, "--revision", help="Branch to commit to (created from main if missing)"),
@@ -35,10 +35,10 @@ def push(
     The model card is the bundle's README.md, rendered for ORG/NAME when the bundle has none
     (`lgen card BUNDLE` writes it into the bundle to edit first).
     """
-    from lifelong_gen import hub
+    from lifelong_gen.bundle import hub
+    from lifelong_gen.bundle.resolve import resolve_bundle
 
-    hub.quiet_hub_output()
-    result = hub.push(bundle, repo_id, private=private, revision=revision, with_critic=with_critic,
+    result = hub.push(resolve_bundle(bundle, ()).path, repo_id, private=private, revision=revision, with_critic=with_critic,
                       commit_message=message)
     if as_json:
         typer.echo(json.dumps(result))
@@ -57,14 +57,13 @@ def pull(
     Everything but the critic unless it was pushed (config, weights, ONNX, card, metrics,
     previews). Offline (HF_HUB_OFFLINE=1) it answers from the cache.
     """
-    from lifelong_gen import hub
+    from lifelong_gen.bundle import hub
 
     ref = hub.parse_repo_ref(repo)
     if ref is None:
         raise LgenError(f"{repo!r} is not a Hub repo id of the form org/name[@revision]")
     if directory is not None and directory.exists() and not directory.is_dir():
         raise LgenError(f"--dir {directory} exists and is not a directory")
-    hub.quiet_hub_output()
     path, warnings = hub.pull(ref, local_dir=directory, onnx_only=onnx_only)
     for warning in warnings:
         print(f"lgen: warning: {warning}", file=sys.stderr)
@@ -73,25 +72,24 @@ def pull(
 
 @app.command(short_help="Render a bundle's model card (README.md).")
 def card(
-    bundle: Path = typer.Argument(..., help="Run or bundle directory (config.json; metrics.json, PNGs, onnx/ if present)"),
+    bundle: str = typer.Argument(..., help="Run or bundle directory (config.json; metrics.json, PNGs, onnx/ if present)"),
     repo_id: Optional[str] = typer.Option(None, "--repo-id", metavar="ORG/NAME", help="Hub repo named in the usage examples"),
     note: list[str] = typer.Option([], "--note", help="A note shown under the title (repeatable)"),
     license: str = typer.Option("mit", "--license", help="Hub license id of the weights"),
     with_critic: bool = typer.Option(False, "--with-critic", help="List critic.safetensors (as push --with-critic)"),
 ) -> None:
     """Render the model card into BUNDLE/README.md (atomically; replaces an existing one)."""
-    from lifelong_gen import embedded, hub
-    from lifelong_gen.model_card import write_card
+    from lifelong_gen.bundle import hub
+    from lifelong_gen.bundle.model_card import write_card
+    from lifelong_gen.bundle.resolve import installed_location, resolve_bundle
 
-    bundle = embedded.embedded_name(bundle) or bundle
-    where = embedded.installed_location(bundle) if bundle.is_dir() else None
-    if where is not None:  # a shipped or cached model's files are checksummed: never rewritten
-        raise LgenError(f"{bundle} is in {where}, which lgen card never writes into: its README.md is its card "
-                        f"already (copy the bundle elsewhere to render a new one)")
-    if not bundle.is_dir():
-        raise LgenError(f"{bundle} is not a directory (expected a run or bundle directory)")
     if repo_id is not None:
         ref = hub.parse_repo_ref(repo_id)
         if ref is None or ref.revision is not None:
             raise LgenError(f"--repo-id {repo_id!r} is not a Hub repo id of the form org/name")
-    typer.echo(str(write_card(bundle, repo_id=repo_id, notes=note, license=license, with_critic=with_critic)))
+    path = resolve_bundle(bundle, ()).path
+    where = installed_location(path)
+    if where is not None:  # a shipped or cached model's files are listed in its manifest: never rewritten
+        raise LgenError(f"{path} is in {where}, which lgen card never writes into: its README.md is its card "
+                        f"already (copy the bundle elsewhere to render a new one)")
+    typer.echo(str(write_card(path, repo_id=repo_id, notes=note, license=license, with_critic=with_critic)))

@@ -2,13 +2,14 @@
 
 Registers its commands on the `app` of cli/app.py (cli/__init__.py imports this module).
 `export` is torch-side and imports the exporter inside its body; the other three use only
-lifelong_gen/runtime/ (numpy, onnxruntime, Pillow), hub.py (huggingface_hub), embedded.py
-and d_classes.py (`--class`, the class beside each d), so importing this module never imports torch.
+lifelong_gen/runtime/ (numpy, onnxruntime, Pillow) and lifelong_gen/bundle/ (the model
+`--model` names, `--class` and the class beside each d), so importing this module never
+imports torch.
 
-`--model` takes an exported directory, the name of a model embedded in the package
-(`mnist-fashion`; a local directory of that name wins), a Hub repo `ORG/NAME[@REV]`
-(hub.py fetches config.json, onnx/*.onnx and d_classes.json only, through the HF cache,
-offline from it with HF_HUB_OFFLINE=1) or nothing: the default embedded model.
+`--model` takes what `load_model` takes (lifelong_gen/bundle/resolve.py): an exported
+directory, the name of a model embedded in the package (`mnist-fashion`; a local directory of
+that name wins), a Hub repo `ORG/NAME[@REV]` (config.json, onnx/*.onnx and d_classes.json only,
+through the HF cache, offline from it with HF_HUB_OFFLINE=1) or nothing: the default embedded model.
 `encode` cuts a PNG grid that lgen wrote (its layout is in a text chunk) into its images and
 warns about an image far from the model's shape; `interpolate --from/--to` refuse a grid.
 
@@ -54,12 +55,9 @@ MODEL_HELP = ("Exported run or bundle directory, an embedded model's name (mnist
 
 def _open(model_ref: Optional[str], provider: Optional[str]):
     """Resolve --model (local directory, embedded model name, Hub repo, or the embedded default) and open it."""
-    from lifelong_gen import hub
     from lifelong_gen.runtime import load_model
 
-    if model_ref is not None and hub.as_hub_ref(model_ref) is not None:
-        hub.quiet_hub_output()
-    model = load_model(hub.resolve_model(model_ref), provider=provider)
+    model = load_model(model_ref, provider=provider)
     warning = model.stale_warning()
     if warning:
         _note(f"warning: {warning}")
@@ -68,7 +66,7 @@ def _open(model_ref: Optional[str], provider: Optional[str]):
 
 def _d_table(model):
     """The bundle's d -> class table (d_classes.py), checked, with a warning when it is stale; None without one."""
-    from lifelong_gen import d_classes
+    from lifelong_gen.bundle import d_classes
 
     table = d_classes.load(model.bundle)
     warning = table.stale_warning(model.bundle) if table is not None else None
@@ -79,7 +77,7 @@ def _d_table(model):
 
 def _class_to_d(model, class_name: Optional[str], d: Optional[int]) -> tuple[Optional[int], Optional[dict]]:
     """--class NAME as the purest d of that class (and what to report of it); --d as given otherwise."""
-    from lifelong_gen import d_classes
+    from lifelong_gen.bundle import d_classes
 
     if class_name is None:
         return d, None
@@ -91,7 +89,7 @@ def _class_to_d(model, class_name: Optional[str], d: Optional[int]) -> tuple[Opt
 def _class_note(chosen: Optional[dict]) -> None:
     """What --class chose, said after the work (so that an error in another flag stays one line)."""
     if chosen:
-        from lifelong_gen.d_classes import chosen_note
+        from lifelong_gen.bundle.d_classes import chosen_note
 
         _note(chosen_note(chosen))
 
@@ -102,7 +100,7 @@ def _model_label(model_ref: Optional[str], model) -> str:
 
 
 def _report_provider(model, verbose: bool, which: tuple[str, ...], model_ref: Optional[str]) -> dict[str, str]:
-    from lifelong_gen import embedded
+    from lifelong_gen.bundle import embedded
     from lifelong_gen.runtime.sessions import usable_cores
 
     used = {w: model.provider(w) for w in which}
@@ -121,7 +119,7 @@ def _report_provider(model, verbose: bool, which: tuple[str, ...], model_ref: Op
 
 @app.command(short_help="Export G and S to ONNX, checked against PyTorch.")
 def export(
-    bundle: Path = typer.Argument(..., help="Run directory or bundle directory (config.json + *.safetensors)"),
+    bundle: str = typer.Argument(..., help="Run directory or bundle directory (config.json + *.safetensors)"),
     generator: str = typer.Option("ema", "--generator", help="Generator weights to export: ema (default) or raw"),
     opset: Optional[int] = typer.Option(None, "--opset", help="ai.onnx opset (default 18)"),
     as_json: bool = typer.Option(False, "--json", help="Print a JSON summary"),
@@ -133,9 +131,10 @@ def export(
     from lifelong_gen.cli.app import require_torch_side
 
     require_torch_side("export")
+    from lifelong_gen.bundle.resolve import resolve_bundle
     from lifelong_gen.export import onnx_export, spec
 
-    result = onnx_export.export_bundle(bundle, generator=generator,
+    result = onnx_export.export_bundle(resolve_bundle(bundle, ()).path, generator=generator,
                                        opset=spec.DEFAULT_OPSET if opset is None else opset)
     summary = onnx_export.describe(result)
     if as_json:

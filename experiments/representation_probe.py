@@ -57,8 +57,8 @@ def main() -> None:
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
 
+    from lifelong_gen.bundle.embedded import pretrained_path
     from lifelong_gen.config import read_run_config
-    from lifelong_gen.embedded import pretrained_path
     from lifelong_gen.eval.clustering import hungarian_accuracy
     from lifelong_gen.train import checkpoint as ckpt
     from lifelong_gen.train.domains import load_domain

@@ -11,7 +11,7 @@ and match PyTorch within spec.PARITY_ATOL on random inputs at every spec.PARITY_
 size under onnxruntime (CPU). Both files are checked before either replaces an older
 export, so a failed export leaves the bundle as it was and a generator/encoder pair
 always comes from the same export; nor is an onnx/ directory it created left behind. The
-bundle's manifest.json (lifelong_gen/manifest.py) is renamed into place after them, with their
+bundle's manifest.json (lifelong_gen/bundle/manifest.py) is renamed into place after them, with their
 sizes and sha256 (hashed from the bytes written) and the weights' entries kept as they were; the
 weights exported are checked against it first (checkpoint.load_bundle).
 `check_requirements` checks the modules, arguments and bundle files first, before any work.
@@ -33,11 +33,11 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from lifelong_gen import __version__, manifest
+from lifelong_gen import __version__
 from lifelong_gen.atomic import write_synced, write_temp
-from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, NETWORK_FILES, ONNX_DIR
+from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, NETWORK_FILES, ONNX_DIR, manifest
+from lifelong_gen.bundle.resolve import installed_location
 from lifelong_gen.config import ModelConfig, read_run_config
-from lifelong_gen.embedded import installed_location
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
 from lifelong_gen.train.replay import sample_codes

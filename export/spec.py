@@ -1,7 +1,7 @@
 """The ONNX contract shared by the exporter (torch side) and the runtime (torch-free).
 
 Owns the graphs' input/output names, metadata keys, the opset and the parity tolerance;
-the files' names inside a bundle are lifelong_gen/bundle.py's. Nothing here imports
+the files' names inside a bundle are lifelong_gen/bundle/'s. Nothing here imports
 torch, onnx or numpy.
 
 The contract (u = (d, c) the interpretable codes, o an image, as in networks.py):

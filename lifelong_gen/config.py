@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lifelong_gen import __version__
-from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.domain_names import model_shape, parse_domains
 from lifelong_gen.errors import LgenError
 from lifelong_gen.presets import PRESETS
 from lifelong_gen.retired import Retired, split_retired
 from lifelong_gen.settings import RESUMABLE_KINDS, check_declared, setting
 
+CONFIG_NAME = "config.json"  # a run's or bundle's RunConfig (the file table, lifelong_gen/bundle/, lists it)
 # Bumped when config.json changes incompatibly; readers refuse newer versions.
 # 2: TrainConfig's inherited_domains and RunConfig's parent (lineage.py).
 FORMAT_VERSION = 2

@@ -8,8 +8,8 @@ the EMA generator's and S's safetensors (small for this model: `lgen evaluate` a
 `lifelong_gen.train.checkpoint.load_bundle` work on the embedded bundle too), the run's sample
 grids and, when the run was evaluated, metrics.json, figures/ and the d -> class table
 (d_classes.json, which must have been measured on these weights); renders the model card
-(README.md) and records the sha256 of every file in checksums.json, which `lgen sample`
-checks before using the model. `--demo` marks a quick-preset run as a demo, not the
+(README.md) and records the size and sha256 of every file in manifest.json (the integrity
+file of every bundle), which `lgen sample` checks before using the model. `--demo` marks a quick-preset run as a demo, not the
 reference model.
 """
 
@@ -20,20 +20,23 @@ import shutil
 import sys
 from pathlib import Path
 
-from lifelong_gen import d_classes, embedded
 from lifelong_gen.atomic import atomic_write_bytes
 from lifelong_gen.bundle import (
     CONFIG_NAME,
     D_CLASSES_NAME,
     FIGURES_DIR,
+    MANIFEST_NAME,
     METRICS_NAME,
     NETWORK_FILES,
     ONNX_FILES,
     SAMPLES_DIR,
     TRAINING_LOG_NAME,
+    d_classes,
+    embedded,
+    manifest,
     stale_onnx,
 )
-from lifelong_gen.model_card import read_run_config, write_card
+from lifelong_gen.bundle.model_card import read_run_config, write_card
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +81,24 @@ def main(argv: list[str] | None = None) -> int:
     for rel in files:  # new files with default modes: the run's 0600 checkpoint modes stay behind
         atomic_write_bytes(target / rel, (args.run / rel).read_bytes())
 
+    note, title = _card_words(run, args)
+    sections = []
+    if args.compare is not None:
+        sections.append((args.compare_title, args.compare_intro + "\n\n" + args.compare.read_text()))
+    write_card(target, notes=[note], embedded=True, title=title, sections=sections, opset=_graph_opset(target))
+    # Every file shipped, previews and card included: a command checks what it reads, strictly.
+    manifest.record(target, sorted(p.relative_to(target).as_posix() for p in target.rglob("*")
+                                   if p.is_file() and p.name != MANIFEST_NAME and not p.name.startswith(".")))
+    total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+    for p in sorted(target.rglob("*")):
+        if p.is_file():
+            print(f"{p.stat().st_size:>10,}  {p.relative_to(target)}")
+    print(f"{total:>10,}  total in {target}")
+    return 0
+
+
+def _card_words(run, args: argparse.Namespace) -> tuple[str, str]:
+    """The card's note and title: the reference model of the paper's first experiment, or a demo."""
     steps = run.train.steps_per_domain
     steps_words = f"{steps:,} generator steps per domain"
     domains = " → ".join(run.train.domains)
@@ -97,17 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"Results section compares it with no-replay and joint-training runs and says which of the "
                 f"project's targets it meets.")
         title = f"{domains} lifelong generator (reference model, embedded in lifelong-gen)"
-    sections = []
-    if args.compare is not None:
-        sections.append((args.compare_title, args.compare_intro + "\n\n" + args.compare.read_text()))
-    write_card(target, notes=[note], embedded=True, title=title, sections=sections, opset=_graph_opset(target))
-    embedded.write_checksums(target)
-    total = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
-    for p in sorted(target.rglob("*")):
-        if p.is_file():
-            print(f"{p.stat().st_size:>10,}  {p.relative_to(target)}")
-    print(f"{total:>10,}  total in {target}")
-    return 0
+    return note, title
 
 
 def _graph_opset(bundle: Path) -> int | None:

@@ -122,7 +122,7 @@ def test_script_gives_an_older_run_the_files_a_retraining_writes(runs, synthetic
 def test_a_continuation_recalibrates_even_when_its_parent_did_not(synthetic28, tmp_path):
     """It changes no weight, so a parent trained before it (0 in its config) does not keep it off;
     a continuation may also set it, unlike the parent's method settings."""
-    from lifelong_gen.lineage import continue_config, resolve_parent
+    from lifelong_gen.bundle.lineage import continue_config, resolve_parent
 
     run = resolve_run_config({**SETTINGS, "domains": [synthetic28[0].spec], "steps_per_domain": 2,
                               "s_bn_recalibration": 0})

@@ -15,9 +15,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import STOP_AT, TINY, TINY_FLAGS, lgen, wait_stopped
+from lifelong_gen.bundle.lineage import continue_config, resolve_parent
+from lifelong_gen.bundle.model_card import lineage_chain
 from lifelong_gen.config import ModelConfig, read_run_config, resolve_run_config
 from lifelong_gen.errors import LgenError
-from lifelong_gen.lineage import continue_config, lineage_chain, resolve_parent
 from lifelong_gen.train.growth import grow_into, grow_state
 from lifelong_gen.train.networks import build_networks
 
@@ -214,7 +215,7 @@ def _damaged(parent, tmp_path, what):
 
 
 @pytest.mark.parametrize("case,extra,message", [
-    ("missing", ["--from", "{tmp}/nowhere"], "no such directory, embedded model or Hub repo id"),
+    ("missing", ["--from", "{tmp}/nowhere"], "is neither a directory nor a Hub repo id"),
     ("no-s", ["--from", "{bad}"], "has no encoder.safetensors"),
     ("truncated", ["--from", "{bad}"], "generator_ema.safetensors"),
     ("no-config", ["--from", "{bad}"], "no config.json"),
@@ -267,7 +268,7 @@ def test_resolve_run_config_is_unchanged_for_runs_from_scratch():
 
 
 def test_model_card_shows_the_lineage(parent, tmp_path):
-    from lifelong_gen.model_card import render_card
+    from lifelong_gen.bundle.model_card import render_card
 
     child = tmp_path / "c"
     r = lgen("train", "--from", str(parent), "--domains", "synthetic:rings", "--steps-per-domain", "2",

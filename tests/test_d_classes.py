@@ -1,4 +1,4 @@
-"""The d -> class table (lifelong_gen/d_classes.py) and what reads it: `lgen sample --class`, `encode`, cards.
+"""The d -> class table (lifelong_gen/bundle/d_classes.py) and what reads it: `lgen sample --class`, `encode`, cards.
 
 The CLI tests run the embedded model's ONNX files (torch-free) from copies in tmp_path, with
 a table written by hand, so every expectation (which d --class picks) is known in advance.
@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import lgen
-from lifelong_gen import d_classes, embedded, manifest
-from lifelong_gen.bundle import CONFIG_NAME, D_CLASSES_NAME, NETWORK_FILES, ONNX_FILES
+from lifelong_gen.bundle import CONFIG_NAME, D_CLASSES_NAME, NETWORK_FILES, ONNX_FILES, d_classes, embedded, manifest
 from lifelong_gen.errors import LgenError
 
 CLASSES = {"mnist": [str(k) for k in range(10)],
@@ -223,7 +222,7 @@ def test_encode_shows_the_class_of_each_d(labelled, tmp_path):
 
 
 def test_the_model_card_shows_the_table_or_says_it_is_missing(labelled, tmp_path):
-    from lifelong_gen.model_card import render_card
+    from lifelong_gen.bundle.model_card import render_card
 
     card = render_card(labelled)
     assert "### What each d draws" in card and "| 12 | Bag | fashion-mnist | 0.95 | – |" in card
@@ -236,7 +235,7 @@ def test_the_model_card_shows_the_table_or_says_it_is_missing(labelled, tmp_path
 
 def test_the_embedded_model_ships_a_table_of_its_own_weights():
     bundle = embedded.pretrained_path()
-    table = d_classes.load(bundle)  # checked against checksums.json
+    table = d_classes.load(bundle)  # checked against its manifest
     assert table is not None and table.stale_warning(bundle) is None
     assert [r.d for r in table.rows] == list(range(20)) and table.measured["samples_per_d"] == 100
     # It is the table of the shipped evaluation: each d's class and share are metrics.json's.

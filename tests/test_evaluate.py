@@ -107,7 +107,7 @@ def test_cli_writes_report_and_compares(runs, tmp_path):
         <= set(timings) and all(v >= 0 for v in timings.values())
     assert f"evaluated in {sum(timings.values()):.0f} s: " in r.stderr
     # The d -> class table: into the run itself (listed in its manifest), whatever --out says, and beside metrics.json.
-    from lifelong_gen import d_classes, manifest
+    from lifelong_gen.bundle import d_classes, manifest
 
     table = d_classes.load(run_dir)
     assert table is not None and (out / "d_classes.json").read_bytes() == (run_dir / "d_classes.json").read_bytes()
@@ -131,7 +131,7 @@ def test_cli_writes_report_and_compares(runs, tmp_path):
 
 
 @pytest.mark.parametrize("args,fragment", [
-    (["/nonexistent/run"], "run directory not found"),
+    (["/nonexistent/run"], "'/nonexistent/run' is neither a directory nor a Hub repo id"),
     (["--compare", "."], "at least two runs"),
 ])
 def test_cli_errors(args, fragment):

@@ -124,8 +124,8 @@ def test_export_bad_flags(bundle, tmp_path, args, message):
 
 def test_export_missing_bundle(tmp_path):
     r = lgen("export", str(tmp_path / "nope"))
-    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"lgen: error: {tmp_path / 'nope'} is not a "
-                                                                   f"directory (expected a run or bundle directory)"]
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [f"lgen: error: '{tmp_path / 'nope'}' is neither a "
+                                                                   f"directory nor a Hub repo id of the form ORG/NAME[@REV]"]
 
 
 def test_truncated_onnx_is_one_line_error(bundle, tmp_path):

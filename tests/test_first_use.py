@@ -38,7 +38,7 @@ def test_root_help_lists_every_command_with_its_whole_short_help():
 
 @pytest.mark.parametrize("argv, missing", [
     (["train", "--domains", "synthetic:bars", "--out", "{tmp}/run"], "torch"),
-    (["evaluate", "{tmp}"], "torch"),
+    (["evaluate", "mnist-fashion"], "torch"),  # a model that resolves: the missing torch is what stops it
     (["export", "{tmp}"], "torch"),
 ])
 def test_torch_side_commands_without_torch_end_in_one_line_naming_the_extra(no_torch, tmp_path, argv, missing):
@@ -69,10 +69,10 @@ def test_embedded_default_note_says_what_the_model_is(no_torch, tmp_path):
     note = [line for line in r.stderr.splitlines() if "embedded default" in line]
     assert len(note) == 1 and "reference model" in note[0] and "quick" not in note[0], r.stderr
     # And that is true: the embedded model was trained with the full preset, not --quick.
-    from lifelong_gen import embedded
+    from lifelong_gen.bundle import embedded
     from lifelong_gen.config import PRESETS, read_run_config
 
-    cfg = read_run_config(embedded.pretrained_path(verify=False))
+    cfg = read_run_config(embedded.pretrained_path())
     assert cfg.train.steps_per_domain == PRESETS["mnist-fashion"]["steps_per_domain"]
 
 
@@ -81,10 +81,10 @@ def test_c_traversal_shows_every_active_category_by_default(no_torch, tmp_path):
              env=no_torch, timeout=60)
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
-    from lifelong_gen import embedded
+    from lifelong_gen.bundle import embedded
     from lifelong_gen.config import read_run_config
 
-    cfg = read_run_config(embedded.pretrained_path(verify=False))
+    cfg = read_run_config(embedded.pretrained_path())
     assert data["rows"] == cfg.model.d_dim == 20  # both domains' 10 categories, not the first 10
     assert sorted({cell["d"] for cell in data["cells"]}) == list(range(20))
 

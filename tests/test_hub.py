@@ -20,8 +20,9 @@ import pytest
 
 from conftest import lgen
 from hub_server import FakeHub
-from lifelong_gen import config, embedded, hub, model_card
-from lifelong_gen.bundle import CHECKSUMS_NAME, ENCODER_ONNX, GENERATOR_ONNX
+from lifelong_gen import config
+from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX, MANIFEST_NAME, embedded, hub, manifest, model_card
+from lifelong_gen.bundle.resolve import resolve_bundle
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
 from tiny_onnx import copy_bundle, torch_free_env
@@ -157,7 +158,7 @@ def test_push_to_branch_with_critic_then_pull(bundle, no_torch, fake_hub, tmp_pa
 
 def test_a_pushed_d_classes_table_travels_with_the_runtime_files(bundle, no_torch, fake_hub, tmp_path):
     """push uploads d_classes.json; `--model ORG/NAME --class` fetches it with config + ONNX, torch-free."""
-    from lifelong_gen import d_classes, manifest
+    from lifelong_gen.bundle import d_classes, manifest
 
     named = copy_bundle(bundle, tmp_path / "named")
     classes = {"synthetic:bars": [str(k) for k in range(10)]}
@@ -296,11 +297,11 @@ def test_hub_repo_ref_parsing(tmp_path, monkeypatch):
     assert str(hub.parse_repo_ref("a/b@0123abc")) == "a/b@0123abc"
     for bad in ("name", "/abs/path", "./rel/dir", "a/b/c", "a/b@", "-a/b", "a/b@x@y", "a/..b", "~/x"):
         assert hub.parse_repo_ref(bad) is None, bad
-    # An existing local directory wins over a Hub id that looks the same.
+    # An existing local directory wins over a Hub id that looks the same (no Hub is asked).
     monkeypatch.chdir(tmp_path)
     (tmp_path / "org" / "name").mkdir(parents=True)
-    assert hub.as_hub_ref("org/name") is None
-    assert hub.as_hub_ref("org/other") == hub.RepoRef("org/other")
+    with pytest.raises(LgenError, match="org/name is not a lifelong-gen run or bundle"):
+        resolve_bundle("org/name")
 
 
 # ---------------------------------------------------------------- model cards
@@ -385,14 +386,14 @@ def test_hub_model_card_without_onnxruntime_lists_the_onnx_files_plainly(bundle,
 # ---------------------------------------------------------------- the embedded default model
 
 
-def test_hub_embedded_default_model_checksums_and_card():
+def test_hub_embedded_default_model_manifest_and_card():
     from huggingface_hub import ModelCard
 
     path = embedded.pretrained_path()
-    embedded.verify_checksums(path)
-    listed = json.loads((path / CHECKSUMS_NAME).read_text())["files"]
+    listed = manifest.read_manifest(path)
+    manifest.verify(path, listed, required=True)  # the build's own check: every file
     assert {"config.json", GENERATOR_ONNX, ENCODER_ONNX, "README.md"} <= set(listed)
-    on_disk = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {CHECKSUMS_NAME}
+    on_disk = {p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()} - {MANIFEST_NAME}
     assert on_disk == set(listed)  # every shipped file is covered
     # Sampling needs no weights; the EMA generator and S ship too so that torch users can
     # evaluate or fine-tune it. The critic and the raw generator stay out.
@@ -445,12 +446,12 @@ def test_hub_embedded_default_detects_corruption(tmp_path, monkeypatch):
     copy = tmp_path / "pretrained" / "mnist-fashion"
     shutil.copytree(embedded.pretrained_path(), copy)
     monkeypatch.setattr(embedded, "PRETRAINED_ROOT", copy.parent)
-    embedded.pretrained_path()
+    assert resolve_bundle().path == copy
     data = bytearray((copy / GENERATOR_ONNX).read_bytes())
     data[-1] ^= 1
     (copy / GENERATOR_ONNX).write_bytes(bytes(data))
     with pytest.raises(LgenError, match="does not match its sha256"):
-        embedded.pretrained_path()
+        resolve_bundle()
     with pytest.raises(LgenError, match="no embedded model 'nope'"):
         embedded.pretrained_path("nope")
 

@@ -66,7 +66,7 @@ def test_a_bundle_with_biases_loads_folded_with_the_same_outputs(legacy_run, cap
 
 def test_the_embedded_model_loads_folded_and_still_matches_its_onnx_graph():
     ort = pytest.importorskip("onnxruntime")
-    from lifelong_gen.embedded import pretrained_path
+    from lifelong_gen.bundle.embedded import pretrained_path
 
     bundle = pretrained_path()
     run, nets = load_bundle(bundle, which=("G_ema",))

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, lgen
-from lifelong_gen import manifest
-from lifelong_gen.bundle import CONFIG_NAME, MANIFEST_NAME, NETWORK_FILES, ONNX_FILES
+from lifelong_gen.bundle import CONFIG_NAME, MANIFEST_NAME, NETWORK_FILES, ONNX_FILES, manifest
 from lifelong_gen.errors import LgenError
 
 SETTINGS = {**TINY, "domains": ["synthetic:bars"], "steps_per_domain": 4, "checkpoint_every": 1000}
@@ -251,7 +250,6 @@ def lgen_log():
 
 
 def test_a_bundle_without_a_manifest_loads_with_one_notice(run_copy, lgen_log):
-    from lifelong_gen.embedded import write_checksums
     from lifelong_gen.train.checkpoint import load_bundle
 
     (run_copy / MANIFEST_NAME).unlink()
@@ -260,12 +258,6 @@ def test_a_bundle_without_a_manifest_loads_with_one_notice(run_copy, lgen_log):
         load_bundle(run_copy, which=("G_ema", "S"))
     notices = [m for m in lgen_log if "has no manifest.json" in m]
     assert len(notices) == 1 and str(run_copy) in notices[0], lgen_log  # once per bundle and process
-    # checksums.json in place of a manifest (the embedded model's mechanism): no notice.
-    other = run_copy.parent / "with-checksums"
-    shutil.copytree(run_copy, other)
-    write_checksums(other)
-    load_bundle(other, which=("G_ema", "S"))
-    assert not [m for m in lgen_log if "has no manifest.json" in m and str(other) in m], lgen_log
 
 
 # ---------------------------------------------------------------- ordering and concurrency

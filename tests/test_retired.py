@@ -38,7 +38,7 @@ def _with_config(src, dst, section: str, **values):
 
 def _write_config(root, raw):
     """config.json rewritten with its manifest entry (as the version that wrote it would have)."""
-    from lifelong_gen import manifest
+    from lifelong_gen.bundle import manifest
 
     manifest.write_files(root, {"config.json": json.dumps(raw).encode()})
 

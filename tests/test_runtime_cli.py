@@ -18,7 +18,7 @@ from PIL import Image
 
 from conftest import lgen
 from lifelong_gen import images, runtime
-from lifelong_gen.bundle import GENERATOR_ONNX
+from lifelong_gen.bundle import ENCODER_ONNX, GENERATOR_ONNX
 from lifelong_gen.errors import LgenError
 from lifelong_gen.runtime import sessions
 from tiny_onnx import torch_free_env
@@ -179,13 +179,14 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(bundle, no_torch, tmp_p
 def test_model_directory_errors(bundle, no_torch, tmp_path):
     out = tmp_path / "s.png"
     r = run(no_torch, "sample", "--model", tmp_path / "nope", "--out", out)
-    assert r.returncode == 2 and r.stderr.strip() == f"lgen: error: model directory {tmp_path / 'nope'} does not exist"
+    assert r.returncode == 2 and r.stderr.strip() == (f"lgen: error: '{tmp_path / 'nope'}' is neither a directory nor "
+                                                      f"a Hub repo id of the form ORG/NAME[@REV]")
     unexported = tmp_path / "unexported"
     unexported.mkdir()
     (unexported / "config.json").write_text((bundle / "config.json").read_text())
     r = run(no_torch, "sample", "--model", unexported, "--out", out)
-    assert r.returncode == 2 and r.stderr.strip() == (f"lgen: error: {unexported} has no {GENERATOR_ONNX}: "
-                                                      f"run `lgen export {unexported}` first")
+    assert r.returncode == 2 and r.stderr.strip() == (f"lgen: error: {unexported} has no {GENERATOR_ONNX}, "
+                                                      f"{ENCODER_ONNX}: run `lgen export {unexported}` first")
     assert not out.exists()
 
 

@@ -1,5 +1,5 @@
 """Installed and cached bundles are read, never written: the embedded model by name, its
-checksums checked for the files a command reads, where `lgen evaluate` writes, and an
+manifest checked for the files a command reads, where `lgen evaluate` writes, and an
 `lgen export` that checks what it needs before working and leaves nothing behind.
 
 In-process and fast (the embedded model samples in well under a second); the one real
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import lgen
-from lifelong_gen import embedded, hub
-from lifelong_gen.bundle import CONFIG_NAME, GENERATOR_ONNX, RUNTIME_FILES
+from lifelong_gen.bundle import CONFIG_NAME, GENERATOR_ONNX, MANIFEST_NAME, RUNTIME_FILES, embedded, manifest
+from lifelong_gen.bundle.resolve import installed_location, resolve_bundle
 from lifelong_gen.cli import main
 from lifelong_gen.cli.evaluate import DEFAULT_OUT_ROOT, bundle_label, output_dir
 from lifelong_gen.errors import LgenError
@@ -45,18 +45,20 @@ def cli(capsys, *argv) -> tuple[int, str, str]:
     return exit_info.value.code, out, err
 
 
-# ---------------------------------------------------------------- checksums: only what is read
+# ---------------------------------------------------------------- the manifest: only what is read
 
 
-def test_verify_checksums_checks_the_files_asked_for(shipped):
+def test_the_embedded_manifest_lists_every_file_and_checks_what_is_asked_for(shipped):
+    listed = manifest.read_manifest(shipped)
+    on_disk = {p.relative_to(shipped).as_posix() for p in shipped.rglob("*") if p.is_file()} - {MANIFEST_NAME}
+    assert set(listed) == on_disk
     flip_last_byte(shipped / "figures" / "dc_grid.png")
-    embedded.verify_checksums(shipped, RUNTIME_FILES)  # sampling's files are intact
+    manifest.verify(shipped, RUNTIME_FILES, required=True)  # sampling's files are intact
     with pytest.raises(LgenError, match=r"figures/dc_grid.png does not match its sha256"):
-        embedded.verify_checksums(shipped)  # default: every file (the build's check)
-    with pytest.raises(LgenError, match=r"figures/dc_grid.png does not match its sha256"):
-        embedded.verify_checksums(shipped, ["figures/dc_grid.png"])
-    with pytest.raises(LgenError, match="is not listed in"):
-        embedded.verify_checksums(shipped, ["critic.safetensors"])  # never shipped: not silently "verified"
+        manifest.verify(shipped, ["figures/dc_grid.png"], required=True)
+    (shipped / "critic.safetensors").write_bytes(b"x")  # never shipped: not silently "verified"
+    with pytest.raises(LgenError, match=f"is not listed in .*{MANIFEST_NAME}: reinstall lifelong-gen"):
+        manifest.verify(shipped, ["critic.safetensors"], required=True, fix=embedded.REINSTALL)
 
 
 @pytest.mark.parametrize("damaged", ["figures/dc_grid.png", "samples/domain-1.png", "metrics.json", "README.md"])
@@ -77,23 +79,26 @@ def test_a_damaged_file_sampling_reads_is_one_line_exit_2(shipped, tmp_path, cap
     code, stdout, err = cli(capsys, "sample", "--n", 4, "--out", out)
     errors = [line for line in err.splitlines() if line.startswith("lgen: error:")]
     assert code == 2 and stdout == "" and not out.exists()
-    assert errors == [f"lgen: error: {shipped / damaged} does not match its sha256 in checksums.json: "
-                      f"reinstall lifelong-gen"], err
+    assert errors == [f"lgen: error: {shipped / damaged} does not match its sha256 in {shipped / MANIFEST_NAME} "
+                      f"(damaged or changed after it was written): reinstall lifelong-gen"], err
+
+
+def test_an_embedded_model_without_its_manifest_is_refused(shipped, tmp_path, capsys):
+    (shipped / MANIFEST_NAME).unlink()
+    code, stdout, err = cli(capsys, "sample", "--n", 4, "--out", tmp_path / "s.png")
+    assert code == 2 and err.strip() == f"lgen: error: {shipped} has no {MANIFEST_NAME}: reinstall lifelong-gen"
 
 
 # ---------------------------------------------------------------- the embedded model by name
 
 
-def test_embedded_name_resolves_a_bare_name_unless_a_local_path_exists(tmp_path, monkeypatch):
+def test_a_bare_name_is_the_embedded_model_unless_a_local_directory_has_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     name = embedded.DEFAULT_MODEL
-    assert embedded.embedded_name(name) == embedded.PRETRAINED_ROOT / name
-    assert hub.resolve_model(name) == embedded.PRETRAINED_ROOT / name  # verified and returned
-    for other in ("nope", "./" + name, f"org/{name}", "", ".", "..", None):
-        assert embedded.embedded_name(other) is None, other
+    assert resolve_bundle(name).path == embedded.PRETRAINED_ROOT / name  # checked and returned
     (tmp_path / name).mkdir()  # a local directory of the same name wins
-    assert embedded.embedded_name(name) is None
-    assert hub.resolve_model(name) == Path(name)
+    with pytest.raises(LgenError, match=f"{name} is not a lifelong-gen run or bundle: it has no config.json"):
+        resolve_bundle(name)
 
 
 def test_sample_model_by_embedded_name(tmp_path, capsys, monkeypatch):
@@ -103,8 +108,8 @@ def test_sample_model_by_embedded_name(tmp_path, capsys, monkeypatch):
     assert json.loads(stdout)["model"] == embedded.DEFAULT_MODEL and (tmp_path / "samples.png").is_file()
     assert "no --model given" not in err
     code, _, err = cli(capsys, "sample", "--model", "no-such-model", "--n", 4)
-    assert code == 2 and err.strip() == ("lgen: error: model directory no-such-model does not exist (nor is it an "
-                                         f"embedded model: {embedded.DEFAULT_MODEL})")
+    assert code == 2 and err.strip() == ("lgen: error: 'no-such-model' is neither a directory nor an embedded model "
+                                         f"(embedded: {embedded.DEFAULT_MODEL})")
 
 
 def test_evaluate_takes_the_embedded_name_and_refuses_out_inside_it(tmp_path, capsys, monkeypatch):
@@ -118,7 +123,8 @@ def test_evaluate_takes_the_embedded_name_and_refuses_out_inside_it(tmp_path, ca
                            f"choose a directory outside it")
     assert not inside.exists()
     code, _, err = cli(capsys, "evaluate", "no-such-model")
-    assert code == 2 and err.strip() == "lgen: error: run directory not found: no-such-model"
+    assert code == 2 and err.strip() == ("lgen: error: 'no-such-model' is neither a directory nor an embedded model "
+                                         f"(embedded: {embedded.DEFAULT_MODEL})")
 
 
 # ---------------------------------------------------------------- where evaluate writes
@@ -150,7 +156,7 @@ def test_output_dir_of_installed_and_cached_bundles(tmp_path, monkeypatch):
     # A user's own run directory: written in place (other code reads RUN/metrics.json).
     run = tmp_path / "runs" / "mf"
     assert output_dir(run, None) == (run, None)
-    assert embedded.installed_location(run) is None
+    assert installed_location(run) is None
 
 
 # ---------------------------------------------------------------- export: checks first, leaves nothing

@@ -2,7 +2,7 @@
 installed with `[cpu]` into a fresh virtual environment without torch.
 
 The editable install of the other tests once hid a wheel whose first command failed (the
-embedded model's safetensors were left out of the package data while checksums.json listed
+embedded model's safetensors were left out of the package data while its integrity file listed
 them). Here every command runs from that fresh environment, from a directory outside the
 repository, offline (HF_HUB_OFFLINE=1), so only what the wheel ships can be used.
 """
@@ -68,11 +68,11 @@ def test_build_is_warning_free_and_twine_accepts_both_files(dist):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
-def test_wheel_ships_every_file_the_embedded_checksums_list(dist):
+def test_wheel_ships_every_file_the_embedded_manifest_lists(dist):
     with zipfile.ZipFile(dist["wheel"]) as wheel:
         names = set(wheel.namelist())
         prefix = "lifelong_gen/pretrained/mnist-fashion/"
-        listed = json.loads(wheel.read(prefix + "checksums.json"))["files"]
+        listed = json.loads(wheel.read(prefix + "manifest.json"))["files"]
     missing = [rel for rel in listed if prefix + rel not in names]
     assert not missing, missing
     # cli/, export/ and model_cards/ install inside the lifelong_gen namespace only.
@@ -114,7 +114,8 @@ def test_installed_wheel_samples_encodes_and_interpolates_the_embedded_model_off
     assert r.returncode == 0 and (cwd / "strip.png").is_file(), r.stderr
 
 
-@pytest.mark.parametrize("argv", [["train", "--preset", "mnist-fashion", "--out", "run"], ["evaluate", "."],
+# evaluate names the embedded model: a directory that is no bundle would stop it first, in its own one line.
+@pytest.mark.parametrize("argv", [["train", "--preset", "mnist-fashion", "--out", "run"], ["evaluate", "mnist-fashion"],
                                   ["export", "."]])
 def test_installed_wheel_torch_side_commands_name_the_extra(venv, argv):
     r = lgen(venv, *argv)

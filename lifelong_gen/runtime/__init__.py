@@ -5,7 +5,9 @@ export/onnx_export.py; the graph contract both sides share is export/spec.py). T
 owns `OnnxModel` (a bundle's onnx/generator.onnx and onnx/encoder.onnx under onnxruntime:
 G(z, c, d) -> images, S(o) -> (d_logits, c_mean)), `load_model` and `read_encoder_inputs`
 (image files as the encoder's batch: lgen's PNG grids cut into their cells, a warning for an
-image far from the model's shape). Its helpers live where they are owned, with one import
+image far from the model's shape). `load_model` takes what `--model` takes (a directory, an
+embedded model's name, `ORG/NAME[@REV]`, or nothing: the default model) and resolves it
+through lifelong_gen/bundle/resolve.py. Its helpers live where they are owned, with one import
 path each: runtime/codes.py (the generator's inputs in numpy: priors, traversals, paths),
 runtime/sessions.py (onnxruntime, providers, cached and checked sessions) and
 lifelong_gen/images.py (image files in, PNG grids out).
@@ -13,10 +15,12 @@ lifelong_gen/images.py (image files in, PNG grids out).
     from lifelong_gen.runtime import load_model
     from lifelong_gen.runtime.codes import random_codes
 
+    model = load_model("mnist-fashion")  # or a bundle directory, or "ORG/NAME@REV" from the Hub
+
 Imports only numpy, onnxruntime, Pillow and torch-free lifelong_gen modules: it runs where
 PyTorch (and the onnx package) is not installed. config.json, and each ONNX file when its
 session is opened (sessions.py), are checked against the bundle's manifest.json first
-(lifelong_gen/manifest.py): only what is read is hashed.
+(lifelong_gen/bundle/manifest.py).
 """
 
 from __future__ import annotations
@@ -27,8 +31,17 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from lifelong_gen import manifest
-from lifelong_gen.bundle import CONFIG_NAME, ENCODER_ONNX, GENERATOR_ONNX, ONNX_FILES, stale_onnx
+from lifelong_gen.bundle import (
+    CONFIG_NAME,
+    D_CLASSES_NAME,
+    ENCODER_ONNX,
+    GENERATOR_ONNX,
+    ONNX_FILES,
+    RUNTIME_FILES,
+    manifest,
+    stale_onnx,
+)
+from lifelong_gen.bundle.resolve import resolve_bundle
 from lifelong_gen.config import ModelConfig, RunConfig, read_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.export import spec
@@ -51,12 +64,7 @@ def read_model_config(bundle: Path) -> RunConfig:
     """config.json of a run or bundle directory (checked against its manifest), with one-line errors for the CLI."""
     bundle = Path(bundle)
     if not bundle.exists():
-        hint = ""
-        if len(bundle.parts) == 1:  # a bare name: maybe meant as an embedded model's
-            from lifelong_gen.embedded import embedded_names
-
-            hint = f" (nor is it an embedded model: {', '.join(embedded_names()) or 'none'})"
-        raise LgenError(f"model directory {bundle} does not exist{hint}")
+        raise LgenError(f"model directory {bundle} does not exist")
     if not bundle.is_dir():
         raise LgenError(f"{bundle} is not a directory (expected a run or bundle directory)")
     manifest.verify(bundle, [CONFIG_NAME])  # a flipped digit in a shape still parses: only the sha256 sees it
@@ -245,6 +253,19 @@ def _as_batch(a: Any, name: str, width: int) -> np.ndarray:
     return a
 
 
-def load_model(bundle: Path, provider: Optional[str] = None, threads: Optional[int] = None) -> OnnxModel:
-    """Open an exported bundle (sessions are cached per process, so reopening is cheap)."""
-    return OnnxModel(bundle, provider=provider, threads=threads)
+def load_model(model: Optional[str | Path] = None, provider: Optional[str] = None, threads: Optional[int] = None,
+               *, endpoint: Optional[str] = None) -> OnnxModel:
+    """Open an exported model (sessions are cached per process, so reopening is cheap).
+
+    Args:
+        model: a run or bundle directory, the name of a model embedded in the package
+            (`mnist-fashion`; a local directory of that name wins), a Hub repo `ORG/NAME[@REV]`
+            (config.json, onnx/*.onnx and d_classes.json only, through the HF cache), or None:
+            the embedded default model. Resolved and checked by resolve.resolve_bundle.
+        provider: "cpu" or "cuda" to force one; None: CUDA when available, else CPU.
+        threads: intra-op threads (CPU); None: one per usable core.
+        endpoint: the Hub URL; default HF_ENDPOINT (or huggingface.co).
+    """
+    # Each graph is checked against the manifest when its session opens (sessions.py).
+    found = resolve_bundle(model, RUNTIME_FILES, fetch=[D_CLASSES_NAME], lazy=ONNX_FILES, endpoint=endpoint)
+    return OnnxModel(found.path, provider=provider, threads=threads)

@@ -14,7 +14,7 @@ running on CPU"), once per process; with `provider="cuda"` it is a one-line Lgen
 Sessions run with full graph optimisation, one intra-op thread per usable core (threads
 sleep rather than spin when idle), and are cached per process, keyed on the file's path,
 size and mtime, so a re-export is picked up. A file is checked against its bundle's
-manifest.json (lifelong_gen/manifest.py) before its first session in a process is created.
+manifest.json (lifelong_gen/bundle/manifest.py) before its first session in a process is created.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lifelong_gen import manifest
+from lifelong_gen.bundle import manifest
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
 

@@ -6,7 +6,7 @@ A *bundle* is a directory with `config.json` and one safetensors file per networ
 is a bundle plus `metrics.jsonl`, sample grids, per-domain snapshots and
 `checkpoints/`, which holds the full training state for resume. A bundle's own
 `manifest.json` (size and sha256 of config.json, the safetensors and onnx/*.onnx,
-lifelong_gen/manifest.py) is renamed into place after the files `save_bundle` writes, and
+lifelong_gen/bundle/manifest.py) is renamed into place after the files `save_bundle` writes, and
 `load_bundle` checks what it loads against it:
 
     checkpoints/step-00000500/{state.json, state.safetensors, manifest.json}
@@ -32,12 +32,11 @@ from typing import Any, Optional, Sequence
 import torch
 from safetensors.torch import load_file, save
 
-from lifelong_gen import manifest
 from lifelong_gen.atomic import atomic_directory, atomic_write_bytes, sha256_file, write_synced
-from lifelong_gen.bundle import CHECKPOINTS_DIR, CONFIG_NAME, NETWORK_FILES, SNAPSHOTS_DIR
+from lifelong_gen.bundle import CHECKPOINTS_DIR, CONFIG_NAME, NETWORK_FILES, SNAPSHOTS_DIR, manifest
+from lifelong_gen.bundle.resolve import fetch_bundle
 from lifelong_gen.config import RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
-from lifelong_gen.hub import fetch_bundle
 from lifelong_gen.train import legacy
 
 log = logging.getLogger("lifelong_gen")
@@ -181,7 +180,7 @@ def load_networks(bundle_or_repo_id: str | Path, which: Sequence[str] = ("G_ema"
 
     Args:
         bundle_or_repo_id: a bundle or run directory, or `org/name[@rev]` (downloads only
-            config.json and the safetensors files of `which`, through hub.fetch_bundle).
+            config.json and the safetensors files of `which`, through resolve.fetch_bundle).
         which: keys of NETWORK_FILES: "G", "G_ema" (generators), "S" (encoder), "D" (critic;
             on the Hub only when pushed with --with-critic).
 

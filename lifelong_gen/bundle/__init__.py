@@ -1,4 +1,12 @@
-"""The names of the files inside a model bundle, and the one staleness rule between them.
+"""A model on disk: the names of the files inside a bundle, and the one staleness rule between them.
+
+This package owns what a bundle is, how it is checked, where it comes from and how it is
+described, all torch-free: the file table (here), the manifest (manifest.py), the models
+shipped in the package (embedded.py), the Hub (hub.py), the one resolver from a string to a
+checked local bundle (resolve.py), `--from`'s lineage (lineage.py), the d -> class table
+(d_classes.py) and the model card (model_card.py). It imports only the ground floor of
+lifelong_gen (atomic writes, errors, config, domain names, the metrics summary) and the ONNX graph contract
+(export/spec.py); the runtime, the CLI and the torch side import it.
 
 A bundle (or run directory) is the diffusers layout plus what export, evaluation and the
 Hub add; every module that reads or writes one takes the names from here:
@@ -10,12 +18,12 @@ Hub add; every module that reads or writes one takes the names from here:
     d_classes.json                   `lgen evaluate`'s d -> class table (d_classes.py); sampling reads it
     samples/*.png, metrics.jsonl              the trainer's sample grids and loss log
     README.md                        model card (model_card.py)
-    checksums.json                   sha256 of every file (the embedded model, embedded.py)
-    manifest.json                    size + sha256 of config.json, *.safetensors, onnx/*.onnx, d_classes.json (manifest.py)
+    manifest.json                    size + sha256 of config.json, *.safetensors, onnx/*.onnx, d_classes.json
+                                     (an embedded model's: of every file) (manifest.py)
 
 Also owns `stale_onnx`: the ONNX graphs are a derived copy of the weights, so a bundle whose
-weights changed after its export (exported mid-training, then trained on) must be re-exported.
-Torch-free and numpy-free.
+weights changed after its export (exported mid-training, then trained on) must be re-exported;
+and `bundle_images`, the preview PNGs that cards show and `lgen push` uploads. Numpy-free.
 """
 
 from __future__ import annotations
@@ -23,7 +31,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional, Sequence
 
-CONFIG_NAME = "config.json"
+# The RunConfig's own file: config.py (the ground floor) reads it, so it names it; listed here with the rest.
+from lifelong_gen.config import CONFIG_NAME
+
 # One safetensors file per separately trained network, keyed as in networks.py.
 NETWORK_FILES = {
     "G": "generator.safetensors",
@@ -46,7 +56,6 @@ REPORT_NAME = "report.md"
 D_CLASSES_NAME = "d_classes.json"
 COMPARE_NAME = "compare.md"  # `lgen evaluate --compare --out DIR`
 TRAINING_LOG_NAME = "metrics.jsonl"  # the trainer's averaged losses, one JSON line per log step
-CHECKSUMS_NAME = "checksums.json"
 # Size and sha256 of the files the loaders read (manifest.py); a checkpoint has its own of the same name.
 MANIFEST_NAME = "manifest.json"
 SAMPLES_DIR = "samples"  # the trainer's grid after each domain
@@ -75,3 +84,15 @@ def stale_onnx(root: Path, weights: Optional[Sequence[str]] = None) -> Optional[
     if newest_weights > oldest_onnx + MTIME_SLACK_S:
         return f"the ONNX files in {root} are older than its weights: re-run `lgen export {root}`"
     return None
+
+
+def bundle_images(bundle: Path) -> list[Path]:
+    """Preview PNGs of a bundle (IMAGE_PATTERNS), relative to it, in a stable order."""
+    bundle = Path(bundle)
+    found: list[Path] = []
+    for pattern in IMAGE_PATTERNS:
+        for path in sorted(bundle.glob(pattern)):
+            rel = path.relative_to(bundle)
+            if path.is_file() and rel not in found:
+                found.append(rel)
+    return found

@@ -14,7 +14,7 @@ labelled real data of the domains at evaluation time only) applied to samples of
                 "runner_up": {"domain": "mnist", "class": "1", "share": 0.04}}, ...]}
 
 Owns building that dictionary (`build`), reading it with one-line errors (`read`; `load` checks
-it against the bundle's manifest or checksums first), naming a d (`DTable.label`), resolving
+it against the bundle's manifest first), naming a d (`DTable.label`), resolving
 `lgen sample --class NAME` to the purest d of that class (`DTable.resolve`; `choose` adds the
 command's checks and `chosen_note` its report), the stale check against the bundle's current
 weights (`stale_warning`) and the Markdown table of model cards and reports (`markdown`). Torch-free and numpy-free.
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from lifelong_gen.bundle import CHECKSUMS_NAME, D_CLASSES_NAME, NETWORK_FILES
+from lifelong_gen.bundle import D_CLASSES_NAME, NETWORK_FILES, manifest
 from lifelong_gen.errors import LgenError, one_line
 
 SCHEMA_VERSION = 1
@@ -227,33 +227,19 @@ def read(bundle: Path) -> Optional[DTable]:
 
 
 def load(bundle: Path) -> Optional[DTable]:
-    """`read`, after checking the file against the bundle's checksums.json (an embedded model) or manifest."""
-    from lifelong_gen import embedded, manifest
-
+    """`read`, after checking the file against the bundle's manifest."""
     bundle = Path(bundle)
-    if (bundle / D_CLASSES_NAME).is_file():
-        if embedded.is_embedded(bundle):
-            embedded.verify_checksums(bundle, [D_CLASSES_NAME])
-        else:
-            manifest.verify(bundle, [D_CLASSES_NAME], notice=False)
+    manifest.verify(bundle, [D_CLASSES_NAME], notice=False)  # a file the bundle lacks is skipped
     return read(bundle)
 
 
 def recorded_weights_sha256(bundle: Path) -> Optional[str]:
-    """The sha256 of BUNDLE's generator_ema.safetensors as its manifest or checksums.json records it,
-    else of the file itself; None where the bundle has neither (an ONNX-only download)."""
-    from lifelong_gen import manifest
-
+    """The sha256 of BUNDLE's generator_ema.safetensors as its manifest records it, else of the file
+    itself; None where the bundle has neither (an ONNX-only download)."""
     bundle = Path(bundle)
     listed = manifest.read_manifest(bundle) or {}
     if MEASURED_WEIGHTS in listed:
         return listed[MEASURED_WEIGHTS]["sha256"]
-    try:
-        files = json.loads((bundle / CHECKSUMS_NAME).read_text())["files"]
-        if isinstance(files.get(MEASURED_WEIGHTS), str):
-            return files[MEASURED_WEIGHTS]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass
     if (bundle / MEASURED_WEIGHTS).is_file():
         return manifest.file_entry(bundle / MEASURED_WEIGHTS)["sha256"]
     return None

@@ -5,7 +5,8 @@ Owns `render_card` / `write_card`: the Jinja2 template `model_cards/bundle_card.
 every model and training setting), `metrics.json` when `lgen evaluate` wrote one (its
 headline figures, metrics_summary.py; the full file stays beside the card), the preview PNGs present (`samples/`, `figures/`),
 the ONNX files (size, and the opset and parity the export recorded in their metadata,
-read with onnxruntime) and the ONNX contract of export/spec.py. Torch-free:
+read with onnxruntime), the ONNX contract of export/spec.py and the lineage record of a
+continued run (`lineage_chain`: its ancestors, read back from config.json). Torch-free:
 `lgen card` and `lgen push` run where PyTorch is not installed.
 """
 
@@ -19,11 +20,10 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from lifelong_gen.atomic import atomic_write_text
-from lifelong_gen.bundle import CARD_NAME, IMAGE_PATTERNS, METRICS_NAME, NETWORK_FILES, ONNX_FILES
+from lifelong_gen.bundle import CARD_NAME, METRICS_NAME, NETWORK_FILES, ONNX_FILES, bundle_images, d_classes
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
-from lifelong_gen.lineage import lineage_chain
 from lifelong_gen.metrics_summary import fmt, summary_rows
 
 TEMPLATE = "bundle_card.md.j2"
@@ -73,8 +73,6 @@ def _d_classes_section(bundle: Path) -> tuple[str, str, str, str]:
     """(the d -> class table as Markdown, how it was measured, the text shown without one, a --class example)."""
     import shlex
 
-    from lifelong_gen import d_classes
-
     try:
         table = d_classes.read(bundle)
     except LgenError as e:
@@ -84,18 +82,6 @@ def _d_classes_section(bundle: Path) -> tuple[str, str, str, str]:
     purest = max(table.rows, key=lambda r: (r.share, -r.d), default=None)
     return (d_classes.markdown(table), d_classes.measured_line(table), "",
             shlex.quote(table.flag_name(purest)) if purest else "")
-
-
-def bundle_images(bundle: Path) -> list[Path]:
-    """Preview PNGs of a bundle, relative to it, in a stable order."""
-    bundle = Path(bundle)
-    found: list[Path] = []
-    for pattern in IMAGE_PATTERNS:
-        for path in sorted(bundle.glob(pattern)):
-            rel = path.relative_to(bundle)
-            if path.is_file() and rel not in found:
-                found.append(rel)
-    return found
 
 
 def _caption(rel: Path, run: RunConfig) -> str:
@@ -250,6 +236,15 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
         sections=[{"title": t, "body": b.strip()} for t, b in sections],
         lineage=_lineage_rows(run),
     )
+
+
+def lineage_chain(run: RunConfig) -> list[dict[str, Any]]:
+    """The run's ancestors, nearest first (each a lineage record of lineage.py, without its nested parent)."""
+    chain, node = [], run.parent
+    while node:
+        chain.append({k: v for k, v in node.items() if k != "parent"})
+        node = node.get("parent")
+    return chain
 
 
 def _ancestor_name(record: dict[str, Any]) -> str:

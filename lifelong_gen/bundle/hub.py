@@ -1,19 +1,15 @@
-"""Hugging Face Hub I/O: push and pull model bundles, resolve `--model ORG/NAME[@REV]`.
+"""Hugging Face Hub I/O: push and pull model bundles, download what a `ORG/NAME[@REV]` names.
 
 Owns everything that talks to the Hub (through huggingface_hub, never hand-written HTTP):
 
+- `parse_repo_ref`: the `ORG/NAME[@REV]` form (resolve.py decides when a string is meant as one).
+- `download` / `pull`: snapshot_download into the HF cache (HF_HOME, HF_HUB_CACHE) with
+  allow_patterns, so a command fetches only the files it needs (sampling: config.json +
+  onnx/*.onnx + d_classes.json, no safetensors), and HF_HUB_OFFLINE=1 works from the cache.
 - `push`: one commit with config.json, the safetensors weights (the critic only when asked),
   onnx/*.onnx, metrics.json, the d -> class table, preview PNGs and the model card (rendered
   when the bundle has no README.md).
-- `download` / `resolve_model` / `pull`: snapshot_download into the HF cache (HF_HOME,
-  HF_HUB_CACHE) with allow_patterns, so a command fetches only the files it needs (sampling:
-  config.json + onnx/*.onnx + d_classes.json, no safetensors), and HF_HUB_OFFLINE=1 works
-  from the cache.
-- `fetch_bundle`: a local bundle, or the config and chosen weight files of a Hub repo, for the
-  torch side's `lifelong_gen.train.checkpoint.load_networks`.
 
-With no --model, or the name of an embedded model (`--model mnist-fashion`), `resolve_model`
-answers with the model shipped in the package (embedded.py).
 Every failure becomes a one-line LgenError (repo or revision not found, offline with nothing
 cached, a bundle missing a required file, a config from a newer format). Torch-free, even
 inside functions; huggingface_hub itself is imported where used, so `lgen sample --model DIR`
@@ -32,7 +28,6 @@ from typing import Any, Iterator, Optional, Sequence
 from lifelong_gen import __version__
 from lifelong_gen.bundle import (
     CARD_NAME,
-    CHECKSUMS_NAME,
     CONFIG_NAME,
     D_CLASSES_NAME,
     IMAGE_PATTERNS,
@@ -43,9 +38,10 @@ from lifelong_gen.bundle import (
     ONNX_FILES,
     REPORT_NAME,
     RUNTIME_FILES,
+    bundle_images,
     stale_onnx,
 )
-from lifelong_gen.embedded import embedded_name, pretrained_path
+from lifelong_gen.config import read_run_config
 from lifelong_gen.errors import LgenError, one_line
 
 # What the ONNX runtime needs (sample, encode, interpolate), as download patterns.
@@ -55,8 +51,7 @@ RUNTIME_PATTERNS = (CONFIG_NAME, f"{ONNX_DIR}/*.onnx", MANIFEST_NAME, D_CLASSES_
 # A pushed bundle always has these; the critic only with --with-critic.
 PUSH_REQUIRED = RUNTIME_FILES + (NETWORK_FILES["G"], NETWORK_FILES["G_ema"], NETWORK_FILES["S"])
 # Everything `lgen pull` fetches (without --onnx-only); the extras are fetched when present.
-PULL_PATTERNS = RUNTIME_PATTERNS + ("*.safetensors", CARD_NAME, METRICS_NAME, REPORT_NAME, CHECKSUMS_NAME,
-                                    *IMAGE_PATTERNS)
+PULL_PATTERNS = RUNTIME_PATTERNS + ("*.safetensors", CARD_NAME, METRICS_NAME, REPORT_NAME, *IMAGE_PATTERNS)
 
 # org/name[@revision]: the Hub's character set for namespaces and names.
 _REPO_REF = re.compile(r"(?P<repo>[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*)(?:@(?P<rev>[^\s@]+))?")
@@ -81,14 +76,11 @@ def parse_repo_ref(value: str) -> Optional[RepoRef]:
     return RepoRef(match["repo"], match["rev"])
 
 
-def as_hub_ref(value: str) -> Optional[RepoRef]:
-    """A --model value as a Hub repo: when it is not an existing local path and looks like org/name[@rev]."""
-    if Path(str(value)).expanduser().exists():
-        return None
-    return parse_repo_ref(value)
-
-
 # ---------------------------------------------------------------- huggingface_hub and its errors
+
+
+# Whether huggingface_hub is to be quiet (the CLI), applied when hub.py first imports it.
+_QUIET = {"wanted": False, "done": False}
 
 
 def _hf():
@@ -96,20 +88,23 @@ def _hf():
         import huggingface_hub
     except ImportError:
         raise LgenError("huggingface_hub is not installed: pip install huggingface-hub") from None
+    if _QUIET["wanted"] and not _QUIET["done"]:
+        from huggingface_hub.utils import disable_progress_bars, logging
+
+        logging.set_verbosity_error()
+        if not sys.stderr.isatty():
+            disable_progress_bars()
+        _QUIET["done"] = True
     return huggingface_hub
 
 
 def quiet_hub_output() -> None:
     """For the CLI: huggingface_hub logs errors only, progress bars only on a terminal.
 
-    Keeps stderr to the one `lgen: error: ...` line when something fails.
+    Keeps stderr to the one `lgen: error: ...` line when something fails. Takes effect when a
+    command first talks to the Hub, so a command that never does never imports huggingface_hub.
     """
-    _hf()
-    from huggingface_hub.utils import disable_progress_bars, logging
-
-    logging.set_verbosity_error()
-    if not sys.stderr.isatty():
-        disable_progress_bars()
+    _QUIET["wanted"] = True
 
 
 def _is_network_error(error: BaseException) -> bool:
@@ -198,8 +193,6 @@ def _check_files(root: Path, required: Sequence[str], where: str, hint: str) -> 
 
 def _check_config(root: Path) -> None:
     """config.json must parse as a RunConfig of a format this version reads (newer -> error)."""
-    from lifelong_gen.config import read_run_config
-
     read_run_config(root)
 
 
@@ -235,32 +228,6 @@ def hf_hub_cache() -> Optional[Path]:
     return Path(constants.HF_HUB_CACHE).expanduser()
 
 
-def resolve_model(value: Optional[str] = None, *, endpoint: Optional[str] = None) -> Path:
-    """The directory to run a --model value from (what `lgen sample | encode | interpolate` use).
-
-    Args:
-        value: None: the embedded default model; an existing path: itself; the name of an
-            embedded model (`mnist-fashion`, embedded.embedded_name: a local directory of that
-            name wins); `org/name[@rev]`: that Hub repo's config.json and onnx/*.onnx (nothing
-            else), through the HF cache. Anything else is returned as a path for the runtime
-            to report. An embedded model is checked against its checksums.json, for the files
-            the runtime reads only (a damaged preview PNG does not stop sampling).
-    """
-    if value is None:
-        return pretrained_path()
-    named = embedded_name(value)
-    if named is not None:
-        return pretrained_path(named.name)
-    ref = as_hub_ref(value)
-    if ref is None:
-        return Path(value)
-    path = download(ref, RUNTIME_PATTERNS, endpoint=endpoint, local_hint=True)
-    _check_files(path, RUNTIME_FILES, f"Hub repo {ref}",
-                 ": push an exported bundle (`lgen export BUNDLE`, then `lgen push BUNDLE ORG/NAME`)")
-    _check_config(path)
-    return path
-
-
 def pull(ref: RepoRef, *, local_dir: Optional[Path] = None, onnx_only: bool = False,
          endpoint: Optional[str] = None) -> tuple[Path, list[str]]:
     """Download a bundle: everything (`PULL_PATTERNS`) or only what sampling needs.
@@ -280,29 +247,6 @@ def pull(ref: RepoRef, *, local_dir: Optional[Path] = None, onnx_only: bool = Fa
     return path, warnings
 
 
-def fetch_bundle(bundle_or_repo_id: str | Path, files: Sequence[str], *, endpoint: Optional[str] = None,
-                 hint: str = "") -> Path:
-    """A local directory holding a bundle's config.json and `files` (what load_networks reads).
-
-    Args:
-        bundle_or_repo_id: a bundle or run directory (returned as it is), or `org/name[@rev]`
-            (only config.json and `files` are downloaded, through the HF cache).
-        files: weight files the caller needs, relative to the bundle (checked on the Hub side;
-            a local bundle's loader reports its own missing files).
-        hint: appended to the message when the Hub repo lacks one of `files`.
-    """
-    ref = as_hub_ref(str(bundle_or_repo_id))
-    if ref is not None:
-        path = download(ref, (CONFIG_NAME, MANIFEST_NAME, *files), endpoint=endpoint, local_hint=True)
-        _check_files(path, (CONFIG_NAME, *files), f"Hub repo {ref}", hint)
-    else:
-        path = Path(bundle_or_repo_id)
-        if not path.is_dir():
-            raise LgenError(f"{path} is neither a bundle directory nor a Hub repo id (org/name[@rev])")
-    _check_config(path)
-    return path
-
-
 # ---------------------------------------------------------------- push
 
 
@@ -314,8 +258,6 @@ def push_files(bundle: Path, *, with_critic: bool = False) -> list[str]:
     README.md, metrics.json, report.md and d_classes.json (`lgen evaluate`), preview PNGs (samples/,
     figures/, top level).
     """
-    from lifelong_gen.model_card import bundle_images
-
     bundle = Path(bundle)
     if not bundle.is_dir():
         raise LgenError(f"{bundle} is not a directory (expected an exported run or bundle directory)")
@@ -328,7 +270,7 @@ def push_files(bundle: Path, *, with_critic: bool = False) -> list[str]:
     stale = stale_onnx(bundle, [rel for rel in required if rel in NETWORK_FILES.values()])
     if stale:
         raise LgenError(stale)
-    from lifelong_gen import manifest
+    from lifelong_gen.bundle import manifest
 
     manifest.verify(bundle, required, notice=False)  # a damaged file is never uploaded
     extras = [rel for rel in (CARD_NAME, METRICS_NAME, REPORT_NAME, D_CLASSES_NAME, MANIFEST_NAME)
@@ -362,7 +304,7 @@ def push(bundle: Path, repo_id: str, *, private: bool = False, revision: Optiona
     hf = _hf()
     operations = [hf.CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(bundle / rel)) for rel in files]
     if CARD_NAME not in files:  # render the card for this repo; the bundle itself is left as it is
-        from lifelong_gen.model_card import render_card
+        from lifelong_gen.bundle.model_card import render_card
 
         card = render_card(bundle, repo_id=ref.repo_id, with_critic=with_critic).encode("utf-8")
         operations.append(hf.CommitOperationAdd(path_in_repo=CARD_NAME, path_or_fileobj=card))

@@ -4,10 +4,10 @@
 while a new domain is learned, only its data and the previous generator are available.
 This module owns the torch-free half of it:
 
-- `resolve_parent`: MODEL as `--model` takes it (a run or bundle directory, the name of an
-  embedded model such as `mnist-fashion`, or `ORG/NAME[@REV]` through the HF cache) -> a
-  local directory with config.json, the EMA generator, S and, when present, the critic;
-  the weight files are checked against the bundle's checksums.json when it has one.
+- `resolve_parent`: MODEL as resolve.py resolves any model (a run or bundle directory, the
+  name of an embedded model such as `mnist-fashion`, or `ORG/NAME[@REV]` through the HF
+  cache) -> a local directory with config.json, the EMA generator, S and, when present, the
+  critic, each checked against the bundle's manifest.
 - `continue_config`: the child's RunConfig. Method settings (the networks, d_per_domain,
   the loss weights and levers) are the parent's and cannot be changed; training settings
   (steps, batch, learning rates, replay, seed, cadence, device-side options) may be.
@@ -15,7 +15,7 @@ This module owns the torch-free half of it:
   and d_dim grows by d_per_domain per new domain (train/growth.py grows the weights).
 - the lineage record in config.json's `parent`: the model as given, where it was found,
   its revision, the sha256 of the weights used, its domains and its own parent (nested,
-  so a chain of continuations is recorded whole).
+  so a chain of continuations is recorded whole; model_card.py reads the chain back).
 
 The weights themselves are loaded and grown on the torch side (train/trainer.py).
 """
@@ -30,7 +30,8 @@ from typing import Any, Optional
 
 from lifelong_gen import __version__
 from lifelong_gen.atomic import sha256_file
-from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME, MANIFEST_NAME, NETWORK_FILES
+from lifelong_gen.bundle import NETWORK_FILES
+from lifelong_gen.bundle.resolve import resolve_bundle
 from lifelong_gen.config import (
     EXECUTION_SETTINGS,
     MODEL_KEYS,
@@ -39,7 +40,7 @@ from lifelong_gen.config import (
     read_run_config,
 )
 from lifelong_gen.domain_names import native_shape, parse_domains
-from lifelong_gen.errors import LgenError, one_line
+from lifelong_gen.errors import LgenError
 from lifelong_gen.settings import flag_of
 
 # A continued run keeps these training settings of its parent: they define the objective
@@ -65,42 +66,6 @@ class Parent:
     has_critic: bool
 
 
-def _verify_listed(root: Path, files: list[str]) -> None:
-    """Check `files` against ROOT/checksums.json when the bundle has one (embedded, pulled) and lists them."""
-    from lifelong_gen import embedded
-
-    path = root / CHECKSUMS_NAME
-    if not path.is_file():
-        return
-    try:
-        listed = json.loads(path.read_text())["files"]
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise LgenError(f"{path} is unreadable ({one_line(e)})") from None
-    embedded.verify_checksums(root, [rel for rel in files if rel in listed])
-
-
-def _locate(value: str, endpoint: Optional[str], weights: bool) -> tuple[Path, dict[str, Any]]:
-    """(local directory, where-found fields of the record) for a --from value."""
-    from lifelong_gen import embedded, hub
-
-    local = Path(value).expanduser()
-    if local.is_dir():  # a directory of that name wins over an embedded model or a Hub id
-        return local, {"source": "local", "path": str(local.resolve())}
-    shipped = embedded.embedded_name(value)
-    if shipped is not None:
-        return shipped, {"source": "embedded", "name": value, "package_version": __version__}
-    ref = hub.as_hub_ref(value)
-    if ref is None:
-        raise LgenError(f"--from {value}: no such directory, embedded model or Hub repo id (ORG/NAME[@REV])")
-    hub.quiet_hub_output()
-    files = [CONFIG_NAME, CHECKSUMS_NAME, MANIFEST_NAME]
-    if weights:
-        files += [NETWORK_FILES[k] for k in (*REQUIRED_WEIGHTS, "D")]
-    path = hub.download(ref, files, endpoint=endpoint, local_hint=True)
-    # The cache's snapshot folder is named after the commit: the exact revision used.
-    return path, {"source": "hub", "repo_id": ref.repo_id, "revision": ref.revision, "commit": path.name}
-
-
 def resolve_parent(value: str, *, endpoint: Optional[str] = None, weights: bool = True) -> Parent:
     """The parent model named by `--from VALUE`, checked before any training work.
 
@@ -109,20 +74,19 @@ def resolve_parent(value: str, *, endpoint: Optional[str] = None, weights: bool 
         endpoint: the Hub URL (default HF_ENDPOINT).
         weights: False for `--dry-run`: only config.json is needed (and fetched).
 
-    One-line LgenError when it is missing, is not a bundle, or lacks the EMA generator or S.
+    One-line LgenError when it names no model, lacks the EMA generator or S, or fails its checks.
     """
-    path, record = _locate(value, endpoint, weights)
+    required = [NETWORK_FILES[k] for k in REQUIRED_WEIGHTS] if weights else []
+    found = resolve_bundle(value, required, fetch=[NETWORK_FILES["D"]] if weights else [], endpoint=endpoint,
+                           hint=": a continuation needs the EMA generator and S (an ONNX-only pull lacks them: "
+                                "`lgen pull` without --onnx-only)")
+    path = found.path
     run = read_run_config(path)
-    record = {"model": value, **record, "domains": list(run.train.domains), "d_dim": run.model.d_dim,
+    record = {"model": value, **found.origin(), "domains": list(run.train.domains), "d_dim": run.model.d_dim,
               "parent": run.parent}
     has_critic = (path / NETWORK_FILES["D"]).is_file()
     if weights:
-        missing = [NETWORK_FILES[k] for k in REQUIRED_WEIGHTS if not (path / NETWORK_FILES[k]).is_file()]
-        if missing:
-            raise LgenError(f"--from {value}: the model has no {', '.join(missing)} (a continuation needs the EMA "
-                            f"generator and S; an ONNX-only pull lacks them: `lgen pull` without --onnx-only)")
-        used = [NETWORK_FILES[k] for k in REQUIRED_WEIGHTS] + ([NETWORK_FILES["D"]] if has_critic else [])
-        _verify_listed(path, used)
+        used = required + ([NETWORK_FILES["D"]] if has_critic else [])
         record["weights"] = {rel: sha256_file(path / rel) for rel in used}
     return Parent(path=path, run=run, record=record, has_critic=has_critic)
 
@@ -182,12 +146,3 @@ def continue_config(parent: Parent, domains: str | list[str], overrides: dict[st
     record = {**parent.record, "critic": "parent" if use_parent_critic else "fresh"}
     sources = list(parent.run.data_sources)[:len(pt.domains)]
     return RunConfig(model=model, train=train, data_sources=sources, package_version=__version__, parent=record)
-
-
-def lineage_chain(run: RunConfig) -> list[dict[str, Any]]:
-    """The run's ancestors, nearest first (each a lineage record, without its nested parent)."""
-    chain, node = [], run.parent
-    while node:
-        chain.append({k: v for k, v in node.items() if k != "parent"})
-        node = node.get("parent")
-    return chain

@@ -1,7 +1,9 @@
 """The manifest of a bundle or run directory: size and sha256 of each file its loaders read.
 
-BUNDLE/manifest.json lists config.json, every top-level *.safetensors, onnx/*.onnx and d_classes.json present
-(a checkpoint's manifest.json, checkpoint.py, is the same idea for checkpoints/step-N/):
+Every bundle's one integrity file, the embedded models' included. BUNDLE/manifest.json lists
+config.json, every top-level *.safetensors, onnx/*.onnx and d_classes.json present; an embedded
+model's lists every file it ships (`record`, when scripts/build_pretrained.py builds one). A
+checkpoint's manifest.json (train/checkpoint.py) is the same idea for checkpoints/step-N/:
 
     {"files": {"config.json": {"bytes": 1489, "sha256": "9f86d0..."},
                "generator_ema.safetensors": {...}, "onnx/generator.onnx": {...}, ...}}
@@ -14,8 +16,9 @@ manifest last. A failed write (a full disk) so changes nothing, and a manifest n
 a file before that file is in place. Readers call `verify(root, files)` on what they are about
 to read: a listed file whose size or sha256 differs is a one-line LgenError naming it; a file
 the manifest does not list (an older version wrote it) is read as before; a directory with no
-manifest is read as before, with one `lifelong_gen` log line per directory and process (none
-where checksums.json stands in for it: the embedded model, embedded.py).
+manifest (an older version's run, or a copy of an older install's embedded model, which had a
+checksums.json instead) is read as before, with one `lifelong_gen` log line per directory and
+process. With `required=True` (an installed embedded model) both are errors instead.
 
 Writers rename under an exclusive flock on the directory, readers hash under a shared one, so
 `lgen export RUN` during a training never sees the trainer's new weights with its old manifest,
@@ -34,7 +37,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Optional
 
 from lifelong_gen.atomic import publish, sha256_file, write_temp
-from lifelong_gen.bundle import CHECKSUMS_NAME, CONFIG_NAME, D_CLASSES_NAME, MANIFEST_NAME, ONNX_DIR
+from lifelong_gen.bundle import CONFIG_NAME, D_CLASSES_NAME, MANIFEST_NAME, ONNX_DIR
 from lifelong_gen.errors import LgenError, one_line
 
 log = logging.getLogger("lifelong_gen")
@@ -232,12 +235,17 @@ def update(root: Path) -> Path:
     return publish_files(root, {}, {})
 
 
+def record(root: Path, files: Iterable[str]) -> Path:
+    """Rewrite ROOT/manifest.json with `files` (relative posix paths) hashed afresh from disk, beside
+    what `update` keeps: an embedded model lists every file it ships, previews and card included."""
+    root = Path(root)
+    return publish_files(root, {}, {rel: file_entry(root / rel) for rel in files})
+
+
 # ---------------------------------------------------------------- reading
 
 
 def _notice(root: Path) -> None:
-    if (root / CHECKSUMS_NAME).is_file():  # the embedded model: embedded.verify_checksums checks it
-        return
     key = str(root.resolve())
     if key in _NOTICED:
         return
@@ -246,10 +254,11 @@ def _notice(root: Path) -> None:
              "`lgen export %s` writes one", root, MANIFEST_NAME, root)
 
 
-def _check(root: Path, rel: str, entry: dict[str, Any]) -> None:
+def _check(root: Path, rel: str, entry: dict[str, Any], fix: Optional[str]) -> None:
     path, manifest = root / rel, root / MANIFEST_NAME
-    fix = (f"re-run `lgen export {root}`, or restore it from a copy" if rel.endswith(".onnx")
-           else "restore it from a copy")
+    if fix is None:
+        fix = (f"re-run `lgen export {root}`, or restore it from a copy" if rel.endswith(".onnx")
+               else "restore it from a copy")
     size = path.stat().st_size
     if size != entry["bytes"]:  # free, and spares hashing a truncated file
         raise LgenError(f"{path} has {size} bytes, {manifest} says {entry['bytes']} (truncated or changed after it "
@@ -259,7 +268,8 @@ def _check(root: Path, rel: str, entry: dict[str, Any]) -> None:
                         f"written): {fix}")
 
 
-def verify(root: Path, files: Iterable[str], *, lock: bool = True, notice: bool = True) -> None:
+def verify(root: Path, files: Iterable[str], *, lock: bool = True, notice: bool = True, required: bool = False,
+           fix: Optional[str] = None) -> None:
     """Check the files of ROOT a caller is about to read against ROOT/manifest.json.
 
     Args:
@@ -270,10 +280,13 @@ def verify(root: Path, files: Iterable[str], *, lock: bool = True, notice: bool 
             (`locked(root, exclusive=False)` around checking and loading both).
         notice: log the once-per-directory line when there is no manifest; False where the
             caller's bundle had its say already (an ONNX session after its config.json).
+        required: the manifest must exist and list every file of `files` present (an installed
+            model, which nothing may have changed).
+        fix: what the error tells the user to do; default: re-export (an ONNX file) or restore it.
 
     Raises:
-        LgenError: one line naming the first listed file whose size or sha256 differs, or
-            the unreadable manifest.
+        LgenError: one line naming the first listed file whose size or sha256 differs, the
+            unreadable manifest, or (required) the missing manifest or the unlisted file.
     """
     root = Path(root)
     present = [rel for rel in files if (root / rel).is_file()]
@@ -281,10 +294,14 @@ def verify(root: Path, files: Iterable[str], *, lock: bool = True, notice: bool 
         return
     with locked(root, exclusive=False) if lock else contextlib.nullcontext():
         listed = read_manifest(root)
+        if listed is None and required:
+            raise LgenError(f"{root} has no {MANIFEST_NAME}: {fix or 'restore it from a copy'}")
         if listed is None:
             if notice:
                 _notice(root)
             return
         for rel in present:
             if rel in listed:
-                _check(root, rel, listed[rel])
+                _check(root, rel, listed[rel], fix)
+            elif required:
+                raise LgenError(f"{root / rel} is not listed in {root / MANIFEST_NAME}: {fix or 'restore it from a copy'}")
