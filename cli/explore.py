@@ -8,6 +8,7 @@ ends as one line and exit 2 (main() in cli/app.py), before anything is served.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Optional
 
@@ -19,6 +20,10 @@ from lifelong_gen.errors import LgenError
 
 DEFAULT_PORT = 8765
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _stop(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 @app.command(short_help="Serve a local page to move the codes and watch the image (torch-free).")
@@ -55,6 +60,7 @@ def explore(
     typer.echo(f"http://{shown}:{real_port}/")
     print(f"lgen: exploring {explorer.label} ({model.d_dim} d, {model.c_dim} c); Ctrl-C stops", file=sys.stderr)
     sys.stdout.flush()
+    signal.signal(signal.SIGTERM, _stop)  # `kill PID` stops as cleanly as Ctrl-C
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
