@@ -5,16 +5,19 @@ views.py (the model's facts and the PNGs the page shows, through lifelong_gen.ru
 server.py (the standard library's HTTP server, the page's static files from static/).
 
 Why a server on the standard library with onnxruntime generating on it, and not the
-generator running in the browser (onnxruntime-web), measured on 2 CPU cores with the embedded
-model (benchmarks/explore.py, recorded in benchmarks/explore.json):
-- speed: one 28x28 image costs about MEASURED_MS ms on the server (G plus the PNG); a slider
-  move's whole round trip in headless chromium is about MEASURED_RT ms (median of 20 moves,
-  tests/test_explore_browser.py), well inside the 100 ms a slider needs;
-- size: the page is three small text files (about PAGE_KB kB); onnxruntime-web's WebAssembly
-  runtime alone is over 10 MB, beyond the 2 MB the wheel may grow, and the page would also
-  need the ONNX files served to it;
+generator running in the browser (onnxruntime-web), measured on 2 shared CPU cores (AMD EPYC,
+load average 3.4) with the embedded model (benchmarks/explore.py -> benchmarks/explore.json):
+- speed: one 28x28 image costs the server 0.5 ms (G 0.2 ms, then the PNG), 0.9 ms over HTTP;
+  a slider move's whole round trip in headless chromium, input event to the new image shown,
+  took a median of 10-14 ms over 20 moves (tests/test_explore_browser.py): far inside the
+  100 ms a slider needs. The d x c grid (140 images) takes 16 ms, a strip between two
+  uploaded images 11 ms (S included);
+- size: the page is three text files (11 kB); everything `lgen explore` adds to the wheel
+  deflates to 16 kB. onnxruntime-web's WebAssembly runtime alone (ort-wasm-simd-threaded.wasm) is about 12.8 MB, six times
+  the 2 MB the wheel may grow, and the page would also need the ONNX files sent to it;
 - one runtime: images, grids and encodings come from the same onnxruntime sessions, checks
   and d -> class table as `lgen sample | encode | interpolate`, so the page shows what the
-  commands write. The cost: the page needs the server; a static export (e.g. for a Hugging
-  Face Space) is not offered.
+  commands write (an image is pixel for pixel the one `lgen sample` draws with the same
+  seed, d and c). The cost: the page needs the server, so no static export (e.g. for a
+  Hugging Face Space) is offered.
 """
