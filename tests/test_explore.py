@@ -296,3 +296,33 @@ def test_the_wheel_ships_the_page():
     static = ROOT / "lifelong_gen" / "explore" / "static"
     shipped = {p.name for pattern in data["lifelong_gen.explore"] for p in static.glob(pattern.split("/", 1)[1])}
     assert shipped == {p.name for p in static.iterdir()} == {"index.html", "explore.js", "explore.css"}
+
+
+def test_help_lists_the_options():
+    r = lgen("explore", "--help", timeout=60)
+    assert r.returncode == 0 and all(flag in r.stdout for flag in ("--model", "--port", "--host"))
+
+
+@pytest.mark.heavy
+@pytest.mark.integration
+@pytest.mark.timeout(600)
+def test_a_continued_three_domain_model_is_explored_torch_free(tmp_path, no_torch):
+    """The embedded model taught a third domain (one step: the cheapest continued model), exported, served."""
+    child = tmp_path / "child"
+    r = lgen("train", "--from", "mnist-fashion", "--domains", "synthetic:bars", "--steps-per-domain", "1",
+             "--critic-warmup", "0", "--batch-size", "8", "--out", str(child), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    assert lgen("export", str(child)).returncode == 0
+    proc, port = start("--model", str(child), "--port", "0", env=no_torch)
+    try:
+        facts = json.loads(call(port, "/api/model")[2])
+        assert facts["d_dim"] == 30 and [d["d"] for d in facts["domains"]] == [[0, 9], [10, 19], [20, 29]]
+        assert [d["learned_by"] for d in facts["domains"]] == ["mnist-fashion", "mnist-fashion", "this model"]
+        assert facts["lineage"][0]["model"] == "mnist-fashion"
+        assert sorted(e["d"] for g in facts["classes"] for e in g["entries"]) == list(range(30))
+        status, headers, _ = call(port, "/api/strip?from=3&to=29&steps=4")  # from the first domain to the third
+        assert status == 200 and json.loads(headers["X-Lgen-Codes"])["d"][-1] == 29
+        assert call(port, "/api/image?d=30")[0] == 400
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err

@@ -159,19 +159,23 @@ def model_facts(model, table, label: str) -> dict[str, Any]:
 
     run = model.run
     train, cfg = run.train, run.model
+    # Ancestors nearest first, as the model card lists them; a Hub id, an embedded name or a path.
+    lineage = [{"model": str(r.get("repo_id") or r.get("name") or r.get("model")), "domains": r.get("domains", [])}
+               for r in lineage_chain(run)]
     domains = []
     for k, name in enumerate(train.domains):
         if train.d_per_domain is not None and not train.joint:
             first, end = (domain_slots(train, cfg, k - 1) if k else 0), domain_slots(train, cfg, k)
         else:
             first, end = 0, cfg.d_dim
-        learned = "this model" if k >= train.inherited_domains else "an ancestor"
+        # The oldest ancestor that already had domain k learned it (model_card.py's rule).
+        owners = [r["model"] for r in lineage if len(r["domains"]) > k]
+        learned = "this model" if k >= train.inherited_domains or not owners else owners[-1]
         domains.append({"name": name, "d": [first, end - 1], "learned_by": learned})
     metrics, metrics_note = read_metrics(model.bundle)
     return {"model": label, "z_dim": cfg.z_dim, "c_dim": cfg.c_dim, "d_dim": cfg.d_dim, "c_range": p.C_RANGE,
             "image_shape": list(model.image_shape), "domains": domains, "classes": class_groups(table, domains),
-            "lineage": [{"model": r.get("repo_id") or r.get("name") or r.get("model"), "domains": r.get("domains", [])}
-                        for r in lineage_chain(run)],
+            "lineage": lineage,
             "metrics": [[name.replace("\\|", "|"), value] for name, value in metrics], "metrics_note": metrics_note,
             "max_upload_bytes": MAX_UPLOAD_BYTES, "max_steps": p.MAX_STEPS}
 
