@@ -12,9 +12,10 @@ load average 3.4) with the embedded model (benchmarks/explore.py -> benchmarks/e
   took a median of 10-14 ms over 20 moves (tests/test_explore_browser.py): far inside the
   100 ms a slider needs. The d x c grid (140 images) takes 16 ms, a strip between two
   uploaded images 11 ms (S included);
-- size: the page is three text files (11 kB); everything `lgen explore` adds to the wheel
-  deflates to 16 kB. onnxruntime-web's WebAssembly runtime alone (ort-wasm-simd-threaded.wasm) is about 12.8 MB, six times
-  the 2 MB the wheel may grow, and the page would also need the ONNX files sent to it;
+- size: the page is three text files (11 kB); a built wheel holds 16.7 kB more with
+  `lgen explore` (its entries, deflated). onnxruntime-web's WebAssembly runtime alone
+  (ort-wasm-simd-threaded.wasm) is about 12.8 MB, six times the 2 MB the wheel may grow, and
+  the page would also need the ONNX files sent to it;
 - one runtime: images, grids and encodings come from the same onnxruntime sessions, checks
   and d -> class table as `lgen sample | encode | interpolate`, so the page shows what the
   commands write (an image is pixel for pixel the one `lgen sample` draws with the same
