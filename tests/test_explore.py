@@ -176,6 +176,8 @@ REFUSED = [
     ("/api/image?d=0&seed=-1", 400), ("/api/image?d=0&seed=4294967296", 400), ("/api/image?d=0&seed=1.5", 400),
     ("/api/image?d=0&seed=abc", 400), ("/api/grid?steps=1", 400), ("/api/grid?steps=17", 400),
     ("/api/grid?vary=0", 400), ("/api/grid?vary=3", 400), ("/api/strip?from=0&to=1&steps=99", 400),
+    ("/api/image?" + "&".join(f"x{i}=1" for i in range(30)), 400),
+    ("/api/image?d=0&seeed=3", 400), ("/api/grid?d=0", 400),
 ]
 
 

@@ -34,6 +34,13 @@ class BadRequest(LgenError):
         self.status = status
 
 
+def known(query: Mapping[str, list[str]], names: tuple[str, ...]) -> None:
+    """Refuse a parameter the endpoint does not read: a typo (`seeed=3`) must not pass as the default."""
+    unknown = sorted(set(query) - set(names))
+    if unknown:
+        raise BadRequest(f"unknown parameter {unknown[0][:40]!r}: this endpoint takes {', '.join(names)}")
+
+
 def one(query: Mapping[str, list[str]], name: str, default: Optional[str] = None) -> Optional[str]:
     """The single value of query parameter `name` (parse_qs's lists), or `default` when absent."""
     values = query.get(name)

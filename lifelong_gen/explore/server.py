@@ -38,6 +38,7 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; c
 # The page's only addresses besides static/NAME: each maps to an Explorer method.
 PNG_ROUTES = {"/api/image": "image", "/api/grid": "grid", "/api/strip": "strip"}
 UPLOAD_ROUTE = "/api/upload-strip"
+MAX_FIELDS = 20  # an endpoint reads at most 6 parameters
 
 
 def static_files() -> dict[str, tuple[bytes, str]]:
@@ -102,9 +103,8 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/api/model":
             self._answer(lambda: (200, json.dumps(self.explorer.facts).encode(), "application/json", None))
         elif url.path in PNG_ROUTES:
-            query = parse_qs(url.query, keep_blank_values=True, max_num_fields=20)
             method = getattr(self.explorer, PNG_ROUTES[url.path])
-            self._answer(lambda: png_answer(*method(query)))
+            self._answer(lambda: png_answer(*method(parse_query(url.query))))
         else:
             self.send_error_line(404, f"not found: {url.path[:80]}")
 
@@ -114,8 +114,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_error_line(405 if url.path in self.static or url.path.startswith("/api/") else 404,
                                  f"POST is accepted only at {UPLOAD_ROUTE}")
             return
-        self._answer(lambda: png_answer(*self.explorer.upload_strip(
-            parse_qs(url.query, keep_blank_values=True, max_num_fields=20), self.read_body())))
+        self._answer(lambda: png_answer(*self.explorer.upload_strip(parse_query(url.query), self.read_body())))
 
     def read_body(self) -> bytes:
         """The request body, refused before it is read when over MAX_UPLOAD_BYTES or of unknown length."""
@@ -128,6 +127,14 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest(f"upload of {int(length):,} bytes is over the limit of {MAX_UPLOAD_BYTES:,}",
                              status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
         return self.rfile.read(int(length))
+
+
+def parse_query(text: str) -> dict[str, list[str]]:
+    """The query string as parse_qs reads it; more fields than any endpoint takes is a 400."""
+    try:
+        return parse_qs(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+    except ValueError:
+        raise BadRequest(f"more than {MAX_FIELDS} query parameters") from None
 
 
 def png_answer(png: bytes, record: dict) -> tuple[int, bytes, str, dict[str, str]]:

@@ -76,6 +76,7 @@ class Explorer:
 
     def image(self, query: Mapping[str, list[str]]) -> tuple[bytes, dict]:
         """One image: G(z(seed), c, d)."""
+        p.known(query, ("d", "d_class", "c", "seed"))
         m = self.model
         d = p.parse_category(query, "d", m, self.table)
         c = p.parse_c(p.one(query, "c"), m.c_dim)
@@ -85,6 +86,7 @@ class Explorer:
 
     def grid(self, query: Mapping[str, list[str]]) -> tuple[bytes, dict]:
         """The paper's fig. 3: a column per d, a row per value of c_k from -C_RANGE to C_RANGE, z shared."""
+        p.known(query, ("vary", "steps", "c", "seed"))
         m = self.model
         if m.c_dim == 0:
             raise p.BadRequest("this model has no continuous code to vary")
@@ -101,6 +103,7 @@ class Explorer:
 
     def strip(self, query: Mapping[str, list[str]]) -> tuple[bytes, dict]:
         """From one class to another (across domains too): d and c on a straight line, z shared."""
+        p.known(query, ("from", "from_class", "to", "to_class", "steps", "c", "seed"))
         m = self.model
         a = p.parse_category(query, "from", m, self.table)
         b = p.parse_category(query, "to", m, self.table)
@@ -117,6 +120,7 @@ class Explorer:
         The body is the two files back to back; `split` is the byte length of the first (the
         page sends Blob([a, b])): no multipart parser is needed, and neither file is copied twice.
         """
+        p.known(query, ("split", "steps", "seed"))
         m = self.model
         steps = p.parse_int(p.one(query, "steps"), "steps", 2, p.MAX_STEPS, default=8)
         seed = p.parse_seed(p.one(query, "seed"))
