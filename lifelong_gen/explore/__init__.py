@@ -9,7 +9,7 @@ generator running in the browser (onnxruntime-web), measured on 2 shared CPU cor
 load average 3.4) with the embedded model (benchmarks/explore.py -> benchmarks/explore.json):
 - speed: one 28x28 image costs the server 0.5 ms (G 0.2 ms, then the PNG), 0.9 ms over HTTP;
   a slider move's whole round trip in headless chromium, input event to the new image shown,
-  took a median of 10-14 ms over 20 moves (tests/test_explore_browser.py): far inside the
+  took a median of 8-14 ms over 20 moves (five runs) (tests/test_explore_browser.py): far inside the
   100 ms a slider needs. The d x c grid (140 images) takes 16 ms, a strip between two
   uploaded images 11 ms (S included);
 - size: the page is three text files (11 kB); a built wheel holds 16.7 kB more with

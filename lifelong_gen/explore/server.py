@@ -61,7 +61,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "lgen-explore"
     protocol_version = "HTTP/1.1"  # keep-alive: a slider drag reuses one connection
     # Headers and body leave in two writes: with Nagle's algorithm the body waited for the
-    # browser's delayed ACK, about 40 ms a response (a 52 ms median slider move in chromium; 10-14 ms without).
+    # browser's delayed ACK, about 40 ms a response (a 52 ms median slider move in chromium; 8-14 ms without).
     disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args) -> None:
