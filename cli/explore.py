@@ -46,6 +46,9 @@ def explore(
     model = _open(model_ref, provider)
     model.generator  # open (and check) the session now: a broken model fails here, not at the first request
     explorer = Explorer(model, model_ref if model_ref is not None else embedded.DEFAULT_MODEL)
+    stale = explorer.table.stale_warning(model.bundle) if explorer.table is not None else None
+    if stale:  # the picker's names may be another generator's: said once, as `lgen sample --class` says it
+        print(f"lgen: warning: {stale}", file=sys.stderr)
     bind = host if host is not None else "127.0.0.1"
     try:
         server = make_server(explorer, bind, port)
