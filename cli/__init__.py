@@ -7,6 +7,7 @@ from lifelong_gen.cli.app import app, main
 from lifelong_gen.cli import infer  # noqa: F401  (export, sample, encode, interpolate)
 from lifelong_gen.cli import hub  # noqa: F401  (push, pull, card)
 from lifelong_gen.cli import evaluate  # noqa: F401  (evaluate)
+from lifelong_gen.cli import explore  # noqa: F401  (explore)
 # isort: on
 
 __all__ = ["app", "main"]

@@ -14,6 +14,16 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   fi
 fi
 
+# Chromium (headless) for the browser test of `lgen explore`; without it that test is skipped.
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get install -y -q chromium || { apt-get update -q && apt-get install -y -q chromium; }) \
+      >/dev/null || echo "setup: could not install chromium; the browser test of lgen explore will be skipped" >&2
+  else
+    echo "setup: not root: 'sudo apt-get install chromium' runs the browser test of lgen explore (skipped without it)" >&2
+  fi
+fi
+
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
