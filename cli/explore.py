@@ -64,6 +64,9 @@ def explore(
     print(f"lgen: exploring {explorer.label} ({model.d_dim} d, {model.c_dim} c); Ctrl-C stops", file=sys.stderr)
     sys.stdout.flush()
     signal.signal(signal.SIGTERM, _stop)  # `kill PID` stops as cleanly as Ctrl-C
+    # A process started in the background by a non-interactive shell (`cmd &`, nohup) inherits an
+    # ignored SIGINT; Ctrl-C (or kill -INT) is how this server is stopped, so it is always honoured.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:

@@ -230,10 +230,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start(*args: str, env: dict | None = None) -> tuple[subprocess.Popen, int]:
+def start(*args: str, env: dict | None = None, preexec_fn=None) -> tuple[subprocess.Popen, int]:
     """`lgen explore ARGS` in a fresh interpreter; its port, read from the address it prints."""
     proc = subprocess.Popen([sys.executable, "-m", "lifelong_gen.cli", "explore", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})},
+                            preexec_fn=preexec_fn)
     line = proc.stdout.readline()
     assert line.startswith("http://127.0.0.1:"), (line, proc.stderr.read() if proc.poll() is not None else "")
     return proc, int(line.strip().rstrip("/").rpartition(":")[2])
@@ -254,6 +255,14 @@ def test_explore_serves_torch_free_and_ctrl_c_stops_it_cleanly(no_torch):
     assert status == 200 and png_of(body).size == (28, 28)
     code, err = stop(proc)
     assert code == 0 and "lgen: stopped" in err and "Traceback" not in err, err
+
+
+def test_ctrl_c_stops_it_even_when_started_with_sigint_ignored():
+    """A shell's background job (`lgen explore &`, nohup) starts with SIGINT ignored; Ctrl-C or
+    kill -INT must still stop the server."""
+    proc, _ = start("--port", "0", preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    code, err = stop(proc)
+    assert code == 0 and "lgen: stopped" in err, err
 
 
 def test_explore_says_when_it_is_open_beyond_this_machine():
