@@ -1,4 +1,6 @@
-"""The user docs: docs/cli.md is what scripts/cli_reference.py writes, and every page links where it says."""
+"""The user docs: docs/cli.md is what scripts/cli_reference.py writes, every page links where it says, and
+what users read (the package, the CLI, the exporter, the README, docs/) speaks to them: no study-log
+references a reader cannot open ("session 12", "issue 20") and no words of how the team borrows machines."""
 
 from __future__ import annotations
 
@@ -60,3 +62,45 @@ def test_relative_links_in_the_docs_and_readme_resolve():
             if "://" in target or target.startswith("mailto:"):
                 continue
             assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to a missing {target}"
+
+
+# A study is cited by its experiment file; these are references only the team's own notes can resolve.
+INTERNAL = re.compile(
+    r"\bsessions?[ -]\d+"          # "session 16", "sessions 12-14"
+    r"|\bissues?[ -]\d+"           # "issue 20", "issue-14"
+    r"|this workplace|device tool|\bcarr(?:y|ies|ied)\b|gpu_carry",
+    re.IGNORECASE,
+)
+SCANNED = ["lifelong_gen", "cli", "export", "model_cards", "docs", "README.md"]
+TEXT_SUFFIXES = {".py", ".md", ".j2", ".json", ".js", ".html", ".css", ".txt", ".toml"}
+
+
+def _user_facing_files():
+    files = subprocess.run(["git", "ls-files", *SCANNED], cwd=ROOT, capture_output=True, text=True,
+                           check=True).stdout.split()
+    return [ROOT / f for f in files if (ROOT / f).suffix in TEXT_SUFFIXES and (ROOT / f).is_file()]
+
+
+def internal_references(text: str) -> list[str]:
+    return [m.group(0) for m in INTERNAL.finditer(text)]
+
+
+def test_the_pattern_catches_what_it_is_for():
+    assert internal_references("Issue 20 (session 17): S lost") == ["Issue 20", "session 17"]
+    assert internal_references("sessions 12-15, issue-14, on this workplace's kind") == \
+        ["sessions 12", "issue-14", "this workplace"]
+    assert internal_references("the device tool's run with carry: [.gpu_carry]") == \
+        ["device tool", "carry", "gpu_carry"]
+    # onnxruntime sessions, a session of its own, an issue without a number: words users meet.
+    assert internal_references("cached sessions; a session of its own; sessions.py; a known issue") == []
+
+
+def test_no_internal_references_in_what_users_read():
+    files = _user_facing_files()
+    assert any(f.name == "README.md" for f in files) and any(f.parent.name == "docs" for f in files)
+    found = []
+    for path in files:
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+            for hit in internal_references(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {hit!r}")
+    assert not found, "cite the experiment file instead:\n" + "\n".join(found)

@@ -5,7 +5,7 @@ d -> class table and card facts, and answers each endpoint with bytes ready to s
 a PNG with the codes that drew it). Parameters are checked by params.py before anything runs;
 the HTTP side is server.py. Torch-free: numpy, onnxruntime, Pillow and the torch-free core.
 
-Each PNG carries two text chunks: `lgen-grid` (images.GRID_KEY, the layout `lgen sample`
+Each PNG holds two text chunks: `lgen-grid` (images.GRID_KEY, the layout `lgen sample`
 and `interpolate` record, so that `lgen encode` cuts a downloaded grid into its images) and
 `lgen-codes` (CODES_KEY: the seed, the mode and per image its d, c and, once, the shared z, in
 the records `lgen sample --json` prints).
