@@ -115,7 +115,7 @@ class Explorer:
         return self._png(codes, steps, "classes", seed)
 
     def upload_strip(self, query: Mapping[str, list[str]], body: bytes) -> tuple[bytes, dict]:
-        """From one uploaded image to another, each encoded with S (as `lgen interpolate --from --to`).
+        """From one uploaded image to another, each encoded with S (as `lgen interpolate --from-image --to-image`).
 
         The body is the two files back to back; `split` is the byte length of the first (the
         page sends Blob([a, b])): no multipart parser is needed, and neither file is copied twice.
