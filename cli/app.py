@@ -64,6 +64,18 @@ TORCH_SIDE = {
 }
 
 
+def renamed_option(old: str, new: str, old_value: Any, new_value: Any) -> Any:
+    """The value of an option given by its new name or by its old one, a hidden alias kept for one
+    release (one name per idea across commands: --out for an output, --model for a model); the old
+    spelling prints a one-line notice. Both at once: a one-line error."""
+    if old_value is None:
+        return new_value
+    if new_value is not None:
+        raise LgenError(f"give {new} once ({old} is its old spelling)")
+    print(f"lgen: note: {old} is now {new}; {old} will be removed in the next release", file=sys.stderr)
+    return old_value
+
+
 def require_torch_side(command: str) -> None:
     """One-line LgenError naming the missing module and the extra, before a torch-side command starts."""
     import importlib

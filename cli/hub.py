@@ -16,7 +16,7 @@ from typing import Optional
 
 import typer
 
-from lifelong_gen.cli.app import app
+from lifelong_gen.cli.app import app, renamed_option
 from lifelong_gen.errors import LgenError
 
 
@@ -49,7 +49,9 @@ def push(
 @app.command(short_help="Download a bundle through the Hugging Face cache.")
 def pull(
     repo: str = typer.Argument(..., metavar="ORG/NAME[@REV]", help="Hub model repo, optionally at a branch, tag or commit"),
-    directory: Optional[Path] = typer.Option(None, "--dir", help="Copy the bundle here (default: the HF cache only)"),
+    directory: Optional[Path] = typer.Option(None, "--out", help="Copy the bundle into this directory (default: the HF "
+                                                                 "cache only)"),
+    directory_old: Optional[Path] = typer.Option(None, "--dir", hidden=True),  # the old spelling, for one release
     onnx_only: bool = typer.Option(False, "--onnx-only", help="Only config.json and onnx/*.onnx (what sampling needs)"),
 ) -> None:
     """Download a bundle through the Hugging Face cache and print its directory.
@@ -59,11 +61,12 @@ def pull(
     """
     from lifelong_gen.bundle import hub
 
+    directory = renamed_option("--dir", "--out", directory_old, directory)
     ref = hub.parse_repo_ref(repo)
     if ref is None:
         raise LgenError(f"{repo!r} is not a Hub repo id of the form org/name[@revision]")
     if directory is not None and directory.exists() and not directory.is_dir():
-        raise LgenError(f"--dir {directory} exists and is not a directory")
+        raise LgenError(f"--out {directory} exists and is not a directory")
     path, warnings = hub.pull(ref, local_dir=directory, onnx_only=onnx_only)
     for warning in warnings:
         print(f"lgen: warning: {warning}", file=sys.stderr)

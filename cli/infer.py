@@ -11,7 +11,7 @@ directory, the name of a model embedded in the package (`mnist-fashion`; a local
 that name wins), a Hub repo `ORG/NAME[@REV]` (config.json, onnx/*.onnx and d_classes.json only,
 through the HF cache, offline from it with HF_HUB_OFFLINE=1) or nothing: the default embedded model.
 `encode` cuts a PNG grid that lgen wrote (its layout is in a text chunk) into its images and
-warns about an image far from the model's shape; `interpolate --from/--to` refuse a grid.
+warns about an image far from the model's shape; `interpolate --from-image/--to-image` refuse a grid.
 
 Every command validates all of its input (flags, model directory, ONNX files, images) before
 it writes anything: bad input ends as one line `lgen: error: ...` (an LgenError; main()
@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import typer
 
-from lifelong_gen.cli.app import app
+from lifelong_gen.cli.app import app, renamed_option
 from lifelong_gen.errors import LgenError
 
 
@@ -275,9 +275,13 @@ def interpolate(
     model_ref: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
     vary: Optional[str] = typer.Option(None, "--vary", help="c1, c2, ...: traverse one continuous code from -1 to 1 "
                                                              "(rows = categories); d: the d x c grid"),
-    from_image: Optional[Path] = typer.Option(None, "--from", help="Start image (encoded with S)"),
-    to_image: Optional[Path] = typer.Option(None, "--to", help="End image (encoded with S)"),
-    steps: int = typer.Option(8, "--steps", help="Columns of a c traversal, rows of the d grid, images of --from/--to"),
+    from_image: Optional[Path] = typer.Option(None, "--from-image", help="Start image (encoded with S)"),
+    to_image: Optional[Path] = typer.Option(None, "--to-image", help="End image (encoded with S)"),
+    # The old spellings, hidden for one release: --from names a model in `lgen train`.
+    from_old: Optional[Path] = typer.Option(None, "--from", hidden=True),
+    to_old: Optional[Path] = typer.Option(None, "--to", hidden=True),
+    steps: int = typer.Option(8, "--steps", help="Columns of a c traversal, rows of the d grid, images of "
+                                                 "--from-image/--to-image"),
     rows: Optional[int] = typer.Option(None, "--rows", help="--vary cK: rows (the first N categories, or N z's with "
                                                             "--d); default every active category, or 4 with --d"),
     d: Optional[int] = typer.Option(None, "--d", help="--vary cK: one category, rows = different z"),
@@ -289,12 +293,14 @@ def interpolate(
     provider: Optional[str] = typer.Option(None, "--provider", help="cpu or cuda (default: cuda when available)"),
     verbose: bool = typer.Option(False, "--verbose", help="Say which onnxruntime provider ran"),
 ) -> None:
-    """Latent traversals: --vary cK (paper fig. 4), --vary d (fig. 3), or --from A.png --to B.png."""
+    """Latent traversals: --vary cK (paper fig. 4), --vary d (fig. 3), or --from-image A.png --to-image B.png."""
     import numpy as np
 
     from lifelong_gen.images import save_grid
     from lifelong_gen.runtime import codes as rc
 
+    from_image = renamed_option("--from", "--from-image", from_old, from_image)
+    to_image = renamed_option("--to", "--to-image", to_old, to_image)
     by_images = _check_interpolate_flags(vary, from_image, to_image, steps, rows, out)
     model = _open(model_ref, provider)
     rc.check_category(d, model)
@@ -306,7 +312,7 @@ def interpolate(
 
     if by_images:
         if d is not None or rows is not None:
-            raise LgenError(f"{d_flag if d is not None else '--rows'} applies to --vary, not to --from/--to")
+            raise LgenError(f"{d_flag if d is not None else '--rows'} applies to --vary, not to --from-image/--to-image")
         codes, ends = _path_between(model, from_image, to_image, steps, rng)
         columns, mode, which = steps, "images", ("encoder", "generator")
         info.update(ends)
@@ -333,12 +339,12 @@ def interpolate(
 
 def _check_interpolate_flags(vary: Optional[str], from_image: Optional[Path], to_image: Optional[Path], steps: int,
                              rows: Optional[int], out: Path) -> bool:
-    """The flag combinations interpolate accepts (one-line errors); True for --from/--to."""
+    """The flag combinations interpolate accepts (one-line errors); True for --from-image/--to-image."""
     by_images = from_image is not None or to_image is not None
     if (vary is None) == (not by_images):
-        raise LgenError("give either --vary c1|c2|...|d or --from A.png --to B.png")
+        raise LgenError("give either --vary c1|c2|...|d or --from-image A.png --to-image B.png")
     if by_images and (from_image is None or to_image is None):
-        raise LgenError("--from and --to go together")
+        raise LgenError("--from-image and --to-image go together")
     if steps < 2:
         raise LgenError(f"--steps must be >= 2, got {steps}")
     if rows is not None and rows < 1:
@@ -348,7 +354,7 @@ def _check_interpolate_flags(vary: Optional[str], from_image: Optional[Path], to
 
 
 def _path_between(model, from_image: Path, to_image: Path, steps: int, rng) -> tuple[Any, dict[str, Any]]:
-    """--from/--to: the codes of the path between the two encoded images, and what to report of each end."""
+    """--from-image/--to-image: the codes of the path between the two encoded images, and what to report of each end."""
     import numpy as np
 
     from lifelong_gen.runtime import read_encoder_inputs
@@ -356,7 +362,7 @@ def _path_between(model, from_image: Path, to_image: Path, steps: int, rng) -> t
 
     C, R, _ = model.image_shape
     pieces, notes, warnings = [], [], []
-    for flag, path in (("--from", from_image), ("--to", to_image)):  # one image each: a grid is refused
+    for flag, path in (("--from-image", from_image), ("--to-image", to_image)):  # one image each: a grid is refused
         pixels, (end,), warned = read_encoder_inputs([path], C, R, split_grids=False, flag=flag)
         pieces.append(pixels)
         notes.append(end.converted)

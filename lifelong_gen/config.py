@@ -72,7 +72,7 @@ class ModelConfig:
 
 
 # Batches of S's recalibration at each domain's end (train/bn_recalibration.py): 25, 100 and 400
-# gave the same real-digit clustering (0.856-0.857, experiments/fashion.md, session 14).
+# gave the same real-digit clustering (0.856-0.857, experiments/fashion.md).
 S_BN_RECALIBRATION = 100
 
 
@@ -103,8 +103,8 @@ class TrainConfig:
     replay_ratio: Optional[float] = setting(None, help="Share of replayed images in the critic's real batch, and with "
                                                        "--d-per-domain of old d's in G's draws (default k/(k+1) in "
                                                        "domain k)", kind="method", bounds="[0, 1)")
-    # Interpretability levers beyond the paper (issue 11; 0 = off, the paper's objective).
-    # Elastic-InfoGAN: d may only carry what survives a random rotation/scale/shift of G's image.
+    # Interpretability levers beyond the paper (experiments/interpretability.md; 0 = off, the paper's
+    # objective). Elastic-InfoGAN: d may only encode what survives a random rotation/scale/shift of G's image.
     info_augment_weight: float = setting(0.0, help="Weight of S's d cross-entropy on augmented G images "
                                                    "(Elastic-InfoGAN; 0: off)", kind="lever", bounds=">= 0")
     # IMSAT: S's d kept under augmentation, confident per image, balanced over the active categories.
@@ -114,13 +114,13 @@ class TrainConfig:
     # the same generator step, so S can cluster it instead of paying another replay render.
     s_real_reuse: bool = setting(False, help="--s-real-weight clusters the last critic update's real batch "
                                              "(replay included) instead of drawing one of its own", kind="lever")
-    # Issue 20: at 2,000 steps per domain S sent 55-95% of real sandals to MNIST's d's. The learner
-    # knows which images of the mix are new and which replayed (no class label is used).
+    # At 2,000 steps per domain S sent 55-95% of real sandals to MNIST's d's (experiments/fashion.md).
+    # The learner knows which images of the mix are new and which replayed (no class label is used).
     s_real_by_domain: bool = setting(False, help="--s-real-weight clusters per domain: the new data over the new "
                                                  "domain's d's, replay over the old ones, each image's d kept in "
                                                  "its domain (needs --d-per-domain)", kind="lever")
-    # Issue 20 (session 15): S's trunk separates Fashion-MNIST's classes linearly (0.87 with labels)
-    # while its clustering finds another partition (0.58); SCAN's neighbour term pulls each real image's
+    # S's trunk separates Fashion-MNIST's classes linearly (0.87 with labels) while its clustering
+    # finds another partition (0.58; experiments/fashion.md); SCAN's neighbour term pulls each real image's
     # d towards that of an image next to it (train/neighbours.py, losses.neighbour_consistency_loss).
     s_neighbour_weight: float = setting(0.0, help="Weight of SCAN's neighbour consistency: S gives each new real "
                                                   "image and one of its mined nearest images the same d "

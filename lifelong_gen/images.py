@@ -149,7 +149,7 @@ def grid_cells(image, layout: dict) -> list[tuple[tuple[int, int], object]]:
     return cells
 
 
-# The largest image `lgen encode` and `interpolate --from/--to` accept: 50 megapixels (e.g.
+# The largest image `lgen encode` and `interpolate --from-image/--to-image` accept: 50 megapixels (e.g.
 # 8660 x 5773, above any common camera). Checked from the header, before decoding, so a
 # decompression bomb costs nothing; below Pillow's own warning threshold (89.5 MP), so no
 # DecompressionBombWarning reaches stderr. The images are shrunk to 28x28 or 64x64 anyway.

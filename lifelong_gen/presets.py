@@ -13,7 +13,7 @@ from typing import Any
 
 PRESETS: dict[str, dict[str, Any]] = {
     "mnist-fashion": {
-        # The reference model (issue 6); every choice measured in experiments/mnist-fashion.md.
+        # The reference model; every choice measured in experiments/mnist-fashion.md.
         "domains": ["mnist", "fashion-mnist"],
         # 10 categories per domain, so S can tell all 20 classes apart (joint clustering).
         "d_per_domain": 10,
@@ -26,20 +26,20 @@ PRESETS: dict[str, dict[str, Any]] = {
         # G sees z and c at a tenth of their scale, so d is what separates the classes:
         # S's real-digit clustering 0.28 -> 0.39 (1,500 steps) and rising with training.
         "z_scale": 0.1, "c_scale": 0.1,
-        # Issue 11's levers (experiments/interpretability.md): d conditions every G layer, S must
+        # The interpretability levers (experiments/interpretability.md): d conditions every G layer, S must
         # read d from augmented G images, and S clusters the critic's real batch (IMSAT).
         "g_conditioning": "cbn", "info_augment_weight": 1.0, "s_real_weight": 1.0,
-        # Issue 23's step, 1.6x the images/s: S clusters the critic's batch, one critic forward of
+        # The faster step, 1.6x the images/s: S clusters the critic's batch, one critic forward of
         # real and fake, the penalty on every other interpolate, bf16 where the CPU has bf16
         # instructions. Over 3 seeds (experiments/throughput.md) S accuracy and d-purity rose on
         # MNIST and Fashion-MNIST alike; MNIST's FID got 5 points worse (--gp-subsample 1 avoids that).
         "s_real_reuse": True, "gp_subsample": 2, "precision": "auto",
-        # Issue 20: S clusters the new data over the new domain's d's and the replay over the old
+        # S clusters the new data over the new domain's d's and the replay over the old
         # ones. Lifelong protocol, 3 seeds (experiments/fashion.md): Fashion d-purity 0.701 -> 0.801
         # and MNIST S 0.640 -> 0.673 on every seed; the 8,000-step reference: S 0.540 -> 0.577
         # (Fashion), 0.815 -> 0.853 (MNIST).
         "s_real_by_domain": True,
-        # Issue 20, session 16: SCAN's neighbour term at SCAN's 1:5 ratio to the balance term. Lifelong
+        # SCAN's neighbour term at SCAN's 1:5 ratio to the balance term. Lifelong
         # protocol, 3 seeds: S +0.028 (Fashion) and +0.035 (MNIST) on every seed; the 8,000-step
         # reference: S 0.578 -> 0.717 (Fashion), 0.856 -> 0.954 (MNIST) (experiments/fashion.md).
         "s_neighbour_weight": 0.2,

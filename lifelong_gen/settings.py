@@ -1,6 +1,6 @@
 """How a setting of ModelConfig / TrainConfig is declared, once: its default, help, kind and flag.
 
-Owns `setting` (a dataclasses.field whose metadata carries the help text, the kind, the values
+Owns `setting` (a dataclasses.field whose metadata holds the help text, the kind, the values
 it admits and, where it differs from the name, the command-line flag), `Setting` / `settings_of`,
 the view of a dataclass's declared settings that `lgen train`'s options are generated from
 (cli/app.py), and `check_declared`, which holds a config to the values its settings admit (the

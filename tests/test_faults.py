@@ -98,7 +98,7 @@ READERS = {
     "generator.safetensors": [["export", "RUN", "--generator", "raw"]],
     "encoder.safetensors": [["export", "RUN"], ["evaluate", "RUN"]],
     "onnx/generator.onnx": [["sample", "--model", "RUN", "--out", "OUT/s.png"]],
-    "onnx/encoder.onnx": [["interpolate", "--model", "RUN", "--from", "OUT/a.png", "--to", "OUT/a.png",
+    "onnx/encoder.onnx": [["interpolate", "--model", "RUN", "--from-image", "OUT/a.png", "--to-image", "OUT/a.png",
                            "--out", "OUT/i.png"]],
 }
 CASES = [(f, how, cmd) for f, cmds in READERS.items() for how in DAMAGE for cmd in cmds]
@@ -327,7 +327,7 @@ def test_image_over_the_pixel_limit_is_refused_before_decoding(tmp_path):
     path = tmp_path / "huge.png"
     side = int(MAX_IMAGE_PIXELS ** 0.5) + 10
     Image.new("L", (side, side)).save(path)  # compresses to a few KB: a decompression bomb
-    for argv in (["encode", str(path)], ["interpolate", "--from", str(path), "--to", str(path), "--out",
+    for argv in (["encode", str(path)], ["interpolate", "--from-image", str(path), "--to-image", str(path), "--out",
                                          str(tmp_path / "i.png")]):
         r = lgen(*argv, timeout=120)
         assert r.returncode == 2 and "Traceback" not in r.stderr and "warning" not in r.stderr.lower(), r.stderr

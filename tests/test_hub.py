@@ -136,7 +136,7 @@ def test_push_to_branch_with_critic_then_pull(bundle, no_torch, fake_hub, tmp_pa
 
     # Full pull into a directory (the critic too, since it was pushed) ...
     target = tmp_path / "pulled"
-    r = run(env, "pull", "org/branchy@dev", "--dir", target)
+    r = run(env, "pull", "org/branchy@dev", "--out", target)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == str(target)
     for rel in REPO_FILES | {"critic.safetensors"}:

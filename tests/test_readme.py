@@ -56,14 +56,14 @@ def test_demo_job_runs():
 
 @pytest.mark.integration
 def test_python_trainer_example_runs(tmp_path, capsys):
-    # The README's callback example, on two tiny synthetic domains instead of the full preset.
-    readme = (ROOT / "README.md").read_text()
+    # The training page's callback example, on two tiny synthetic domains instead of the full preset.
+    readme = (ROOT / "docs" / "training.md").read_text()
     src = re.search(r"```python\n(from lifelong_gen\.config import resolve_run_config.*?)```", readme, re.S).group(1)
     assert '{"domains": "mnist,fashion-mnist"}, preset="mnist-fashion"' in src and '"runs/mf"' in src
     src = src.replace('{"domains": "mnist,fashion-mnist"}, preset="mnist-fashion"',
                       '{"domains": "synthetic:bars,synthetic:rings", "steps_per_domain": 500, "g_width": 8, '
                       '"d_width": 8, "fc_width": 32, "z_dim": 8, "batch_size": 8, "n_critic": 1, "download": False}')
-    exec(compile(src.replace('"runs/mf"', repr(str(tmp_path / "mf"))), "README.md", "exec"), {})
+    exec(compile(src.replace('"runs/mf"', repr(str(tmp_path / "mf"))), "docs/training.md", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert [line.split()[:2] for line in printed] == [["synthetic:bars", "500"], ["synthetic:rings", "500"]]
     assert (tmp_path / "mf" / "generator_ema.safetensors").is_file()

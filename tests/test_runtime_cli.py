@@ -131,11 +131,11 @@ def test_interpolate_modes(bundle, no_torch, tmp_path):
                            tmp_path / "x.png", "--json").stdout)["cells"]
     assert [c["c"] for c in cells[:3]] == [[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]] and cells[0]["d"] == 0
 
-    # --from/--to: encode both ends, interpolate (p(d), c) with one z.
+    # --from-image/--to-image: encode both ends, interpolate (p(d), c) with one z.
     ends = tmp_path / "ends"
     run(no_torch, "sample", "--model", bundle, "--n", 2, "--d", 1, "--out", tmp_path / "e.png", "--out-dir", ends)
     out = tmp_path / "ab.png"
-    r = run(no_torch, "interpolate", "--model", bundle, "--from", ends / "sample-0000.png", "--to",
+    r = run(no_torch, "interpolate", "--model", bundle, "--from-image", ends / "sample-0000.png", "--to-image",
             ends / "sample-0001.png", "--steps", 6, "--out", out, "--json", "--verbose")
     assert r.returncode == 0, r.stderr
     data = json.loads(r.stdout)
@@ -158,7 +158,7 @@ BAD = [
     (["interpolate", "--vary", "c3"], "--vary c3: the model has 2 continuous code(s)"),
     (["interpolate", "--vary", "x"], "--vary must be one of c1, c2, d"),
     (["interpolate"], "give either --vary"),
-    (["interpolate", "--from", "{tmp}/missing.png", "--to", "{tmp}/text.png"], "no such file"),
+    (["interpolate", "--from-image", "{tmp}/missing.png", "--to-image", "{tmp}/text.png"], "no such file"),
 ]
 
 
@@ -255,10 +255,10 @@ def test_sample_grid_records_its_layout_and_encode_cuts_it_into_its_images(bundl
     assert [(c["d"], c["c"]) for c in cells] == [(a["d"], a["c"]) for a in alone]
     table = run(no_torch, "encode", grid, "--model", bundle).stdout.splitlines()
     assert len(table) == 11 and table[1].startswith(f"{grid}[0,0] ") and table[10].startswith(f"{grid}[2,1] ")
-    # --from/--to want one image each: a grid is refused in one line naming the file.
-    r = run(no_torch, "interpolate", "--model", bundle, "--from", grid, "--to", files[0], "--out", tmp_path / "i.png")
+    # --from-image/--to-image want one image each: a grid is refused in one line naming the file.
+    r = run(no_torch, "interpolate", "--model", bundle, "--from-image", grid, "--to-image", files[0], "--out", tmp_path / "i.png")
     assert r.returncode == 2 and r.stderr.strip() == (
-        f"lgen: error: --from {grid} is a grid of 10 images written by lgen (3x4): give one image "
+        f"lgen: error: --from-image {grid} is a grid of 10 images written by lgen (3x4): give one image "
         f"(e.g. one of `lgen sample --out-dir`'s)")
     assert not (tmp_path / "i.png").exists()
 
@@ -296,7 +296,7 @@ def test_images_far_from_the_model_shape_are_warned_about(bundle, no_torch, tmp_
         f"lgen: warning: {big} is 225x225, over 8x the model's 28x28: it is shrunk whole, so several objects in it "
         f"(a grid, a page) read as one image",
     ], r.stderr
-    r = run(no_torch, "interpolate", "--model", bundle, "--from", wide, "--to", fine, "--out", tmp_path / "i.png")
+    r = run(no_torch, "interpolate", "--model", bundle, "--from-image", wide, "--to-image", fine, "--out", tmp_path / "i.png")
     assert r.returncode == 0 and f"lgen: warning: {wide} is 90x28" in r.stderr, r.stderr
 
 

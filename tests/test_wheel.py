@@ -109,7 +109,7 @@ def test_installed_wheel_samples_encodes_and_interpolates_the_embedded_model_off
     assert 0 <= row["d"] < 20 and len(row["c"]) == 2, row
     r = lgen(venv, "interpolate", "--vary", "c1", "--steps", "3", "--out", "trav.png")
     assert r.returncode == 0 and (cwd / "trav.png").is_file(), r.stderr
-    r = lgen(venv, "interpolate", "--from", "singles/sample-0000.png", "--to", "singles/sample-0001.png",
+    r = lgen(venv, "interpolate", "--from-image", "singles/sample-0000.png", "--to-image", "singles/sample-0001.png",
              "--steps", "4", "--out", "strip.png")
     assert r.returncode == 0 and (cwd / "strip.png").is_file(), r.stderr
 

@@ -8,6 +8,10 @@ the ONNX files (size, and the opset and parity the export recorded in their meta
 read with onnxruntime), the ONNX contract of export/spec.py and the lineage record of a
 continued run (`lineage_chain`: its ancestors, read back from config.json). Torch-free:
 `lgen card` and `lgen push` run where PyTorch is not installed.
+
+The YAML front matter is what the Hub reads (`hub_metadata`): license, library, tags, the
+Hub datasets, `base_model` for a model continued from a Hub repo, and `model-index` with the
+headline figures of metrics.json, written by huggingface_hub's own `ModelCardData`.
 """
 
 from __future__ import annotations
@@ -30,8 +34,14 @@ TEMPLATE = "bundle_card.md.j2"
 LIBRARY_NAME = "lifelong-gen"
 PIPELINE_TAG = "unconditional-image-generation"
 TAGS = ("lifelong-learning", "gan", "infogan", "wgan-gp", "generative-replay", "onnx")
-# Domain spec -> Hub dataset id, for the card's `datasets:` metadata.
+# Domain spec -> Hub dataset id, for the card's `datasets:` and `model-index` metadata. The Hub
+# refuses a push whose `datasets` holds anything but a dataset id (a local path, say), so other
+# domains (folders, synthetic ones) appear in the card's text only.
 HUB_DATASETS = {"mnist": "mnist", "fashion-mnist": "fashion_mnist"}
+TASK_NAME = "Unconditional image generation"
+# The settings the card shows up front; the rest are folded away (and all are in config.json).
+KEY_MODEL_SETTINGS = ("z_dim", "c_dim", "d_dim", "img_channels", "img_resolution")
+KEY_TRAIN_SETTINGS = ("domains", "d_per_domain", "steps_per_domain", "batch_size", "replay", "precision", "seed")
 
 
 # ---------------------------------------------------------------- inputs
@@ -130,6 +140,85 @@ def onnx_metadata(path: Path) -> dict[str, Any]:
     return {"opset": int(opset) if opset.isdigit() else None, "metadata": meta}
 
 
+# ---------------------------------------------------------------- Hub metadata
+
+
+def _finite(value: Any) -> Optional[float]:
+    """A metric as the Hub's model-index takes it: a finite number, rounded; None when not measured."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return round(float(value), 4)
+
+
+def read_metrics_json(bundle: Path) -> Optional[dict]:
+    """BUNDLE/metrics.json as a dictionary, or None when it is absent or unreadable."""
+    try:
+        data = json.loads((Path(bundle) / METRICS_NAME).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def model_index_results(metrics: Optional[dict], domains: Sequence[str]) -> list:
+    """huggingface_hub EvalResults of the headline figures: per domain with a Hub dataset id, its FID
+    (on the evaluation classifier's features), S's clustering accuracy on its real test images and
+    the d-purity of the d's it added (of every d, for a one-domain model). [] without metrics."""
+    from huggingface_hub import EvalResult
+
+    if not metrics:
+        return []
+    try:
+        from lifelong_gen.metrics_summary import domain_purities
+
+        per_domain = metrics.get("per_domain") or {}
+        purities = domain_purities(metrics)
+        if not purities and len(domains) == 1:
+            purities = {domains[0]: metrics["interpretability"]["d_purity"]["mean"]}
+    except (KeyError, TypeError, AttributeError):
+        return []
+    results = []
+    for domain in domains:
+        hub_id, figures = HUB_DATASETS.get(domain), per_domain.get(domain)
+        if hub_id is None or not isinstance(figures, dict):
+            continue
+        clustering = figures.get("clustering") if isinstance(figures.get("clustering"), dict) else {}
+        for metric_type, name, value in [
+                ("fid", f"FID on {domain} (evaluation-classifier features, not Inception)", figures.get("fid")),
+                ("accuracy", f"S clustering accuracy on real {domain} test images", clustering.get("accuracy")),
+                ("d-purity", f"d-purity of {domain}'s d",
+                 purities.get(domain))]:
+            if (value := _finite(value)) is not None:
+                results.append(EvalResult(task_type=PIPELINE_TAG, task_name=TASK_NAME, dataset_type=hub_id,
+                                          dataset_name=domain, metric_type=metric_type, metric_name=name,
+                                          metric_value=value))
+    return results
+
+
+def base_model(run: RunConfig) -> Optional[str]:
+    """The parent's Hub repo id when this model was continued from one (`lgen train --from ORG/NAME`).
+
+    The Hub takes only a model id there; an embedded or local parent has none, so it is named in
+    the card's lineage section instead."""
+    parent = run.parent or {}
+    return parent.get("repo_id") if parent.get("source") == "hub" and parent.get("repo_id") else None
+
+
+def hub_metadata(run: RunConfig, metrics: Optional[dict], *, model_name: str, license: str = "mit") -> str:
+    """The card's YAML front matter (without the --- lines), as the Hub reads it."""
+    from huggingface_hub import ModelCardData
+
+    datasets = []
+    for name in run.train.domains:
+        hub_name = HUB_DATASETS.get(name)
+        if hub_name and hub_name not in datasets:
+            datasets.append(hub_name)
+    results = model_index_results(metrics, run.train.domains)
+    data = ModelCardData(license=license, library_name=LIBRARY_NAME, pipeline_tag=PIPELINE_TAG, tags=list(TAGS),
+                         datasets=datasets or None, base_model=base_model(run),
+                         model_name=model_name if results else None, eval_results=results or None)
+    return data.to_yaml().strip()
+
+
 # ---------------------------------------------------------------- rendering
 
 
@@ -201,11 +290,8 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
     model, train = run.model, run.train
 
     domains = _domain_rows(run)
-    datasets = []
-    for name in train.domains:
-        hub_name = HUB_DATASETS.get(name)
-        if hub_name and hub_name not in datasets:
-            datasets.append(hub_name)
+    title = title or " → ".join(train.domains) + " lifelong generator"
+    metadata = hub_metadata(run, read_metrics_json(bundle), model_name=repo_id or title, license=license)
 
     metrics_rows, metrics_status = read_metrics(bundle)
     d_table, d_table_measured, d_table_status, class_example = _d_classes_section(bundle)
@@ -221,13 +307,15 @@ def render_card(bundle: Path, *, repo_id: Optional[str] = None, notes: Sequence[
     else:
         model_flag, python_ref, python_comment = " --model BUNDLE", '"BUNDLE"', "a local bundle directory"
 
+    settings = run.to_dict()
+    key_settings = ([(k, _format_value(settings["model"][k])) for k in KEY_MODEL_SETTINGS if k in settings["model"]]
+                    + [(k, _format_value(settings["train"][k])) for k in KEY_TRAIN_SETTINGS if k in settings["train"]])
     return _template().render(
-        license=license, library_name=LIBRARY_NAME, pipeline_tag=PIPELINE_TAG, tags=list(TAGS),
-        datasets=datasets, title=title or " → ".join(train.domains) + " lifelong generator",
+        metadata=metadata, title=title, base_model=base_model(run),
         notes=list(notes), domains=domains, model=model, format_version=run.format_version,
-        package_version=run.package_version,
-        model_settings=[(k, _format_value(v)) for k, v in run.to_dict()["model"].items()],
-        train_settings=[(k, _format_value(v)) for k, v in run.to_dict()["train"].items()],
+        package_version=run.package_version, key_settings=key_settings,
+        model_settings=[(k, _format_value(v)) for k, v in settings["model"].items()],
+        train_settings=[(k, _format_value(v)) for k, v in settings["train"].items()],
         metrics_rows=metrics_rows, metrics_status=metrics_status,
         d_table=d_table, d_table_measured=d_table_measured, d_table_status=d_table_status, class_example=class_example,
         images=images, onnx={"files": onnx_files, "opset": opset},

@@ -5,7 +5,7 @@ d -> class table and card facts, and answers each endpoint with bytes ready to s
 a PNG with the codes that drew it). Parameters are checked by params.py before anything runs;
 the HTTP side is server.py. Torch-free: numpy, onnxruntime, Pillow and the torch-free core.
 
-Each PNG carries two text chunks: `lgen-grid` (images.GRID_KEY, the layout `lgen sample`
+Each PNG holds two text chunks: `lgen-grid` (images.GRID_KEY, the layout `lgen sample`
 and `interpolate` record, so that `lgen encode` cuts a downloaded grid into its images) and
 `lgen-codes` (CODES_KEY: the seed, the mode and per image its d, c and, once, the shared z, in
 the records `lgen sample --json` prints).
@@ -115,7 +115,7 @@ class Explorer:
         return self._png(codes, steps, "classes", seed)
 
     def upload_strip(self, query: Mapping[str, list[str]], body: bytes) -> tuple[bytes, dict]:
-        """From one uploaded image to another, each encoded with S (as `lgen interpolate --from --to`).
+        """From one uploaded image to another, each encoded with S (as `lgen interpolate --from-image --to-image`).
 
         The body is the two files back to back; `split` is the byte length of the first (the
         page sends Blob([a, b])): no multipart parser is needed, and neither file is copied twice.

@@ -211,11 +211,11 @@ def read_encoder_inputs(paths: Sequence[Path], channels: int, resolution: int, *
 
     A PNG grid written by lgen (`sample`, `interpolate`, evaluation figures: a GRID_KEY chunk)
     is cut into its cells, one row each; with `split_grids=False` (one image per file
-    expected, as for `interpolate --from/--to`) it is a one-line LgenError instead. Other
+    expected, as for `interpolate --from-image/--to-image`) it is a one-line LgenError instead. Other
     files are one row each, with a warning (shape_warning) when far from the model's shape.
 
     Args:
-        flag: the option that named the files, for messages (e.g. "--from").
+        flag: the option that named the files, for messages (e.g. "--from-image").
     """
     rows: list[np.ndarray] = []
     inputs: list[EncoderInput] = []

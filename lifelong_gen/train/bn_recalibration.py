@@ -5,7 +5,7 @@ its running statistics: the batches of G's images (eq. (10)), of their augmented
 of the critic's real batch (`--s-real-weight`). In eval mode, which is how `lgen encode`, the
 exported ONNX graph and `lgen evaluate` use S, real images are then normalised with statistics
 left mostly by G's batches, which S never met in training mode. Measured on the reference
-model's end of domain 1 (experiments/fashion.md, session 14): S's Hungarian accuracy on real
+model's end of domain 1 (experiments/fashion.md): S's Hungarian accuracy on real
 MNIST was 0.577 with those statistics and 0.856 with them recomputed as below, with
 the same weights; along that run it swung between 0.58 and 0.84 from one 1,000-step probe to the
 next (experiments/trajectory.py).

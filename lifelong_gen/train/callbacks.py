@@ -1,4 +1,4 @@
-"""Hooks of the lifelong loop, and the callbacks that carry its side work.
+"""Hooks of the lifelong loop, and the callbacks that do its side work.
 
 The trainer owns the method (critic and generator updates, replay, checkpoints); what a
 run shows and writes along the way lives here, as Avalanche-style callbacks called at

@@ -1,6 +1,6 @@
 """Reading weights and checkpoints written before the layers that feed batch norm lost their bias.
 
-Until format 2 a Linear or ConvTranspose2d directly followed by batch norm carried a bias b
+Until format 2 a Linear or ConvTranspose2d directly followed by batch norm had a bias b
 (networks.py says why it no longer does). Batch norm cancels it exactly in training mode,
 since it subtracts the batch mean, and in eval mode it only shifts what the running mean is
 compared with:

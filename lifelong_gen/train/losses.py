@@ -47,7 +47,7 @@ def gradient_penalty(
         gp_lambda: λ of eq. (2).
         autocast_dtype: e.g. torch.bfloat16: the critic's forward (and so its first and
             double backward) runs under autocast (CPU or CUDA, as the tensors) in that dtype, while õ, the gradient
-            and its norm stay float32 (the norm of a bf16 vector would carry ~2^-8
+            and its norm stay float32 (the norm of a bf16 vector would hold ~2^-8
             relative error into (‖g‖ − 1)²). None: everything in the inputs' dtype.
     """
     eps = eps.view(-1, 1, 1, 1).to(real.dtype)

@@ -1,4 +1,4 @@
-"""SCAN's mined neighbours: each real image's nearest images of its own phase (issue 20's lever).
+"""SCAN's mined neighbours: each real image's nearest images of its own phase (a lever for S's clustering).
 
 Van Gansbeke et al., "SCAN: Learning to Classify Images without Labels" (ECCV 2020;
 wvangansbeke/Unsupervised-Classification, `utils/memory.py` `mine_nearest_neighbors`, then
@@ -7,7 +7,7 @@ trained to put each image and a random one of its neighbours in the same cluster
 the features of a pretext network (SimCLR); here there is none, so the neighbours are mined in
 pixel space (2x2 average-pooled, cosine), where 81% of a Fashion-MNIST training image's 20 nearest
 neighbours share its class (S's own trunk, after training: 78%, on 10,000 images;
-experiments/fashion.md, session 15). The term itself is losses.neighbour_consistency_loss,
+experiments/fashion.md). The term itself is losses.neighbour_consistency_loss,
 added by levers.py under `s_neighbour_weight`.
 
 Owns `mine_neighbours` and `NeighbourTables` (a phase's table, mined when the phase first needs

@@ -91,7 +91,7 @@ class TrainingState:
             G_old.load_state_dict(legacy.fold_norm_biases(G_old, self._sub("snapshot"))[0], strict=True)
             G_old.to(trainer.device)
             trainer.snapshot = ReplaySnapshot(G_old, state["snapshot_d_slots"])
-        ckpt.warn_if_numerics_differ(state.get("numerics"), trainer.device)  # absent before 3ac49f4
+        ckpt.warn_if_numerics_differ(state.get("numerics"), trainer.device)  # absent in older versions' checkpoints
         maps = legacy.optimizer_index_maps(parameter_groups(trainer.G, trainer.D, trainer.S), folded)
         for key in OPTIMIZERS:
             ckpt.optimizer_from_tensors(getattr(trainer, key), key, self.tensors, state["optimizers"][key],
