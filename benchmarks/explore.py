@@ -26,12 +26,16 @@ import json
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from sampling import cpu_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_MS = 100.0
@@ -102,18 +106,8 @@ def measure(repeats: int) -> dict:
     return {"model": "mnist-fashion (embedded, 28x28, 20 d, 2 c)", "provider": "CPUExecutionProvider",
             "threads": usable_cores(), "repeats": repeats, "budget_ms": BUDGET_MS, "results": results,
             "wheel": wheel_gain(),
-            "machine": {"cpu": _cpu_name(), "cores": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
+            "machine": {"cpu": cpu_model(), "cores": os.cpu_count(), "load_average": [round(v, 2) for v in os.getloadavg()],
                         "python": platform.python_version()}}
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def main() -> None:

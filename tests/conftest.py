@@ -108,6 +108,19 @@ def bundle(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def grown_embedded(tmp_path_factory) -> Path:
+    """The embedded 20-d model continued onto a third domain for one step (the cheapest continued
+    model: d_dim 30, a lineage), then exported. Shared: tests only read it."""
+    child = tmp_path_factory.mktemp("grown") / "child"
+    r = lgen("train", "--from", "mnist-fashion", "--domains", "synthetic:bars", "--steps-per-domain", "1",
+             "--batch-size", "8", "--out", str(child), "--no-progress")
+    assert r.returncode == 0, r.stderr
+    r = lgen("export", str(child))
+    assert r.returncode == 0, r.stderr
+    return child
+
+
+@pytest.fixture(scope="session")
 def no_torch(tmp_path_factory):
     """Environment variables for a subprocess in which torch (and the torch side) cannot be imported."""
     from tiny_onnx import torch_free_env

@@ -285,14 +285,9 @@ def test_model_card_shows_the_lineage(parent, tmp_path):
 
 @pytest.mark.integration
 @pytest.mark.timeout(600)
-def test_grown_embedded_model_exports_and_samples_all_30_d_torch_free(tmp_path, no_torch):
+def test_grown_embedded_model_exports_and_samples_all_30_d_torch_free(tmp_path, no_torch, grown_embedded):
     """The embedded 20-d model continued onto a third domain keeps the ONNX contract with d_dim 30."""
-    child = tmp_path / "c"
-    r = lgen("train", "--from", "mnist-fashion", "--domains", "synthetic:bars", "--steps-per-domain", "1",
-             "--batch-size", "8", "--out", str(child), "--no-progress")
-    assert r.returncode == 0, r.stderr
-    r = lgen("export", str(child))
-    assert r.returncode == 0, r.stderr
+    child = grown_embedded
     script = f"""
 import json, numpy as np
 from lifelong_gen.runtime import load_model

@@ -316,13 +316,9 @@ def test_help_lists_the_options():
 
 @pytest.mark.integration
 @pytest.mark.timeout(600)
-def test_a_continued_three_domain_model_is_explored_torch_free(tmp_path, no_torch):
+def test_a_continued_three_domain_model_is_explored_torch_free(no_torch, grown_embedded):
     """The embedded model taught a third domain (one step: the cheapest continued model), exported, served."""
-    child = tmp_path / "child"
-    r = lgen("train", "--from", "mnist-fashion", "--domains", "synthetic:bars", "--steps-per-domain", "1",
-             "--batch-size", "8", "--out", str(child), "--no-progress")
-    assert r.returncode == 0, r.stderr
-    assert lgen("export", str(child)).returncode == 0
+    child = grown_embedded
     proc, port = start("--model", str(child), "--port", "0", env=no_torch)
     try:
         facts = json.loads(call(port, "/api/model")[2])

@@ -10,10 +10,10 @@ status code: the handler (server.py) maps the query string to these functions.
 
 from __future__ import annotations
 
-import math
 from typing import Mapping, Optional
 
 from lifelong_gen.errors import LgenError
+from lifelong_gen.runtime.codes import parse_finite
 
 # The sliders' range: the priors are N(0, I), so ±3 covers 99.7% of what training drew;
 # beyond it the generator extrapolates and a user learns nothing about what c means.
@@ -56,11 +56,9 @@ def one(query: Mapping[str, list[str]], name: str, default: Optional[str] = None
 def parse_number(text: str, name: str, limit: float = C_RANGE) -> float:
     """A finite float within ±limit; `nan`, `inf` and `1e999` are refused, not clipped."""
     try:
-        value = float(text)
-    except ValueError:
-        raise BadRequest(f"{name}: {text[:40]!r} is not a number") from None
-    if not math.isfinite(value):
-        raise BadRequest(f"{name} must be finite, got {text[:40]}")
+        value = parse_finite(text, name)
+    except LgenError as e:
+        raise BadRequest(str(e)) from None
     if abs(value) > limit:
         raise BadRequest(f"{name} = {value:g} is out of range: within ±{limit:g}")
     return value

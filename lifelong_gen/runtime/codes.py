@@ -23,6 +23,17 @@ if TYPE_CHECKING:
 _CODE_FLAG = re.compile(r"--c(\d+)(?:=(.*))?")
 
 
+def parse_finite(text: str, name: str) -> float:
+    """A finite float from `text` (`nan`, `inf`, `1e999` refused), or a one-line LgenError naming `name`."""
+    try:
+        number = float(text)
+    except ValueError:
+        raise LgenError(f"{name}: {text[:40]!r} is not a number") from None
+    if not math.isfinite(number):
+        raise LgenError(f"{name} must be finite, got {text[:40]}")
+    return number
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(shifted)
@@ -139,12 +150,7 @@ def parse_code_flags(args: list[str], c_dim: int) -> dict[int, float]:
         if not 1 <= k <= c_dim:
             have = ", ".join(f"--c{i + 1}" for i in range(c_dim)) if c_dim else "none"
             raise LgenError(f"{flag}: the model has {c_dim} continuous code(s) ({have})")
-        try:
-            number = float(value)
-        except ValueError:
-            raise LgenError(f"{flag}: {value!r} is not a number") from None
-        if not math.isfinite(number):
-            raise LgenError(f"{flag} must be finite, got {value}")
+        number = parse_finite(value, flag)
         if k - 1 in fixed:
             raise LgenError(f"{flag} given twice")
         fixed[k - 1] = number
