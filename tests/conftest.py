@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -12,6 +13,13 @@ from typing import Callable, Optional
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# torch.compile's kernel cache defaults to one folder per user in /tmp, shared by every run on the
+# machine. A cache written by other runs (other checkouts, other ATEN_CPU_CAPABILITY settings, runs
+# at the same time) was measured to abort the compiled-step test in a later run (Fatal Python
+# error: Aborted), while a fresh folder passed: the suite compiles into its own, set before any
+# test imports torch (subprocesses inherit it).
+os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="lgen-tests-inductor-")
 
 # Small enough that a two-domain run takes seconds on 2 CPU cores.
 TINY = {"g_width": 8, "d_width": 8, "fc_width": 32, "z_dim": 8, "batch_size": 8, "n_critic": 2,
@@ -126,3 +134,10 @@ def no_torch(tmp_path_factory):
     from tiny_onnx import torch_free_env
 
     return torch_free_env(tmp_path_factory)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite's own compile cache goes with it."""
+    import shutil
+
+    shutil.rmtree(os.environ["TORCHINDUCTOR_CACHE_DIR"], ignore_errors=True)
