@@ -6,10 +6,8 @@ lifelong_gen/runtime/ (numpy, onnxruntime, Pillow) and lifelong_gen/bundle/ (the
 `--model` names, `--class` and the class beside each d), so importing this module never
 imports torch.
 
-`--model` takes what `load_model` takes (lifelong_gen/bundle/resolve.py): an exported
-directory, the name of a model embedded in the package (`mnist-fashion`; a local directory of
-that name wins), a Hub repo `ORG/NAME[@REV]` (config.json, onnx/*.onnx and d_classes.json only,
-through the HF cache, offline from it with HF_HUB_OFFLINE=1) or nothing: the default embedded model.
+`--model` takes what `load_model` takes (lifelong_gen/bundle/resolve.py): an exported directory,
+an embedded model's name, a Hub repo `ORG/NAME[@REV]` or nothing (the default embedded model).
 `encode` cuts a PNG grid that lgen wrote (its layout is in a text chunk) into its images and
 warns about an image far from the model's shape; `interpolate --from-image/--to-image` refuse a grid.
 
@@ -308,23 +306,15 @@ def interpolate(
     d_flag = "--class" if class_name is not None else "--d"
     rng = np.random.default_rng(seed)
     info: dict[str, Any] = {"class": chosen} if chosen else {}
-    which: tuple[str, ...] = ("generator",)
-
     if by_images:
         if d is not None or rows is not None:
             raise LgenError(f"{d_flag if d is not None else '--rows'} applies to --vary, not to --from-image/--to-image")
         codes, ends = _path_between(model, from_image, to_image, steps, rng)
         columns, mode, which = steps, "images", ("encoder", "generator")
         info.update(ends)
-    elif vary == "d":
-        if d is not None:
-            raise LgenError(f"{d_flag} fixes the category; --vary d shows all of them")
-        codes = rc.category_grid_codes(model, rows if rows is not None else steps, rng)
-        columns, mode = model.d_dim, "d"
     else:
-        codes = _traversal(model, vary, steps, rows, d, rng)
-        columns, mode = steps, vary
-
+        codes, columns, mode = _vary_codes(model, vary, steps, rows, d, d_flag, rng)
+        which = ("generator",)
     images = model.sample(codes.z, codes.c, codes.d)  # [rows * columns, C, H, W]
     used = _report_provider(model, verbose, which, model_ref)
     _class_note(chosen)
@@ -335,6 +325,17 @@ def interpolate(
                                "cells": codes.as_records(include_z=False)}))
     else:
         typer.echo(str(out))
+
+
+def _vary_codes(model, vary: Optional[str], steps: int, rows: Optional[int], d: Optional[int], d_flag: str, rng):
+    """The codes of `--vary d` (the d x c grid) or `--vary cK` (a traversal), with the grid's columns and mode."""
+    from lifelong_gen.runtime import codes as rc
+
+    if vary == "d":
+        if d is not None:
+            raise LgenError(f"{d_flag} fixes the category; --vary d shows all of them")
+        return rc.category_grid_codes(model, rows if rows is not None else steps, rng), model.d_dim, "d"
+    return _traversal(model, vary, steps, rows, d, rng), steps, vary
 
 
 def _check_interpolate_flags(vary: Optional[str], from_image: Optional[Path], to_image: Optional[Path], steps: int,
