@@ -32,6 +32,9 @@ SUPPORTED_RESOLUTIONS = (28, 64)
 PRECISIONS = ("fp32", "bf16", "auto")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 G_CONDITIONINGS = ("input", "cbn")
+GROWTHS = ("replay", "adapters")
+# The growth study's pick (experiments/growth.md).
+ADAPTER_RANK = 16
 
 
 @dataclass
@@ -66,9 +69,20 @@ class ModelConfig:
     g_conditioning: str = setting("input", help="How d enters G: input (the paper: concatenated at the input) or cbn "
                                                "(also conditional batch norm at every layer)",
                                   kind="method", choices=G_CONDITIONINGS)
+    # --growth adapters (train/domain_groups.py): the first d slot of each later domain's group of
+    # per-domain parameters; empty: one shared generator. Set by resolution, never by hand.
+    domain_groups: list[int] = setting(default_factory=list, help="First d slot of each later domain's group",
+                                       kind="method", cli=False)
+    adapter_rank: int = setting(ADAPTER_RANK, help="--growth adapters: rank of each later domain's low-rank "
+                                                   "update of every G layer (0: only its d columns and "
+                                                   "batch-norm statistics)", kind="method", bounds=">= 0")
+
     def validate(self) -> None:
         """The values each setting admits (declared with it), then the rules that tie settings together."""
         _check_declared(self)
+        if self.domain_groups and (sorted(set(self.domain_groups)) != list(self.domain_groups)
+                                   or not 0 < self.domain_groups[0] or self.domain_groups[-1] >= self.d_dim):
+            raise LgenError(f"domain_groups {self.domain_groups} must rise within (0, d_dim {self.d_dim})")
 
 
 # Batches of S's recalibration at each domain's end (train/bn_recalibration.py): 25, 100 and 400
@@ -98,6 +112,14 @@ class TrainConfig:
     info_weight_discrete: float = setting(1.0, help="Weight of the d cross-entropy in L_MI", kind="method", bounds=">= 0")
     info_weight_continuous: float = setting(0.1, help="Weight of the c Gaussian NLL in L_MI", kind="method", bounds=">= 0")
     replay: bool = setting(True, help="Generative replay (off: the paper's forgetting baseline, fig. 2b)", kind="method")
+    # How a later domain is added (experiments/growth.md). replay: the paper, eq. (7), every weight
+    # trains and the critic's real batch mixes replay. adapters: the old domains' parameters are
+    # frozen and the new domain learns its own (train/domain_groups.py); the critic sees only the
+    # new data, S learns the old domains from exact samples of their frozen codes.
+    growth: str = setting("replay", help="How each later domain is learned: replay (the paper: all weights, "
+                                         "replay in the critic's batch) or adapters (old domains frozen "
+                                         "exactly, per-domain parameters for the new one)",
+                          kind="method", choices=GROWTHS)
     # None: k / (k + 1) while learning domain k (0-based), so every domain seen keeps equal weight.
     # With d_per_domain, G's d prior follows a given ratio (train/phase.py, matched_d_prior).
     replay_ratio: Optional[float] = setting(None, help="Share of replayed images in the critic's real batch, and with "
@@ -192,6 +214,14 @@ class TrainConfig:
         if self.s_neighbour_weight > 0 and not self.s_real_weight > 0:
             raise LgenError("--s-neighbour-weight adds to --s-real-weight's clustering of real images: "
                             "give --s-real-weight > 0")
+        if self.growth == "adapters" and not self.joint and len(self.domains) > 1:
+            if self.d_per_domain is None:
+                raise LgenError("--growth adapters needs --d-per-domain: each domain's own d's carry its parameters")
+            if not self.replay:
+                raise LgenError("--growth adapters keeps the old domains exactly; --no-replay goes with --growth replay")
+            if self.replay_alignment > 0:
+                raise LgenError("--replay-alignment matches G to its frozen copy on old codes, which --growth "
+                                "adapters keeps exact: use it with --growth replay")
         if self.s_real_by_domain and (self.d_per_domain is None or self.joint or not self.s_real_weight > 0):
             raise LgenError("--s-real-by-domain needs --d-per-domain (each domain's own d's), --s-real-weight > 0 "
                             "and a lifelong run (a joint batch does not say which domain each image is from)")
@@ -236,6 +266,7 @@ class RunConfig:
             model = ModelConfig(**model_raw)
             # Runs made before S's statistics were recalibrated kept training's: say so, not the new default.
             train_raw.setdefault("s_bn_recalibration", 0)
+            train_raw.setdefault("growth", "replay")  # runs made before the choice existed replayed
             if "betas" in train_raw:
                 train_raw["betas"] = tuple(train_raw["betas"])
             train = TrainConfig(**train_raw)
@@ -349,6 +380,8 @@ def resolve_run_config(settings: dict[str, Any], *, preset: Optional[str] = None
             raise LgenError(f"d_dim {model_kwargs['d_dim']} contradicts d_per_domain {train.d_per_domain} "
                             f"x {len(train.domains)} domains = {total}; give one of them")
         model_kwargs["d_dim"] = total
+        if train.growth == "adapters" and not train.joint:
+            model_kwargs["domain_groups"] = [train.d_per_domain * k for k in range(1, len(train.domains))]
     model = ModelConfig(**model_kwargs)
     model.validate()
     return RunConfig(model=model, train=train, package_version=__version__)

@@ -36,7 +36,9 @@ from lifelong_gen.config import (
     EXECUTION_SETTINGS,
     MODEL_KEYS,
     S_BN_RECALIBRATION,
+    ModelConfig,
     RunConfig,
+    TrainConfig,
     read_run_config,
 )
 from lifelong_gen.domain_names import native_shape, parse_domains
@@ -49,7 +51,7 @@ METHOD_SETTINGS = ("d_per_domain", "gp_lambda", "info_weight_discrete", "info_we
                    "info_augment_weight", "s_real_weight", "s_balance_weight")
 # What `--from` may change (the schedule, optimiser, replay and seed, and every execution
 # setting); anything else given is refused in one line.
-TRAINING_SETTINGS = ("steps_per_domain", "batch_size", "n_critic", "lr_g", "lr_d", "betas", "replay",
+TRAINING_SETTINGS = ("steps_per_domain", "batch_size", "n_critic", "lr_g", "lr_d", "betas", "replay", "growth",
                      "replay_ratio", "replay_alignment", "ema_decay", "seed", "s_bn_recalibration",
                      *EXECUTION_SETTINGS)
 REQUIRED_WEIGHTS = ("G_ema", "S")
@@ -91,6 +93,30 @@ def resolve_parent(value: str, *, endpoint: Optional[str] = None, weights: bool 
     return Parent(path=path, run=run, record=record, has_critic=has_critic)
 
 
+def _grown_model(pm: ModelConfig, d_per_domain: Optional[int], new_domains: int, growth: str,
+                 rank: Optional[int]) -> ModelConfig:
+    """The parent's model config grown by `new_domains` domains (train/growth.py grows the weights):
+    d_dim by d_per_domain each, and with --growth adapters a group of per-domain parameters each."""
+    if pm.domain_groups and growth != "adapters":
+        raise LgenError("the parent keeps its old domains in per-domain parameters (--growth adapters): "
+                        "it grows only that way")
+    if growth == "adapters" and d_per_domain is None:
+        raise LgenError("--growth adapters needs the parent's domains to have their own d's (--d-per-domain); "
+                        "this parent shares one Cat across its domains: continue it with --growth replay")
+    if rank is not None and growth != "adapters":
+        raise LgenError("--adapter-rank sets --growth adapters' per-domain parameters: give --growth adapters")
+    if rank is not None and pm.domain_groups and rank != pm.adapter_rank:
+        raise LgenError(f"--adapter-rank {rank}: the parent's domains have adapters of rank {pm.adapter_rank}, "
+                        "and every later domain's must match")
+    step = d_per_domain or 0
+    grown = dataclasses.replace(pm, d_dim=pm.d_dim + step * new_domains)
+    if growth == "adapters":
+        grown.domain_groups = list(pm.domain_groups) + [pm.d_dim + step * i for i in range(new_domains)]
+        if not pm.domain_groups:
+            grown.adapter_rank = ModelConfig.adapter_rank if rank is None else rank
+    return grown
+
+
 def continue_config(parent: Parent, domains: str | list[str], overrides: dict[str, Any], *,
                     critic: str = "auto") -> RunConfig:
     """The RunConfig of a run that continues `parent` onto `domains` (validated; one-line errors).
@@ -111,6 +137,8 @@ def continue_config(parent: Parent, domains: str | list[str], overrides: dict[st
             raise LgenError(f"domain {spec} comes as {shape[0]}x{shape[1]}x{shape[1]}, the parent model is "
                             f"{pm.img_channels}x{pm.img_resolution}x{pm.img_resolution}: a continuation keeps the "
                             f"parent's shape (a folder: domain is converted to it)")
+    overrides = dict(overrides)
+    rank = overrides.pop("adapter_rank", None)
     for key, value in overrides.items():
         if key == "joint":
             if value:
@@ -137,11 +165,14 @@ def continue_config(parent: Parent, domains: str | list[str], overrides: dict[st
     # Likewise S's recalibration: it changes no weight, only the statistics this run's S ends with,
     # so a parent trained before it existed (0) does not keep its continuations without it.
     settings.setdefault("s_bn_recalibration", S_BN_RECALIBRATION)
+    # Each boundary gets today's default growth, not the one the parent's own boundaries had; a parent
+    # whose domains already have their own parameters can only grow that way.
+    default_growth = "adapters" if pm.domain_groups else TrainConfig.growth
+    settings.setdefault("growth", default_growth if pt.d_per_domain is not None else "replay")
     train = dataclasses.replace(pt, domains=list(pt.domains) + new, inherited_domains=len(pt.domains),
                                 joint=False, **settings)
+    model = _grown_model(pm, pt.d_per_domain, len(new), train.growth, rank)
     train.validate()
-    growth = pt.d_per_domain * len(new) if pt.d_per_domain is not None else 0
-    model = dataclasses.replace(pm, d_dim=pm.d_dim + growth)
     model.validate()
     record = {**parent.record, "critic": "parent" if use_parent_critic else "fresh"}
     sources = list(parent.run.data_sources)[:len(pt.domains)]

@@ -38,12 +38,13 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator
+from typing import Iterator, Optional
 
 import torch
 from torch import nn
 
 from lifelong_gen.config import ModelConfig
+from lifelong_gen.train.domain_groups import DomainBatchNorm, LowRankAdapters, gate_of, group_matrix
 
 
 def _check_image(o: torch.Tensor, cfg: ModelConfig) -> None:
@@ -67,9 +68,10 @@ class ConditionalBatchNorm(nn.Module):
         nn.init.zeros_(self.gain.weight)
         nn.init.zeros_(self.bias.weight)
 
-    def forward(self, h: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, d: torch.Tensor, gate: Optional[torch.Tensor] = None) -> torch.Tensor:
         shape = (d.shape[0], -1) + (1,) * (h.dim() - 2)  # broadcast over H, W for conv features
-        return self.bn(h) * (1 + self.gain(d).view(shape)) + self.bias(d).view(shape)
+        normed = self.bn(h, gate) if isinstance(self.bn, DomainBatchNorm) else self.bn(h)
+        return normed * (1 + self.gain(d).view(shape)) + self.bias(d).view(shape)
 
 
 def norm_fed_layers(module: nn.Module) -> dict[str, str]:
@@ -91,10 +93,21 @@ def norm_fed_layers(module: nn.Module) -> dict[str, str]:
     return found
 
 
-def _run(layers: nn.Sequential, h: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-    """A Sequential whose ConditionalBatchNorm layers also receive d."""
-    for layer in layers:
-        h = layer(h, d) if isinstance(layer, ConditionalBatchNorm) else layer(h)
+def _run(layers: nn.Sequential, h: torch.Tensor, d: torch.Tensor, gate: Optional[torch.Tensor] = None,
+         adapters: Optional[nn.ModuleDict] = None, prefix: str = "") -> torch.Tensor:
+    """A Sequential whose ConditionalBatchNorm layers also receive d, and with domain groups
+    (domain_groups.py) whose per-group batch norms receive the gate and whose adapted layers add
+    their group's low-rank update."""
+    for i, layer in enumerate(layers):
+        if isinstance(layer, ConditionalBatchNorm):
+            out = layer(h, d, gate)
+        elif isinstance(layer, DomainBatchNorm):
+            out = layer(h, gate)
+        else:
+            out = layer(h)
+        if adapters is not None and f"{prefix}{i}" in adapters:
+            out = out + adapters[f"{prefix}{i}"](h, gate)
+        h = out
     return h
 
 
@@ -139,11 +152,30 @@ class Generator(nn.Module):
                 ch //= 2
             blocks += [nn.ConvTranspose2d(ch, C, 4, 2, 1), nn.Tanh()]
             self.conv = nn.Sequential(*blocks)
+        self.adapters: Optional[nn.ModuleDict] = None
+        if cfg.domain_groups:
+            self._add_domain_groups(cfg)
         if cfg.g_conditioning == "cbn":
             for seq in (self.fc, self.conv):
                 for i, layer in enumerate(seq):
-                    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d, DomainBatchNorm)):
                         seq[i] = ConditionalBatchNorm(layer, cfg.d_dim)
+
+    def _add_domain_groups(self, cfg: ModelConfig) -> None:
+        """Per-group batch-norm statistics and, with `adapter_rank`, low-rank adapters of every
+        linear and transposed-convolution layer (domain_groups.py)."""
+        groups = len(cfg.domain_groups)
+        # Not saved: it follows from the config, and the ONNX graph holds it as a constant.
+        self.register_buffer("group_matrix", group_matrix(cfg.d_dim, cfg.domain_groups), persistent=False)
+        adapters = {}
+        for prefix, seq in (("fc_", self.fc), ("conv_", self.conv)):
+            for i, layer in enumerate(seq):
+                if isinstance(layer, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                    seq[i] = DomainBatchNorm(layer.num_features, groups + 1, layer.eps, layer.momentum)
+                elif isinstance(layer, (nn.Linear, nn.ConvTranspose2d)) and cfg.adapter_rank > 0:
+                    adapters[f"{prefix}{i}"] = LowRankAdapters(layer, groups, cfg.adapter_rank)
+        if adapters:
+            self.adapters = nn.ModuleDict(adapters)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -155,9 +187,10 @@ class Generator(nn.Module):
             z = z * cfg.z_scale
         if cfg.c_scale != 1.0:
             c = c * cfg.c_scale
-        h = _run(self.fc, torch.cat([z, c, d], dim=1), d)
+        gate = gate_of(d, self.group_matrix) if cfg.domain_groups else None  # [N, 1 + groups]
+        h = _run(self.fc, torch.cat([z, c, d], dim=1), d, gate, self.adapters, "fc_")
         h = h.view(-1, self.base_ch, self.base, self.base)  # [N, base_ch, base, base]
-        return _run(self.conv, h, d)  # [N, C, H, W]
+        return _run(self.conv, h, d, gate, self.adapters, "conv_")  # [N, C, H, W]
 
 
 class Trunk(nn.Module):

@@ -71,6 +71,11 @@ def matched_d_prior(tc: TrainConfig, cfg: ModelConfig, k: int, device: torch.dev
         return None
     slots = domain_slots(tc, cfg, k)
     old = slots - tc.d_per_domain
+    if tc.growth == "adapters" and cfg.domain_groups and old >= cfg.domain_groups[0]:
+        # The old domains are frozen (domain_groups.py): G draws only the new domain's d's.
+        prior = torch.zeros(slots, dtype=torch.float32)
+        prior[old:] = 1.0 / tc.d_per_domain
+        return prior.to(device)
     if abs(r - old / slots) < 1e-12:
         return None
     prior = torch.empty(slots, dtype=torch.float32)

@@ -50,7 +50,8 @@ from lifelong_gen.train.assembly import build_training_networks
 from lifelong_gen.train.bn_recalibration import recalibrate_s
 from lifelong_gen.train.callbacks import Callback, DomainSnapshots, SampleGrids, closing_all, progress_display
 from lifelong_gen.train.domains import DomainData
-from lifelong_gen.train.growth import start_from_parent
+from lifelong_gen.train.domain_groups import GroupIsolation
+from lifelong_gen.train.growth import begin_group, isolation_for, start_from_parent
 from lifelong_gen.train.inputs import load_run_inputs
 from lifelong_gen.train.levers import lever_terms
 from lifelong_gen.train.losses import alignment_loss, critic_loss, generator_loss, gradient_penalty, info_loss
@@ -111,6 +112,7 @@ class Trainer:
         self.step = 0  # generator steps done in the current phase
         self.global_step = 0
         self.snapshot: Optional[ReplaySnapshot] = None
+        self.isolation: Optional[GroupIsolation] = None  # set per phase (enter_phase)
         self.neighbours = NeighbourTables(self.tc.s_neighbours)  # --s-neighbour-weight's, mined on first use
         if inputs.parent_nets is not None:
             self.snapshot = start_from_parent(self, inputs.parent_nets)
@@ -153,10 +155,18 @@ class Trainer:
         cfg = self.cfg
         return sample_codes(n, cfg.z_dim, cfg.c_dim, cfg.d_dim, d_slots, self.rng, self.device, d_prior)
 
-    def real_batch(self, phase: Phase, batch: int, generator: Optional[torch.Generator] = None) -> RealBatch:
-        """The critic's real batch of eq. (7) (replay.mixed_real_batch), drawn on the run's stream
-        unless another `generator` is given."""
-        return mixed_real_batch(phase, batch, self.snapshot, self.rng if generator is None else generator)
+    def real_batch(self, phase: Phase, batch: int, generator: Optional[torch.Generator] = None,
+                   replay: bool = True) -> RealBatch:
+        """The real batch of eq. (7) (replay.mixed_real_batch), drawn on the run's stream unless another
+        `generator` is given; `replay` False: the domain's images only."""
+        return mixed_real_batch(phase, batch, self.snapshot if replay else None,
+                                self.rng if generator is None else generator)
+
+    @property
+    def isolated(self) -> bool:
+        """The current phase learns a group of its own on a frozen G (--growth adapters): the critic
+        sees only the new data and S meets the old domains in exact samples of the snapshot."""
+        return self.isolation is not None
 
     def train_step(self, phase: Phase) -> Losses:
         """`n_critic` critic updates, then one G + S update; the losses as 0-dim device tensors."""
@@ -171,7 +181,7 @@ class Trainer:
         Returns its losses and the real batch it scored (`s_real_reuse` clusters it)."""
         tc, fw, B = self.tc, self.fw, self.tc.batch_size
         fw.step_begins()
-        batch = self.real_batch(phase, B)
+        batch = self.real_batch(phase, B, replay=not self.isolated)
         real = batch.images
         z, c, d, d_idx = self._codes(B, phase.d_slots, phase.d_prior)
         with torch.no_grad(), self.autocast():
@@ -205,12 +215,15 @@ class Trainer:
         fw.step_begins()
         with frozen(self.D):  # no gradient wasted on the critic
             z, c, d, d_idx = self._codes(B, phase.d_slots, phase.d_prior)
+            old = self.old_codes_for_s(phase)
             with self.autocast():
                 fake = fw.G(z, c, d)
                 scores = fw.D_frozen(fake)
-                d_logits, c_mean = fw.S(fake)  # unwrapped S when it shares the (frozen) trunk
+                # unwrapped S when it shares the (frozen) trunk; with an isolated G also on the old samples
+                d_logits, c_mean = fw.S(fake if old is None else torch.cat([fake, old[0]]))
             loss_adv = generator_loss(scores.float())
-            loss_info, ce, nll = info_loss(d_logits.float(), c_mean.float(), d_idx, c, tc.info_weight_discrete,
+            s_d, s_c = (d_idx, c) if old is None else (torch.cat([d_idx, old[3]]), torch.cat([c, old[2]]))
+            loss_info, ce, nll = info_loss(d_logits.float(), c_mean.float(), s_d, s_c, tc.info_weight_discrete,
                                            tc.info_weight_continuous)
             loss_g = loss_adv + loss_info
             align = torch.zeros((), device=self.device)
@@ -222,6 +235,8 @@ class Trainer:
                 align = alignment_loss(current.float(), target.float())
                 loss_g = loss_g + tc.replay_alignment * align
             reuse = tc.s_real_reuse and last_real is not None
+            if reuse and old is not None:  # the critic saw the new data only: S's mix adds the old samples
+                last_real = RealBatch(torch.cat([last_real.images, old[0]]), last_real.idx, old[3])
             extra, logged = lever_terms(
                 tc, phase, fw.S, fake, d_idx, rng=self.rng, autocast=self.autocast, neighbours=self.neighbours,
                 real_batch=(lambda: last_real) if reuse else (lambda: self.real_batch(phase, B)))
@@ -231,6 +246,8 @@ class Trainer:
             if self.cfg.encoder_shares_critic:
                 self.opt_d.zero_grad(set_to_none=True)
             loss_g.backward()  # under torchrun DDP averages G's (and a separate S's) gradients here
+        if self.isolation is not None:
+            self.isolation.mask_grads()  # only the new domain's own parameters move (domain_groups.py)
         self.opt_g.step()
         # Per-rank batches moved each rank's BatchNorm running statistics differently
         # (DDP wraps with broadcast_buffers=False: see distributed.py).
@@ -242,8 +259,21 @@ class Trainer:
         values.update({name: term for name, (_, term) in extra.items()}, **logged)
         return {k: v.detach().float() for k, v in values.items()}
 
+    def old_codes_for_s(self, phase: Phase) -> Optional[tuple[torch.Tensor, ...]]:
+        """With an isolated G: round(B · replay ratio) exact samples of the old domains' frozen codes
+        (images, z, c, d index), for S's L_MI and its real mix; None otherwise."""
+        if not self.isolated or self.snapshot is None:
+            return None
+        n_old = max(1, round(self.tc.batch_size * phase.replay_ratio))
+        images, (_, c, _, d_idx) = self.snapshot.sample(n_old, self.rng)
+        return images, None, c, d_idx
+
     # ------------------------------------------------------------ between domains
 
+    def enter_phase(self, phase: Phase) -> None:
+        """Set up what a phase trains, whenever it starts or resumes in this process: with --growth
+        adapters, a later domain learns only its own group (domain_groups.GroupIsolation)."""
+        self.isolation = isolation_for(self.G, self.tc, phase)
     def _announce(self, phase: Phase) -> None:
         log.info("domain %d/%d %s: %d steps, d slots %d, replay ratio %.3f", phase.index + 1, self.lineage_length,
                  phase.name, phase.steps, phase.d_slots, phase.replay_ratio if self.snapshot else 0.0)
@@ -255,6 +285,8 @@ class Trainer:
             self.snapshot = ReplaySnapshot(self.G_ema, phase.d_slots)
         self.phase_position += 1
         self.step = 0
+        if self.phase_position < len(self.phases):
+            begin_group(self, self.phases[self.phase_position])
 
     # ------------------------------------------------------------ persistence
 
@@ -301,6 +333,7 @@ class Trainer:
                 phase = self.phases[self.phase_position]
                 if self.step == 0:
                     self._announce(phase)
+                self.enter_phase(phase)
                 for cb in callbacks:
                     cb.before_domain(self, phase)
                 while self.step < phase.steps:

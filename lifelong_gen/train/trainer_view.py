@@ -44,6 +44,7 @@ class TrainerView(Protocol):
     D: torch.nn.Module
     S: torch.nn.Module
     G_ema: torch.nn.Module
+    opt_g: torch.optim.Optimizer  # G's (and a separate S's) Adam: growth restarts G's state at a boundary
     rng: torch.Generator  # the run's one random stream
     snapshot: Optional[ReplaySnapshot]  # G_{k-1} of eq. (7), None before the first boundary
     phase_position: int  # position in the run's phases (a Phase's `index` is its place in the lineage)
@@ -57,7 +58,8 @@ class TrainerView(Protocol):
     @property
     def networks(self) -> dict[str, torch.nn.Module]: ...
 
-    def real_batch(self, phase: Phase, batch: int, generator: Optional[torch.Generator] = None) -> RealBatch: ...
+    def real_batch(self, phase: Phase, batch: int, generator: Optional[torch.Generator] = None,
+                   replay: bool = True) -> RealBatch: ...
 
     def make_rng(self, restart_at: int = 0) -> torch.Generator: ...
 

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The growth study (experiments/growth.md): how a later domain is added, compared on one protocol.
+#   bash experiments/growth.sh study       a quick two-domain parent (--preset mnist-fashion --quick),
+#                                          continued onto animal-mnist for 1,000 steps, seeds 0-2, per setting
+#   bash experiments/growth.sh reference   the embedded model continued onto animal-mnist at the reference
+#                                          budget (the preset's 8,000 steps) with the default growth
+# One training at a time (two on 2 cores slow each other far more than 2x); every step skips what is
+# done, so the script can be re-run after an interruption. Tabulate: python experiments/growth_table.py
+set -euo pipefail
+cd "$(dirname "$0")/.."
+LGEN=${LGEN:-.venv/bin/lgen}
+R=runs/growth
+SEEDS=${SEEDS:-0 1 2}
+SETTINGS=${SETTINGS:-replay align adapters-r0 adapters-r16 alone}
+mkdir -p "$R"
+
+train() {  # train OUT ARGS...: one run, timed, its log beside it (resumed if interrupted)
+  local out=$1; shift
+  if [ -f "$out.done" ]; then return; fi
+  if [ -f "$out/config.json" ]; then
+    /usr/bin/time -f "%e s wall" -o "$out.time" "$LGEN" train --resume "$out" --no-progress >> "$out.log" 2>&1
+  else
+    /usr/bin/time -f "%e s wall" -o "$out.time" "$LGEN" train "$@" --out "$out" --no-progress > "$out.log" 2>&1
+  fi
+  touch "$out.done"
+}
+evaluate() {  # evaluate RUN N: metrics.json, report.md and figures in RUN
+  [ -f "$1/metrics.json" ] || /usr/bin/time -f "%e s wall" -o "$1.eval-time" \
+    "$LGEN" evaluate "$1" --num-samples "$2" --no-progress > "$1.eval.log" 2>&1
+}
+flags() {  # the growth flags of a setting
+  case $1 in
+    replay) echo "--growth replay" ;;
+    align) echo "--growth replay --replay-alignment 1" ;;   # MeRGAN-RA (Wu et al. 2018)
+    adapters-r*) echo "--growth adapters --adapter-rank ${1#adapters-r}" ;;
+    alone) echo "--growth replay --no-replay" ;;            # the new domain alone, from the parent's start
+    *) echo "unknown setting $1" >&2; exit 2 ;;
+  esac
+}
+
+for part in "${@:-study}"; do
+  case $part in
+    study)
+      train "$R/parent-quick" --preset mnist-fashion --quick
+      for seed in $SEEDS; do
+        for s in $SETTINGS; do
+          # shellcheck disable=SC2046
+          train "$R/$s-s$seed" --from "$R/parent-quick" --domains animal-mnist --seed "$seed" $(flags "$s")
+          evaluate "$R/$s-s$seed" 2000
+        done
+      done ;;
+    reference)
+      train "$R/reference-${GROWTH:-default}" --from mnist-fashion --domains animal-mnist ${GROWTH:+--growth $GROWTH}
+      evaluate "$R/reference-${GROWTH:-default}" 5000 ;;
+    *) echo "unknown part $part" >&2; exit 2 ;;
+  esac
+done
