@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lifelong_gen import __version__
-from lifelong_gen.domain_names import model_shape, parse_domains
+from lifelong_gen.domain_names import check_domains, model_shape, parse_domains
 from lifelong_gen.errors import LgenError
 from lifelong_gen.presets import PRESETS
 from lifelong_gen.retired import Retired, split_retired
@@ -340,6 +340,8 @@ def resolve_run_config(settings: dict[str, Any], *, preset: Optional[str] = None
     train_kwargs = {k: v for k, v in settings.items() if k in TRAIN_KEYS and (v is not None or k == "replay_ratio")}
     train = TrainConfig(**train_kwargs)
     train.validate()
+    # A preset's list is not parsed: checked here too, so no run of it starts with a bad or overlapping spec.
+    check_domains(train.domains)
     channels, resolution = model_shape(train.domains)
     model_kwargs.setdefault("img_channels", channels)
     model_kwargs.setdefault("img_resolution", resolution)
