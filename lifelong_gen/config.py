@@ -81,7 +81,8 @@ class TrainConfig:
     """Every setting of a lifelong run. Defaults follow the paper (Adam, lr 1e-4, λ = 10)."""
 
     domains: list[str] = setting(default_factory=list, kind="method", help="Domains in order, e.g. mnist,fashion-mnist "
-                                 "or folder:/data/celeba,folder:/data/chairs")
+                                 "or folder:/data/celeba,folder:/data/chairs; NAME:SEL learns only some classes "
+                                 "of a labelled domain (mnist:0-4,mnist:5-9; ids joined by +, or ranges)")
     steps_per_domain: int = setting(2000, help="Generator steps per domain", kind="method", bounds=">= 1")
     batch_size: int = setting(64, help="Images per batch (critic and generator updates)", kind="method", bounds=">= 1")
     n_critic: int = setting(5, help="Critic updates per generator step", kind="method", bounds=">= 1")
