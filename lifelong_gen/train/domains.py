@@ -15,7 +15,7 @@ A domain spec is a string:
   RGB): tiny generated 10-class domains for tests and demos (synthetic.py draws them).
 - any labelled one with `:SEL` (`mnist:0-4`, `synthetic:bars:0+1`; domain_names.py parses
   it): only the images of those classes, train and test split both. Their labels become
-  0..k-1 in the selection's order, and `class_ids` / `class_names` say which dataset classes
+  0..k-1 in ascending order of class id, and `class_ids` / `class_names` say which dataset classes
   they are, so evaluation's tables name them as the full dataset would ("2", "3" for mnist:2-3).
 
 Images are kept in memory as uint8 [N, C, H, W]; batches become float in [-1, 1].
@@ -135,7 +135,7 @@ def load_domain(
 
 
 def _select_classes(data: DomainData, spec: str, class_ids: tuple[int, ...]) -> DomainData:
-    """Only the images of `class_ids` (train and test), relabelled 0..k-1 in that order."""
+    """Only the images of `class_ids` (ascending; train and test), relabelled 0..k-1 in that order."""
     relabel = torch.full((int(data.num_classes or 0),), -1, dtype=torch.int64)
     relabel[list(class_ids)] = torch.arange(len(class_ids))
     ids = torch.tensor(class_ids)
