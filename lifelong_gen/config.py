@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lifelong_gen import __version__
-from lifelong_gen.domain_names import model_shape, parse_domains
+from lifelong_gen.domain_names import check_domains, model_shape, parse_domains
 from lifelong_gen.errors import LgenError
 from lifelong_gen.presets import PRESETS
 from lifelong_gen.retired import Retired, split_retired
@@ -95,7 +95,8 @@ class TrainConfig:
     """Every setting of a lifelong run. Defaults follow the paper (Adam, lr 1e-4, λ = 10)."""
 
     domains: list[str] = setting(default_factory=list, kind="method", help="Domains in order, e.g. mnist,fashion-mnist "
-                                 "or folder:/data/celeba,folder:/data/chairs")
+                                 "or folder:/data/celeba,folder:/data/chairs; NAME:SEL learns only some classes "
+                                 "of a labelled domain (mnist:0-4,mnist:5-9; ids joined by +, or ranges)")
     steps_per_domain: int = setting(2000, help="Generator steps per domain", kind="method", bounds=">= 1")
     batch_size: int = setting(64, help="Images per batch (critic and generator updates)", kind="method", bounds=">= 1")
     n_critic: int = setting(5, help="Critic updates per generator step", kind="method", bounds=">= 1")
@@ -371,6 +372,8 @@ def resolve_run_config(settings: dict[str, Any], *, preset: Optional[str] = None
     train_kwargs = {k: v for k, v in settings.items() if k in TRAIN_KEYS and (v is not None or k == "replay_ratio")}
     train = TrainConfig(**train_kwargs)
     train.validate()
+    # A preset's list is not parsed: checked here too, so no run of it starts with a bad or overlapping spec.
+    check_domains(train.domains)
     channels, resolution = model_shape(train.domains)
     model_kwargs.setdefault("img_channels", channels)
     model_kwargs.setdefault("img_resolution", resolution)

@@ -105,7 +105,7 @@ def test_continue_config_inherits_the_method_and_grows_d(parent):
     assert fresh.parent["critic"] == "fresh"
     with pytest.raises(LgenError, match="--info-augment-weight is fixed by the parent"):
         continue_config(p, "synthetic:rings", {"info_augment_weight": 2.0})
-    with pytest.raises(LgenError, match="already in the parent's lineage"):
+    with pytest.raises(LgenError, match="overlaps synthetic:bars of the parent's lineage"):
         continue_config(p, "synthetic:bars", {})
 
 

@@ -41,7 +41,7 @@ from lifelong_gen.config import (
     TrainConfig,
     read_run_config,
 )
-from lifelong_gen.domain_names import native_shape, parse_domains
+from lifelong_gen.domain_names import check_domains, native_shape, parse_domains
 from lifelong_gen.errors import LgenError
 from lifelong_gen.settings import flag_of
 
@@ -129,9 +129,9 @@ def continue_config(parent: Parent, domains: str | list[str], overrides: dict[st
     """
     new = parse_domains(domains) if isinstance(domains, str) else list(domains)
     pm, pt = parent.run.model, parent.run.train
+    # pt.domains is the parent's whole lineage: no new spec may hold a class (or folder) it learned.
+    check_domains(list(pt.domains) + new, inherited=len(pt.domains))
     for spec in new:
-        if spec in pt.domains:
-            raise LgenError(f"domain {spec} is already in the parent's lineage ({', '.join(pt.domains)})")
         shape = native_shape(spec)
         if shape is not None and shape != (pm.img_channels, pm.img_resolution):
             raise LgenError(f"domain {spec} comes as {shape[0]}x{shape[1]}x{shape[1]}, the parent model is "

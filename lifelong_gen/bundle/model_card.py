@@ -26,6 +26,7 @@ from typing import Any, Optional, Sequence
 from lifelong_gen.atomic import atomic_write_text
 from lifelong_gen.bundle import CARD_NAME, METRICS_NAME, NETWORK_FILES, ONNX_FILES, bundle_images, d_classes
 from lifelong_gen.config import RunConfig, domain_slots, read_run_config
+from lifelong_gen.domain_names import split_selection
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.export import spec
 from lifelong_gen.metrics_summary import fmt, summary_rows
@@ -178,7 +179,7 @@ def model_index_results(metrics: Optional[dict], domains: Sequence[str]) -> list
         return []
     results = []
     for domain in domains:
-        hub_id, figures = HUB_DATASETS.get(domain), per_domain.get(domain)
+        hub_id, figures = HUB_DATASETS.get(split_selection(domain)[0]), per_domain.get(domain)
         if hub_id is None or not isinstance(figures, dict):
             continue
         clustering = figures.get("clustering") if isinstance(figures.get("clustering"), dict) else {}
@@ -209,7 +210,7 @@ def hub_metadata(run: RunConfig, metrics: Optional[dict], *, model_name: str, li
 
     datasets = []
     for name in run.train.domains:
-        hub_name = HUB_DATASETS.get(name)
+        hub_name = HUB_DATASETS.get(split_selection(name)[0])  # mnist:0-4 is drawn from mnist
         if hub_name and hub_name not in datasets:
             datasets.append(hub_name)
     results = model_index_results(metrics, run.train.domains)

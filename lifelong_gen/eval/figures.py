@@ -18,6 +18,7 @@ import torch
 
 from lifelong_gen import images as images_io
 from lifelong_gen.atomic import atomic_write_bytes
+from lifelong_gen.domain_names import split_selection
 from lifelong_gen.runtime.codes import category_grid_codes, traversal_codes
 from lifelong_gen.train.domains import to_float
 
@@ -91,7 +92,8 @@ def write_all(out: Path, G: torch.nn.Module, images: torch.Tensor, domain_of_sam
         grid, cols = traversal(G, k)
         written.append(save_grid(grid, out / f"traversal_c{k + 1}.png", cols))
     if forgetting:
-        names = [d.split(":")[-1] for d in forgetting["domains"]]
+        # A folder by its path, a synthetic domain by its kind; a class selection (mnist:0-4) whole.
+        names = [d if split_selection(d)[1] is not None else d.split(":")[-1] for d in forgetting["domains"]]
         written.append(heatmap(forgetting["fid"], names, "FID (classifier features), lower is better",
                                out / "forgetting_fid.png"))
         written.append(heatmap(forgetting["relative_share"], names, "share of samples / fair share",

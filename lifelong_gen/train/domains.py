@@ -13,6 +13,10 @@ A domain spec is a string:
   model's resolution; every 10th file (sorted) is held out as the test split.
 - `synthetic:bars`, `synthetic:rings` (28x28 grey) and `synthetic64:bars|rings` (64x64
   RGB): tiny generated 10-class domains for tests and demos (synthetic.py draws them).
+- any labelled one with `:SEL` (`mnist:0-4`, `synthetic:bars:0+1`; domain_names.py parses
+  it): only the images of those classes, train and test split both. Their labels become
+  0..k-1 in ascending order of class id, and `class_ids` / `class_names` say which dataset classes
+  they are, so evaluation's tables name them as the full dataset would ("2", "3" for mnist:2-3).
 
 Images are kept in memory as uint8 [N, C, H, W]; batches become float in [-1, 1].
 Each loaded domain records which source was used and how many images it has.
@@ -33,7 +37,7 @@ import torch
 import torch.nn.functional as F
 
 from lifelong_gen.atomic import atomic_write_bytes
-from lifelong_gen.domain_names import native_shape
+from lifelong_gen.domain_names import ANIMAL_CLASSES, CLASS_NAMES, domain_classes, split_selection
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.images import PIXELS_VERSION, image_files, read_model_pixels
 from lifelong_gen.safe_pickle import load_arrays
@@ -43,13 +47,6 @@ log = logging.getLogger("lifelong_gen")
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
-# animal-mnist's labels 0..9, in the package's order (alphabetical; checked against its images).
-ANIMAL_CLASSES = ("bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra")
-# Fashion-MNIST's labels 0..9 (Xiao et al. 2017; torchvision's FashionMNIST.classes).
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                   "Ankle boot")
-# The names of each labelled domain's classes; others are named by their label ("0", "1", ...).
-CLASS_NAMES = {"mnist": tuple("0123456789"), "fashion-mnist": FASHION_CLASSES, "animal-mnist": ANIMAL_CLASSES}
 ANIMAL_PACKAGE = "animal_mnist"
 # The package's two gzipped pickles, relative to its folder (version 0.4).
 ANIMAL_FILES = ("data/Animal_MNIST/animal_data_version_3.gz", "data/Animal_MNIST/animal_label_version_3.gz")
@@ -71,23 +68,31 @@ class DomainData:
     test_labels: torch.Tensor  # int64 [M]
     source: str
     num_classes: Optional[int]
+    # The dataset's class ids of labels 0, 1, ... where the spec selects classes (mnist:2-3 -> (2, 3)); None: all.
+    class_ids: Optional[tuple[int, ...]] = None
 
     @property
     def class_names(self) -> tuple[str, ...]:
         """The names of labels 0, 1, ...; an unlabelled domain (an image folder) is one class named by its spec."""
         if not self.num_classes:
             return (self.spec,)
-        named = CLASS_NAMES.get(self.spec)
-        return named if named is not None and len(named) == self.num_classes else tuple(map(str, range(self.num_classes)))
+        ids = self.class_ids if self.class_ids is not None else tuple(range(self.num_classes))
+        named = CLASS_NAMES.get(split_selection(self.spec)[0])
+        if named is None or len(ids) != self.num_classes or max(ids) >= len(named):
+            return tuple(map(str, ids))
+        return tuple(named[k] for k in ids)
 
     def describe(self) -> dict:
-        return {
+        out = {
             "domain": self.spec,
             "source": self.source,
             "train_images": int(self.train_images.shape[0]),
             "test_images": int(self.test_images.shape[0]),
             "num_classes": self.num_classes,
         }
+        if self.class_ids is not None:  # only then: the classifier cache keys of whole domains stay as they were
+            out["classes"] = list(self.class_names)
+        return out
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -107,23 +112,41 @@ def load_domain(
     data_root: Optional[str] = None,
     download: bool = True,
 ) -> DomainData:
-    """Load a domain and convert it to the model's channels and resolution."""
-    native_shape(spec)
-    if spec == "mnist":
+    """Load a domain (only its selected classes, `mnist:0-4`) and convert it to the model's channels and resolution."""
+    classes = domain_classes(spec)  # raises LgenError on an unknown name or a bad selection
+    dataset, selection = split_selection(spec)
+    if dataset == "mnist":
         data = _load_mnist(data_root, download)
-    elif spec == "fashion-mnist":
+    elif dataset == "fashion-mnist":
         data = _load_fashion(data_root, download)
-    elif spec == "animal-mnist":
+    elif dataset == "animal-mnist":
         data = _load_animals()
-    elif spec.startswith("folder:"):
+    elif dataset.startswith("folder:"):
         data = _load_folder(spec, Path(spec.split(":", 1)[1]).expanduser(), channels, resolution)
     else:
-        data = _load_synthetic(spec)
+        data = _load_synthetic(dataset)  # the whole dataset's images, so a selection draws the same ones
+    if selection is not None and classes is not None:
+        data = _select_classes(data, spec, classes)
     data.train_images = _convert(data.train_images, channels, resolution)
     data.test_images = _convert(data.test_images, channels, resolution)
     log.info("domain %s: %s, %d train / %d test images", spec, data.source,
              data.train_images.shape[0], data.test_images.shape[0])
     return data
+
+
+def _select_classes(data: DomainData, spec: str, class_ids: tuple[int, ...]) -> DomainData:
+    """Only the images of `class_ids` (ascending; train and test), relabelled 0..k-1 in that order."""
+    relabel = torch.full((int(data.num_classes or 0),), -1, dtype=torch.int64)
+    relabel[list(class_ids)] = torch.arange(len(class_ids))
+    ids = torch.tensor(class_ids)
+    train = torch.isin(data.train_labels, ids)
+    test = torch.isin(data.test_labels, ids)
+    if not train.any() or not test.any():
+        raise LgenError(f"domain {spec}: {data.source} holds no {'training' if not train.any() else 'test'} "
+                        f"image of the selected classes")
+    return DomainData(spec=spec, train_images=data.train_images[train], train_labels=relabel[data.train_labels[train]],
+                      test_images=data.test_images[test], test_labels=relabel[data.test_labels[test]],
+                      source=data.source, num_classes=len(class_ids), class_ids=class_ids)
 
 
 def _load_synthetic(spec: str, n_train: int = 2000) -> DomainData:
