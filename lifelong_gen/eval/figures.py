@@ -50,6 +50,21 @@ def traversal(G: torch.nn.Module, k: int, steps: int = 9, max_rows: int = 20, se
     return _layout_images(G, traversal_codes(G.cfg, k, steps, rows, np.random.default_rng(seed))), steps
 
 
+@torch.no_grad()
+def before_after(G_before: torch.nn.Module, G_after: torch.nn.Module, columns: int = 6,
+                 seed: int = 0) -> tuple[torch.Tensor, int]:
+    """A continued run's old domains side by side: one row per old d, `columns` images of the parent
+    (left) then the same codes through the continued model (right)."""
+    old, cfg = G_before.cfg.d_dim, G_after.cfg
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(columns, cfg.z_dim, generator=g).repeat(old, 1)  # the same z, c in every row
+    c = torch.randn(columns, cfg.c_dim, generator=g).repeat(old, 1)
+    d = torch.nn.functional.one_hot(torch.arange(old).repeat_interleave(columns), cfg.d_dim).float()
+    shape = (old, columns, cfg.img_channels, cfg.img_resolution, cfg.img_resolution)
+    left, right = G_before(z, c, d[:, :old]).view(shape), G_after(z, c, d).view(shape)
+    return torch.cat([left, right], 1).flatten(0, 1), 2 * columns
+
+
 def heatmap(matrix: list[list[Optional[float]]], labels: list[str], title: str, path: Path, fmt: str = "{:.3g}") -> Path:
     import matplotlib
 
@@ -78,10 +93,15 @@ def heatmap(matrix: list[list[Optional[float]]], labels: list[str], title: str, 
 
 
 def write_all(out: Path, G: torch.nn.Module, images: torch.Tensor, domain_of_sample: torch.Tensor, space: Any,
-              forgetting: Optional[dict]) -> list[Path]:
-    """Every figure of the evaluation report into `out`; returns the paths written."""
+              forgetting: Optional[dict], parent_G: Optional[torch.nn.Module] = None) -> list[Path]:
+    """Every figure of the evaluation report into `out`; returns the paths written.
+
+    `parent_G`: a continued run's parent (its EMA G), for the old domains' before | after figure."""
     out = Path(out)
     written = []
+    if parent_G is not None:
+        grid, cols = before_after(parent_G, G)
+        written.append(save_grid(grid, out / "before_after.png", cols))
     for k, spec in enumerate(space.domains):
         mine = images[domain_of_sample == k][:64]
         if mine.shape[0]:

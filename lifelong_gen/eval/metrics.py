@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from lifelong_gen import __version__
+from lifelong_gen.bundle import CONFIG_NAME, SNAPSHOTS_DIR
 from lifelong_gen.config import RunConfig, read_run_config
 from lifelong_gen.errors import LgenError, one_line
 from lifelong_gen.eval.classifier import DomainClassifier, LabelSpace, load_or_train, predict, register_with_fidelity
@@ -334,9 +335,18 @@ def evaluate(bundle: Path, *, num_samples: int = 5000, seed: int = 0, inception_
             quality = results["quality"]
             with timed(timings, "figures"):
                 figures.write_all(Path(figures_dir), nets["G_ema"], quality["images"], quality["domain_of_sample"],
-                                  space, results["forgetting"])
+                                  space, results["forgetting"], _parent_generator(bundle, run))
 
     return {**_metrics_json(bundle, run, data, info, path.name, results, seed, num_samples), "timings_s": timings}
+
+
+def _parent_generator(bundle: Path, run: RunConfig) -> Optional[torch.nn.Module]:
+    """A continued run's parent EMA G (its snapshot of the last inherited domain), or None."""
+    k = run.train.inherited_domains
+    snapshot = Path(bundle) / SNAPSHOTS_DIR / f"domain-{k}"
+    if not k or not (snapshot / CONFIG_NAME).is_file():
+        return None
+    return load_bundle(snapshot, which=("G_ema",))[1]["G_ema"].eval()
 
 
 def _metrics_json(bundle: Path, run: RunConfig, data: list[DomainData], classifier_info: dict, classifier_file: str,
@@ -354,6 +364,7 @@ def _metrics_json(bundle: Path, run: RunConfig, data: list[DomainData], classifi
         "num_samples": num_samples,
         "versions": _versions(),
         "training": {"domains": run.train.domains, "replay": run.train.replay, "joint": run.train.joint,
+                     "growth": run.train.growth, "adapter_rank": run.model.adapter_rank if run.model.domain_groups else None,
                      "d_per_domain": run.train.d_per_domain, "steps_per_domain": run.train.steps_per_domain,
                      "replay_ratio": run.train.replay_ratio,
                      "inherited_domains": run.train.inherited_domains,

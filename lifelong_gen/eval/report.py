@@ -49,7 +49,7 @@ def run_report(m: dict, figures: list[str]) -> str:
             "`d_classes.json`, which `lgen sample --class NAME` reads); training used no labels.", "",
             table(["d", "most common class", "purity", "runner-up"],
                   [[r["d"], r["class"], r["purity"], _runner_up(r.get("runner_up"))] for r in purity]), ""]
-    out += _continuation_section(m)
+    out += _continuation_section(m, figures)
     f = m.get("forgetting")
     if f:
         out += ["## Forgetting matrix", "", "Rows: snapshot after each domain; columns: domain evaluated.", ""]
@@ -69,7 +69,7 @@ def _runner_up(runner: Optional[dict]) -> str:
     return f"{runner['class']} ({runner['domain']}, {runner['share']:.2f})".replace("|", "\\|")
 
 
-def _continuation_section(m: dict) -> list[str]:
+def _continuation_section(m: dict, figures: list[str]) -> list[str]:
     """For a continued run (`lgen train --from`): each domain's share, and each old domain's FID
     before (the parent, the forgetting matrix's row of its last domain) and after; the grid."""
     t = m["training"]
@@ -87,9 +87,14 @@ def _continuation_section(m: dict) -> list[str]:
                      before[k] if before and k < inherited else None, after[k] if after else None,
                      (entry.get("clustering") or {}).get("accuracy")])
     grid = f"samples/domain-{len(t['domains'])}.png"
+    growth = {"adapters": f"growth: adapters of rank {t.get('adapter_rank')}, the old domains' parameters frozen",
+              "replay": "growth: generative replay"}.get(t.get("growth"), "")
+    side = (["The old domains, the parent (left) and this model (right), same codes:", "",
+             "![before | after](figures/before_after.png)", ""] if "figures/before_after.png" in figures else [])
     return ["## Continuation", "",
-            f"Continued from `{t.get('parent')}` (critic: {t.get('critic')}); it learned "
+            f"Continued from `{t.get('parent')}` (critic: {t.get('critic')}; {growth}); it learned "
             f"{', '.join(t['domains'][inherited:])} without the data of {', '.join(t['domains'][:inherited])}.", "",
+            *side,
             table(["domain", "learned by", "sample share", "FID before (parent)", "FID after", "S clustering accuracy"],
                   rows), "",
             f"One row per d, shared (z, c) per column (the run's `{grid}`):", "", f"![grid]({grid})", ""]
