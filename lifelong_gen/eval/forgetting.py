@@ -40,14 +40,15 @@ def snapshot_dirs(run_dir: Path) -> list[Path]:
 
 
 def forgetting(ev: Evaluator, run: RunConfig, snapshots: list[Path], seed: int, progress=None) -> dict[str, Any]:
-    """Domains-trained x domains-evaluated matrices of FID, relative sample share and S clustering accuracy.
+    """Domains-trained x domains-evaluated matrices of FID, relative sample share, S clustering accuracy
+    and, where each domain has its own d's (--d-per-domain), the mean d-purity of domain j's d's.
 
     Row i is the snapshot after domain i+1, column j domain j+1; cells with j > i are null.
     Backward transfer (Lopez-Paz & Ranzato) = mean over j < T-1 of (M[T-1, j] - M[j, j]):
     for FID a positive BWT is forgetting, for share and accuracy a negative one.
     """
     T = len(run.train.domains)
-    names = ("fid", "relative_share", "cluster_accuracy")
+    names = ("fid", "relative_share", "cluster_accuracy", "d_purity")
     mats = {k: [[None] * T for _ in range(T)] for k in names}
     # snapshots/domain-K is row K-1. A continued run of an exported parent lacks the rows of the
     # parent's earlier domains (lineage.py): those rows stay null.
@@ -58,12 +59,16 @@ def forgetting(ev: Evaluator, run: RunConfig, snapshots: list[Path], seed: int, 
         slots = domain_slots(run.train, run.model, i)
         res = ev.evaluate_generator(nets["G_ema"], slots, list(range(i + 1)), seed)
         clus = ev.s_clustering(nets["S"])["per_domain"]
+        per_d = ev.d_purity(nets["G_ema"], slots, seed)["per_d"] if run.train.d_per_domain else None
         for j in range(i + 1):
             spec = run.train.domains[j]
             mats["fid"][i][j] = res["per_domain"][spec]["fid"]
             # Share relative to a fair 1/(i+1) split of the domains seen: 1.0 = fully kept.
             mats["relative_share"][i][j] = res["per_domain"][spec]["sample_share"] * (i + 1)
             mats["cluster_accuracy"][i][j] = clus.get(spec, {}).get("accuracy")
+            if per_d is not None:  # domain j's d's are its block of d_per_domain slots
+                block = per_d[j * run.train.d_per_domain:(j + 1) * run.train.d_per_domain]
+                mats["d_purity"][i][j] = float(np.mean([r["purity"] for r in block]))
         if progress:
             progress.advance(task)
     last = max(rows, default=-1)

@@ -54,8 +54,10 @@ def run_report(m: dict, figures: list[str]) -> str:
     if f:
         out += ["## Forgetting matrix", "", "Rows: snapshot after each domain; columns: domain evaluated.", ""]
         for key, title in (("fid", "FID (classifier features)"), ("relative_share", "Share of samples relative to a fair split"),
-                           ("cluster_accuracy", "S clustering accuracy")):
-            out += [f"**{title}** (BWT {fmt(f['bwt'][key])})", "",
+                           ("cluster_accuracy", "S clustering accuracy"), ("d_purity", "d-purity of each domain's d's")):
+            if key not in f or not any(v is not None for row in f[key] for v in row):
+                continue  # older metrics.json, or domains sharing one Cat (no d belongs to a domain)
+            out += [f"**{title}** (BWT {fmt(f['bwt'].get(key))})", "",
                     table(["trained through"] + f["domains"], [[r] + row for r, row in zip(f["rows"], f[key])]), ""]
     if figures:
         out += ["## Figures", ""] + [f"![{p}]({p})" for p in figures] + [""]
