@@ -73,8 +73,10 @@ def test_growth_keeps_the_old_images_and_starts_the_new_group_as_the_base(resolu
     for name, t in G_two.state_dict().items():
         if name.endswith("running_mean"):
             assert torch.equal(t[2], t[0])
-        if name.endswith("up.weight"):
-            assert not t[:, 2 * rank:].any()
+        if name.endswith("up.weight"):  # the second group's slice: Linear [out, J·r], ConvTranspose2d [J·r, out, k, k]
+            new = t[:, rank:] if t.dim() == 2 else t[rank:]
+            assert new.numel() and not new.any()
+            assert (t[:, :rank] if t.dim() == 2 else t[:rank]).any()  # the first group's, randomised, kept
 
 
 def test_the_group_matrix_and_isolation_masks_select_one_group():

@@ -98,10 +98,13 @@ class DomainBatchNorm(nn.Module):
 class LowRankAdapters(nn.Module):
     """ΔW of one layer for J groups, rank r each, stacked: out = base(x) + up(down(x) ⊙ gate).
 
-    `down` is a copy of the base layer's shape with J·r outputs (same kernel, stride and padding for
-    a transposed convolution), `up` a 1x1 map from J·r to the base's outputs. Each group's r
-    channels are multiplied by its gate, so a group's update acts on its own samples only, and an
-    old group's slices meet a zero gate (and get a zero gradient) in a later group's batches.
+    `down` maps the base layer's inputs to J·r channels (a linear map; a 1x1 convolution before a
+    transposed convolution), `up` maps them to the base's outputs (for a transposed convolution,
+    one of the same kernel, stride and padding). G's channels shrink layer by layer, so the kernel
+    sits on the narrow side: at 28x28, a rank-16 group costs about a tenth of what a kernel on the
+    input side would. Each group's r channels are multiplied by its gate, so a group's update acts
+    on its own samples only, and an old group's slices meet a zero gate (and get a zero gradient)
+    in a later group's batches.
     """
 
     def __init__(self, layer: nn.Module, groups: int, rank: int):
@@ -112,9 +115,9 @@ class LowRankAdapters(nn.Module):
             self.down = nn.Linear(layer.in_features, width, bias=False)
             self.up = nn.Linear(width, layer.out_features, bias=False)
         elif isinstance(layer, nn.ConvTranspose2d):
-            self.down = nn.ConvTranspose2d(layer.in_channels, width, layer.kernel_size, layer.stride,
-                                           layer.padding, bias=False)
-            self.up = nn.Conv2d(width, layer.out_channels, 1, bias=False)
+            self.down = nn.Conv2d(layer.in_channels, width, 1, bias=False)
+            self.up = nn.ConvTranspose2d(width, layer.out_channels, layer.kernel_size, layer.stride, layer.padding,
+                                         bias=False)
         else:
             raise TypeError(f"no low-rank adapter for {type(layer).__name__}")
         nn.init.zeros_(self.up.weight)  # LoRA's start: the update is zero, the group starts as the base
@@ -162,11 +165,11 @@ class GroupIsolation:
                 r, j = module.rank, group - 1
                 down, up = module.down.weight, module.up.weight
                 dmask, umask = torch.zeros_like(down), torch.zeros_like(up)
-                if isinstance(module.down, nn.Linear):
-                    dmask[j * r:(j + 1) * r] = 1  # [J·r, in]
+                dmask[j * r:(j + 1) * r] = 1  # Linear [J·r, in] or Conv2d [J·r, in, 1, 1]
+                if isinstance(module.up, nn.Linear):
+                    umask[:, j * r:(j + 1) * r] = 1  # [out, J·r]
                 else:
-                    dmask[:, j * r:(j + 1) * r] = 1  # ConvTranspose2d [in, J·r, k, k]
-                umask[:, j * r:(j + 1) * r] = 1  # [out, J·r] or [out, J·r, 1, 1]
+                    umask[j * r:(j + 1) * r] = 1  # ConvTranspose2d [J·r, out, k, k]
                 own[f"{name}.down.weight"], own[f"{name}.up.weight"] = dmask, umask
         self.masks = [(p, own.get(name)) for name, p in G.named_parameters()]
 
