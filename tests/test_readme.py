@@ -45,7 +45,8 @@ def test_demo_job_runs():
     assert r.returncode == 0, r.stderr
     out = ROOT / r.stdout.strip().splitlines()[-1].split("outputs in ")[1].strip()
     for name in ["embedded-samples.png", "run/generator_ema.safetensors", "run/onnx/generator.onnx",
-                 "run/metrics.json", "run/samples/domain-3.png", "samples.png", "dc-grid.png"]:
+                 "run/metrics.json", "run/samples/domain-3.png", "samples.png", "dc-grid.png",
+                 "run/figures/before_after.png", "run/figures/samples_domain-3.png"]:
         assert (out / name).is_file(), name
     metrics = json.loads((out / "run" / "metrics.json").read_text())
     assert metrics["training"]["domains"] == ["mnist", "fashion-mnist", "animal-mnist"]
