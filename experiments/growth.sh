@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 LGEN=${LGEN:-.venv/bin/lgen}
 R=runs/growth
 SEEDS=${SEEDS:-0 1 2}
-SETTINGS=${SETTINGS:-replay align adapters-r0 adapters-r16 alone}
+SETTINGS=${SETTINGS:-replay align adapters-r0 adapters-r16 adapters-r16-sfrozen alone}
 mkdir -p "$R"
 
 train() {  # train OUT ARGS...: one run, timed, its log beside it (resumed if interrupted)
@@ -32,6 +32,7 @@ flags() {  # the growth flags of a setting
   case $1 in
     replay) echo "--growth replay" ;;
     align) echo "--growth replay --replay-alignment 1" ;;   # MeRGAN-RA (Wu et al. 2018)
+    adapters-r*-sfrozen) r=${1#adapters-r}; echo "--growth adapters --adapter-rank ${r%-sfrozen} --s-frozen-trunk" ;;
     adapters-r*) echo "--growth adapters --adapter-rank ${1#adapters-r}" ;;
     alone) echo "--growth replay --no-replay" ;;            # the new domain alone, from the parent's start
     *) echo "unknown setting $1" >&2; exit 2 ;;

@@ -40,7 +40,8 @@ def summary(run: Path) -> dict:
     k = m["training"]["inherited_domains"]
     out = {}
     for j, d in enumerate(doms[:k]):
-        out[f"{d} FID after/before"] = f["fid"][-1][j] / f["fid"][k - 1][j]
+        after = f["fid"][-1][j]  # None where the old domain has no samples left (no replay)
+        out[f"{d} FID after/before"] = None if after is None else after / f["fid"][k - 1][j]
         out[f"{d} S clustering before"] = f["cluster_accuracy"][k - 1][j]
         out[f"{d} S clustering after"] = f["cluster_accuracy"][-1][j]
         if f.get("d_purity") and f["d_purity"][-1][j] is not None:
@@ -70,7 +71,7 @@ def main() -> None:
     for run in sorted(root.glob("*-s[0-9]")):
         if (run / "metrics.json").is_file():
             by_setting[re.sub(r"-s\d+$", "", run.name)].append(summary(run))
-    order = [s for s in ("replay", "align", "adapters-r0", "adapters-r16", "adapters-r32", "alone") if s in by_setting]
+    order = [s for s in ("replay", "align", "adapters-r0", "adapters-r16", "adapters-r16-sfrozen", "alone") if s in by_setting]
     order += [s for s in by_setting if s not in order]
     keys = list(dict.fromkeys(k for s in order for r in by_setting[s] for k in r))
     print("| metric | " + " | ".join(f"{s} (n={len(by_setting[s])})" for s in order) + " |")
