@@ -4,6 +4,9 @@
 #                                          continued onto animal-mnist for 1,000 steps, seeds 0-2, per setting
 #   bash experiments/growth.sh reference   the embedded model continued onto animal-mnist at the reference
 #                                          budget (the preset's 8,000 steps) with the default growth
+#   bash experiments/growth.sh preset      the quick preset from scratch, its MNIST -> Fashion boundary by
+#                                          adapters against the replay parent of the study, 3 seeds
+#   bash experiments/growth.sh alone       the same, the new domain alone from the parent's start (no replay)
 # One training at a time (two on 2 cores slow each other far more than 2x); every step skips what is
 # done, so the script can be re-run after an interruption. Tabulate: python experiments/growth_table.py
 set -euo pipefail
@@ -51,8 +54,21 @@ for part in "${@:-study}"; do
         done
       done ;;
     reference)
-      train "$R/reference-${GROWTH:-default}" --from mnist-fashion --domains animal-mnist ${GROWTH:+--growth $GROWTH}
-      evaluate "$R/reference-${GROWTH:-default}" 5000 ;;
+      # shellcheck disable=SC2086
+      train "$R/reference" --from mnist-fashion --domains animal-mnist ${REFERENCE_FLAGS:-}
+      evaluate "$R/reference" 5000 ;;
+    preset)
+      for seed in $SEEDS; do
+        [ "$seed" = 0 ] || train "$R/preset-replay-s$seed" --preset mnist-fashion --quick --growth replay --seed "$seed"
+        train "$R/preset-adapters-s$seed" --preset mnist-fashion --quick --growth adapters --seed "$seed"
+      done
+      ln -sfn parent-quick "$R/preset-replay-s0"  # the study's parent is the replay run of seed 0
+      for seed in $SEEDS; do
+        for g in replay adapters; do evaluate "$R/preset-$g-s$seed" 2000; done
+      done ;;
+    alone)
+      train "$R/reference-alone" --from mnist-fashion --domains animal-mnist $(flags alone)
+      evaluate "$R/reference-alone" 5000 ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
   esac
 done

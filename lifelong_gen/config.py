@@ -32,7 +32,7 @@ SUPPORTED_RESOLUTIONS = (28, 64)
 PRECISIONS = ("fp32", "bf16", "auto")
 COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 G_CONDITIONINGS = ("input", "cbn")
-GROWTHS = ("replay", "adapters")
+GROWTHS = ("auto", "replay", "adapters")
 # The growth study's pick (experiments/growth.md).
 ADAPTER_RANK = 16
 
@@ -117,9 +117,12 @@ class TrainConfig:
     # trains and the critic's real batch mixes replay. adapters: the old domains' parameters are
     # frozen and the new domain learns its own (train/domain_groups.py); the critic sees only the
     # new data, S learns the old domains from exact samples of their frozen codes.
-    growth: str = setting("replay", help="How each later domain is learned: replay (the paper: all weights, "
-                                         "replay in the critic's batch) or adapters (old domains frozen "
-                                         "exactly, per-domain parameters for the new one)",
+    # auto: adapters where each domain has d's of its own (--d-per-domain), replay where the domains
+    # share one Cat (no d belongs to a domain, so no parameter does); config.json records the choice.
+    growth: str = setting("auto", help="How each later domain is learned: adapters (old domains frozen exactly, "
+                                       "per-domain parameters for the new one), replay (the paper: all "
+                                       "weights, replay in the critic's batch) or auto (adapters with "
+                                       "--d-per-domain, else replay)",
                           kind="method", choices=GROWTHS)
     # None: k / (k + 1) while learning domain k (0-based), so every domain seen keeps equal weight.
     # With d_per_domain, G's d prior follows a given ratio (train/phase.py, matched_d_prior).
@@ -321,6 +324,16 @@ def read_run_config(bundle: Path) -> RunConfig:
     return RunConfig.from_dict(raw)
 
 
+def resolved_growth(train: TrainConfig) -> str:
+    """`auto` made concrete: adapters where each domain has d's of its own, replay otherwise (domains
+    sharing one Cat, a joint run, and the settings that only mean something with replay: --no-replay,
+    the paper's forgetting baseline, and --replay-alignment)."""
+    if train.growth != "auto":
+        return train.growth
+    own_d = train.d_per_domain is not None and not train.joint
+    return "adapters" if own_d and train.replay and not train.replay_alignment > 0 else "replay"
+
+
 def domain_slots(train: TrainConfig, model: ModelConfig, domain_index: int) -> int:
     """Number of discrete categories active (sampled) while learning `domain_index`."""
     if train.d_per_domain is None or train.joint:
@@ -378,6 +391,7 @@ def resolve_run_config(settings: dict[str, Any], *, preset: Optional[str] = None
     model_kwargs = {k: v for k, v in settings.items() if k in MODEL_KEYS and v is not None}
     train_kwargs = {k: v for k, v in settings.items() if k in TRAIN_KEYS and (v is not None or k == "replay_ratio")}
     train = TrainConfig(**train_kwargs)
+    train.growth = resolved_growth(train)
     train.validate()
     # A preset's list is not parsed: checked here too, so no run of it starts with a bad or overlapping spec.
     check_domains(train.domains)

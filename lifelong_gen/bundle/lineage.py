@@ -38,8 +38,8 @@ from lifelong_gen.config import (
     S_BN_RECALIBRATION,
     ModelConfig,
     RunConfig,
-    TrainConfig,
     read_run_config,
+    resolved_growth,
 )
 from lifelong_gen.domain_names import check_domains, native_shape, parse_domains
 from lifelong_gen.errors import LgenError
@@ -168,10 +168,10 @@ def continue_config(parent: Parent, domains: str | list[str], overrides: dict[st
     settings.setdefault("s_bn_recalibration", S_BN_RECALIBRATION)
     # Each boundary gets today's default growth, not the one the parent's own boundaries had; a parent
     # whose domains already have their own parameters can only grow that way.
-    default_growth = "adapters" if pm.domain_groups else TrainConfig.growth
-    settings.setdefault("growth", default_growth if pt.d_per_domain is not None else "replay")
+    settings.setdefault("growth", "auto")
     train = dataclasses.replace(pt, domains=list(pt.domains) + new, inherited_domains=len(pt.domains),
                                 joint=False, **settings)
+    train.growth = resolved_growth(train)
     model = _grown_model(pm, pt.d_per_domain, len(new), train.growth, rank)
     train.validate()
     model.validate()
