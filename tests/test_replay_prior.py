@@ -22,8 +22,8 @@ from lifelong_gen.train.trainer import Trainer
 
 
 def _configs(**train) -> tuple[TrainConfig, ModelConfig]:
-    run = resolve_run_config({"domains": ["synthetic:bars", "synthetic:rings", "synthetic:bars"],
-                              "d_per_domain": 10, **train})
+    run = resolve_run_config({"domains": ["synthetic:bars:0-4", "synthetic:rings", "synthetic:bars:5-9"],
+                              "d_per_domain": 10, "growth": "replay", **train})
     return run.train, run.model
 
 
@@ -87,18 +87,24 @@ def test_without_a_prior_the_draw_is_the_uniform_one_as_before():
 
 def test_phases_carry_the_prior_on_the_training_device(synthetic28):
     run = resolve_run_config({**TINY, "domains": [d.spec for d in synthetic28], "d_per_domain": 3,
-                              "replay_ratio": 0.25})
+                              "replay_ratio": 0.25, "growth": "replay"})
     first, second = make_phases(run.train, run.model, synthetic28, torch.device("cpu"))
     assert first.d_prior is None
     assert second.d_prior is not None and second.d_prior.device.type == "cpu"
     assert torch.allclose(second.d_prior, torch.tensor([0.25 / 3] * 3 + [0.75 / 3] * 3))
-    default = resolve_run_config({**TINY, "domains": [d.spec for d in synthetic28], "d_per_domain": 3})
+    default = resolve_run_config({**TINY, "domains": [d.spec for d in synthetic28], "d_per_domain": 3,
+                                  "growth": "replay"})
     assert all(p.d_prior is None for p in make_phases(default.train, default.model, synthetic28, torch.device("cpu")))
+    # With the old domains frozen (--growth adapters, the default here), G draws only the new d's.
+    isolated = resolve_run_config({**TINY, "domains": [d.spec for d in synthetic28], "d_per_domain": 3})
+    assert isolated.train.growth == "adapters"
+    _, second = make_phases(isolated.train, isolated.model, synthetic28, torch.device("cpu"))
+    assert torch.equal(second.d_prior, torch.tensor([0.0] * 3 + [1 / 3] * 3))
 
 
 def test_both_halves_of_a_step_draw_g_s_fakes_from_the_phase_prior(tmp_path, synthetic28, monkeypatch):
     run = resolve_run_config({**TINY, "domains": [d.spec for d in synthetic28], "d_per_domain": 3,
-                              "replay_ratio": 0.1, "steps_per_domain": 2})
+                              "replay_ratio": 0.1, "steps_per_domain": 2, "growth": "replay"})
     trainer = Trainer(run, tmp_path / "run", data=synthetic28, progress=False)
     phase0, phase1 = trainer.phases
     trainer.train_step(phase0)

@@ -113,7 +113,7 @@ def test_a_misspelt_bound_is_refused_where_it_is_declared():
 
 
 # Numbers whose admitted values depend on other settings (validate's own rules) or are any value.
-UNBOUNDED = {"seed", "inherited_domains", "betas"}
+UNBOUNDED = {"seed", "inherited_domains", "betas", "domain_groups"}  # domain_groups: ModelConfig.validate checks it
 
 
 @pytest.mark.parametrize("cls", [ModelConfig, TrainConfig])
