@@ -347,6 +347,10 @@ def test_evaluating_a_continued_run_covers_the_lineage_and_its_forgetting(contin
     f = m["forgetting"]
     assert f["rows"] == ["domain-1", "domain-2"] and f["fid"][0][0] is not None and f["fid"][1][1] is not None
     assert len(m["interpretability"]["d_purity"]["per_d"]) == 10
+    # The default growth froze the parent's domain: its d's draw the parent's images (up to float rounding:
+    # the parent's plain batch norm became per-domain statistics), so the purity is the parent's.
+    assert m["training"]["growth"] == "adapters"
+    assert abs(f["d_purity"][1][0] - f["d_purity"][0][0]) <= 0.01 and f["d_purity"][1][1] is not None
     report = run_report(m, [])
     assert "## Continuation" in report and "| synthetic:bars | parent |" in report
     # The no-replay continuation is the baseline: it forgets the parent's domain entirely; replay keeps part
