@@ -129,10 +129,6 @@ class TrainConfig:
     replay_ratio: Optional[float] = setting(None, help="Share of replayed images in the critic's real batch, and with "
                                                        "--d-per-domain of old d's in G's draws (default k/(k+1) in "
                                                        "domain k)", kind="method", bounds="[0, 1)")
-    # S is shared by every domain and reads no d, so it cannot select per-domain parameters as G does.
-    s_frozen_trunk: bool = setting(False, help="--growth adapters: S's trunk, c head and old d rows stay frozen "
-                                               "too (its old outputs exact); only the new domain's d rows learn",
-                                   kind="method")
     # Interpretability levers beyond the paper (experiments/interpretability.md; 0 = off, the paper's
     # objective). Elastic-InfoGAN: d may only encode what survives a random rotation/scale/shift of G's image.
     info_augment_weight: float = setting(0.0, help="Weight of S's d cross-entropy on augmented G images "
@@ -230,9 +226,6 @@ class TrainConfig:
             if self.replay_alignment > 0:
                 raise LgenError("--replay-alignment matches G to its frozen copy on old codes, which --growth "
                                 "adapters keeps exact: use it with --growth replay")
-        if self.s_frozen_trunk and self.growth != "adapters":
-            raise LgenError("--s-frozen-trunk keeps S's old outputs while --growth adapters keeps G's: "
-                            "give --growth adapters")
         if self.s_real_by_domain and (self.d_per_domain is None or self.joint or not self.s_real_weight > 0):
             raise LgenError("--s-real-by-domain needs --d-per-domain (each domain's own d's), --s-real-weight > 0 "
                             "and a lifelong run (a joint batch does not say which domain each image is from)")

@@ -62,6 +62,8 @@ RETIRED: dict[str, dict[str, Retired]] = {
         "self_label_threshold": Retired(0.99, "--self-label-threshold", qualifies=True),
         "self_label_lr": Retired(1e-4, "--self-label-lr", qualifies=True),
         "critic_warmup": Retired(0, "--critic-warmup"),
+        # Frozen S under --growth adapters: its new d rows took real old-domain images from the old ones.
+        "s_frozen_trunk": Retired(False, "--s-frozen-trunk"),
     },
 }
 

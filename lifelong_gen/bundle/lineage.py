@@ -52,7 +52,6 @@ METHOD_SETTINGS = ("d_per_domain", "gp_lambda", "info_weight_discrete", "info_we
 # What `--from` may change (the schedule, optimiser, replay and seed, and every execution
 # setting); anything else given is refused in one line.
 TRAINING_SETTINGS = ("steps_per_domain", "batch_size", "n_critic", "lr_g", "lr_d", "betas", "replay", "growth",
-                     "s_frozen_trunk",
                      "replay_ratio", "replay_alignment", "ema_decay", "seed", "s_bn_recalibration",
                      *EXECUTION_SETTINGS)
 REQUIRED_WEIGHTS = ("G_ema", "S")

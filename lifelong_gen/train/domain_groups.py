@@ -146,8 +146,7 @@ class GroupIsolation:
     older groups) gets a zero gradient; `mask_grads` applies it after backward, before the step.
     """
 
-    def __init__(self, G: nn.Module, group: int, S: Optional[nn.Module] = None):
-        """`S`: also isolate S (`--s-frozen-trunk`): only the group's rows of its d head learn."""
+    def __init__(self, G: nn.Module, group: int):
         cfg = G.cfg
         lo, hi = group_bounds(cfg.d_dim, cfg.domain_groups)[group]
         first = cfg.z_dim + cfg.c_dim  # the input layer's d columns come after z and c
@@ -173,12 +172,6 @@ class GroupIsolation:
                     umask[j * r:(j + 1) * r] = 1  # ConvTranspose2d [J·r, out, k, k]
                 own[f"{name}.down.weight"], own[f"{name}.up.weight"] = dmask, umask
         self.masks = [(p, own.get(name)) for name, p in G.named_parameters()]
-        self.s_frozen = S is not None
-        if S is not None:
-            rows = {"d_head.weight": torch.zeros_like(S.d_head.weight), "d_head.bias": torch.zeros_like(S.d_head.bias)}
-            for mask in rows.values():
-                mask[lo:hi] = 1
-            self.masks += [(p, rows.get(name)) for name, p in S.named_parameters()]
 
     @torch.no_grad()
     def mask_grads(self) -> None:

@@ -128,13 +128,10 @@ def phase_group(cfg, tc, phase) -> int:
     return domain_group(cfg, phase.d_slots - tc.d_per_domain)
 
 
-def isolation_for(G: torch.nn.Module, tc, phase, S: Optional[torch.nn.Module] = None) -> Optional[GroupIsolation]:
-    """What a phase may train under --growth adapters: its own group only (of S too with
-    --s-frozen-trunk); None: every weight."""
+def isolation_for(G: torch.nn.Module, tc, phase) -> Optional[GroupIsolation]:
+    """What a phase may train under --growth adapters: its own group only; None: every weight."""
     group = phase_group(G.cfg, tc, phase) if tc.growth == "adapters" else 0
-    if group == 0:
-        return None
-    return GroupIsolation(G, group, S if tc.s_frozen_trunk else None)
+    return GroupIsolation(G, group) if group > 0 else None
 
 
 @torch.no_grad()
@@ -149,5 +146,5 @@ def begin_group(trainer: TrainerView, phase) -> None:
     trainer.G.load_state_dict(trainer.G_ema.state_dict())
     start_group(trainer.G, group)
     start_group(trainer.G_ema, group)
-    for p in list(trainer.G.parameters()) + (list(trainer.S.parameters()) if trainer.tc.s_frozen_trunk else []):
+    for p in trainer.G.parameters():
         trainer.opt_g.state.pop(p, None)

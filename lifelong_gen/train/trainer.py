@@ -171,8 +171,7 @@ class Trainer:
     def train_step(self, phase: Phase) -> Losses:
         """`n_critic` critic updates, then one G + S update; the losses as 0-dim device tensors."""
         self.G.train()
-        # A frozen S (--s-frozen-trunk) keeps its batch-norm statistics: its old outputs stay exact.
-        self.S.train(self.isolation is None or not self.isolation.s_frozen)
+        self.S.train()
         for _ in range(self.tc.n_critic):
             critic, real = self.critic_step(phase)
         return {**critic, **self.generator_step(phase, real)}
@@ -287,7 +286,7 @@ class Trainer:
     def enter_phase(self, phase: Phase) -> None:
         """Set up what a phase trains, whenever it starts or resumes in this process: with --growth
         adapters, a later domain learns only its own group (domain_groups.GroupIsolation)."""
-        self.isolation = isolation_for(self.G, self.tc, phase, self.S)
+        self.isolation = isolation_for(self.G, self.tc, phase)
     def _announce(self, phase: Phase) -> None:
         log.info("domain %d/%d %s: %d steps, d slots %d, replay ratio %.3f", phase.index + 1, self.lineage_length,
                  phase.name, phase.steps, phase.d_slots, phase.replay_ratio if self.snapshot else 0.0)
@@ -363,8 +362,7 @@ class Trainer:
                             f"{self.step}: checkpoint written; continue with `lgen train --resume {self.run_dir}`"))
                     if self.step % self.tc.checkpoint_every == 0 and self.step < phase.steps:
                         self.checkpoint()
-                if self.isolation is None or not self.isolation.s_frozen:
-                    recalibrate_s(self, phase)  # S's eval-mode statistics, for its snapshot, bundle and export
+                recalibrate_s(self, phase)  # S's eval-mode statistics, for its snapshot, bundle and export
                 self.advance_domain(phase)
                 for cb in callbacks:
                     cb.after_domain(self, phase)
