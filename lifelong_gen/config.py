@@ -34,7 +34,7 @@ COMPILE_MODES = ("off", "default", "reduce-overhead", "max-autotune")
 G_CONDITIONINGS = ("input", "cbn")
 GROWTHS = ("auto", "replay", "adapters")
 # The growth study's pick (experiments/growth.md).
-ADAPTER_RANK = 16
+ADAPTER_RANK = 48
 
 
 @dataclass
