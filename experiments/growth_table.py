@@ -1,6 +1,7 @@
 """The growth study's table from the evaluated runs of experiments/growth.sh (each run's metrics.json).
 
-    python experiments/growth_table.py [--runs runs/growth] > experiments/growth-results.md
+    python experiments/growth_table.py [--runs runs/growth] [--jsonl experiments/growth-results.jsonl] \
+        > experiments/growth-results.md
 
 Per setting, mean ± sd over seeds: each old domain's FID after ÷ before and its S clustering and
 d-purity before -> after (the forgetting matrix's row of the parent against its last row, same
@@ -66,11 +67,20 @@ def summary(run: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", default="runs/growth")
-    root = Path(ap.parse_args().runs)
+    ap.add_argument("--jsonl", type=Path, default=None, help="also write one JSON line per run")
+    args = ap.parse_args()
+    root = Path(args.runs)
     by_setting: dict[str, list[dict]] = defaultdict(list)
+    lines = []
     for run in sorted(root.glob("*-s[0-9]")):
         if (run / "metrics.json").is_file():
-            by_setting[re.sub(r"-s\d+$", "", run.name)].append(summary(run))
+            setting, seed = re.sub(r"-s\d+$", "", run.name), int(run.name.rsplit("-s", 1)[1])
+            by_setting[setting].append(summary(run))
+            flags = json.loads((run / "config.json").read_text())["train"]
+            lines.append(json.dumps({"setting": setting, "seed": seed, "growth": flags.get("growth"),
+                                     **by_setting[setting][-1]}))
+    if args.jsonl:
+        args.jsonl.write_text("\n".join(lines) + "\n")
     order = [s for s in ("replay", "align", "adapters-r0", "adapters-r16", "adapters-r16-sfrozen", "alone") if s in by_setting]
     order += [s for s in by_setting if s not in order]
     keys = list(dict.fromkeys(k for s in order for r in by_setting[s] for k in r))
