@@ -3,6 +3,7 @@ torch-fidelity extractor, the CLI outputs."""
 
 import json
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -187,3 +188,21 @@ def test_cli_never_writes_into_an_installed_bundle(tmp_path):
             f"into: writing metrics.json, report.md and figures/ to lgen-evaluate/tiny-bundle (--out DIR to "
             f"choose)") in r.stderr.splitlines()
     assert r.stdout.strip().endswith("wrote lgen-evaluate/tiny-bundle/metrics.json and report.md")
+
+
+def test_a_shipped_classifier_is_used_before_the_cache(tmp_path, monkeypatch, synthetic28):
+    """The package ships the classifier of the embedded lineage; other domain lists train and cache their own."""
+    from lifelong_gen.eval import classifier as clf
+
+    monkeypatch.setattr(clf, "PACKAGED_CLASSIFIERS", tmp_path / "shipped")
+    cached = clf.classifier_path(synthetic28)
+    assert cached.parent.name == "classifiers" and tmp_path not in cached.parents
+    shipped = tmp_path / "shipped" / cached.name
+    shipped.parent.mkdir()
+    shipped.write_bytes(b"")
+    assert clf.classifier_path(synthetic28) == cached  # weights without their JSON: not a usable entry
+    shipped.with_suffix(".json").write_text("{}")
+    assert clf.classifier_path(synthetic28) == shipped
+    # The package ships one: the embedded lineage's (mnist, fashion-mnist, animal-mnist), weights and JSON.
+    package = Path(clf.__file__).resolve().parents[1] / "pretrained" / "classifiers"
+    assert sorted(p.suffix for p in package.iterdir()) == [".json", ".safetensors"]

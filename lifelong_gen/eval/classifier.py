@@ -150,8 +150,21 @@ def predict(model: DomainClassifier, images_uint8: torch.Tensor, batch_size: int
     return torch.cat(feats), torch.cat(probs)
 
 
+# Classifiers shipped with the package, for the embedded models' lineages (mnist, fashion-mnist,
+# animal-mnist from this workplace's sources): the first `lgen evaluate` of a continued embedded model
+# (the demo) then skips about a minute of training on 2 cores (100 s on a slow AVX2 machine), and
+# every machine measures with the same features. Trained by `train_classifier` exactly as a cache
+# entry is (scripts/ship_classifier.py); a domain list or data source of any other key trains its own.
+PACKAGED_CLASSIFIERS = Path(__file__).resolve().parents[1] / "pretrained" / "classifiers"
+
+
 def classifier_path(data: list[DomainData]) -> Path:
-    return data_home() / "classifiers" / f"{cache_key(data)}.safetensors"
+    """Where the classifier of these domains is: shipped with the package, or in the user's cache."""
+    name = f"{cache_key(data)}.safetensors"
+    packaged = PACKAGED_CLASSIFIERS / name
+    if packaged.is_file() and packaged.with_suffix(".json").is_file():
+        return packaged
+    return data_home() / "classifiers" / name
 
 
 def load_or_train(data: list[DomainData]) -> tuple[DomainClassifier, LabelSpace, dict, Path]:
