@@ -14,20 +14,7 @@ LGEN=${LGEN:-.venv/bin/lgen}
 R=runs/continuation
 mkdir -p "$R"
 
-train() {  # train OUT ARGS...: one run, timed, its log beside it (resumed if interrupted)
-  local out=$1; shift
-  if [ -f "$out/snapshots/domain-3/config.json" ]; then return; fi
-  if [ -f "$out/config.json" ]; then
-    /usr/bin/time -f "%e s wall" -o "$out.time" "$LGEN" train --resume "$out" --no-progress >> "$out.log" 2>&1
-  else
-    /usr/bin/time -f "%e s wall" -o "$out.time" "$LGEN" train "$@" --out "$out" --no-progress > "$out.log" 2>&1
-  fi
-}
-evaluate() {  # evaluate RUN [N]: metrics.json, report.md and figures in RUN
-  local run=$1 n=${2:-5000}
-  [ -f "$run/metrics.json" ] || /usr/bin/time -f "%e s wall" -o "$run.eval-time" \
-    "$LGEN" evaluate "$run" --num-samples "$n" --no-progress > "$run.eval.log" 2>&1
-}
+source experiments/runs.sh  # train, evaluate
 
 for what in "${@:-reference critic single noreplay}"; do
   for w in $what; do
