@@ -25,8 +25,6 @@ slices get no gradient anyway; the mask also covers the shared tensors (trunk, z
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -130,14 +128,6 @@ class LowRankAdapters(nn.Module):
         return self.up(h)
 
 
-def adapter_parameters(rank: int, G: nn.Module) -> int:
-    """Parameters one group's adapters add to G (rank r of every adapted layer)."""
-    adapters = getattr(G, "adapters", None)
-    if adapters is None or rank == 0:
-        return 0
-    return sum(p.numel() for a in adapters.values() for p in a.parameters()) // next(iter(adapters.values())).groups
-
-
 class GroupIsolation:
     """While one group is learned: a 0/1 gradient mask for each of G's parameters (1: its own entries).
 
@@ -190,7 +180,7 @@ def domain_group(cfg, domain_slot_start: int) -> int:
 
 
 @torch.no_grad()
-def start_group(G: nn.Module, group: int, source: Optional[int] = 0) -> None:
+def start_group(G: nn.Module, group: int, source: int = 0) -> None:
     """A new group's batch-norm statistics start as the base's (row `source`): the group starts as
     the base generator, which its zero adapters and zero batch-norm columns already are."""
     for module in G.modules():
