@@ -10,13 +10,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-STEPS=${DEMO_STEPS:-600}
+STEPS=${DEMO_STEPS:-400}
+BATCH=${DEMO_BATCH:-32}  # half the parent's batch: twice the steps in the same time (the demo's budget: docs/installing.md)
 OUT=runs/demo-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 $BIN/lgen sample --n 64 --out "$OUT/embedded-samples.png"
 $BIN/lgen interpolate --vary d --out "$OUT/embedded-dc-grid.png"
 start=$(date +%s)
-$BIN/lgen train --from mnist-fashion --domains animal-mnist --steps-per-domain "$STEPS" --out "$OUT/run"
+$BIN/lgen train --from mnist-fashion --domains animal-mnist --steps-per-domain "$STEPS" --batch-size "$BATCH" --out "$OUT/run"
 echo "demo: training took $(( $(date +%s) - start )) s"
 $BIN/lgen export "$OUT/run"
 start=$(date +%s)
