@@ -28,10 +28,15 @@ $BIN/lgen interpolate --model "$OUT/run" --vary d --out "$OUT/dc-grid.png"
 $BIN/python - "$OUT/run/metrics.json" <<'PY'
 import json, sys
 m = json.load(open(sys.argv[1]))
-fid, doms = m["forgetting"]["fid"], m["training"]["domains"]
+f, doms = m["forgetting"], m["training"]["domains"]
 k = m["training"]["inherited_domains"]
+# Retention: the FID of each old domain's own d's, same codes before and after (the evaluation's
+# per-domain FID also counts the new domain's samples its classifier takes for that domain).
+own, fid = f["fid_own_d"], f["fid"]
 for j, d in enumerate(doms[:k]):
-    print(f"demo: {d} FID before {fid[k - 1][j]:.1f}, after {fid[-1][j]:.1f} ({fid[-1][j] / fid[k - 1][j]:.2f}x)")
+    print(f"demo: {d} (its own d's) FID before {own[k - 1][j]:.1f}, after {own[-1][j]:.1f} "
+          f"({own[-1][j] / own[k - 1][j]:.2f}x); on the samples the classifier gives it "
+          f"{fid[k - 1][j]:.1f} -> {fid[-1][j]:.1f}")
 new = m["per_domain"][doms[-1]]
 print(f"demo: {doms[-1]} FID {new['fid']:.1f}, {new['covered_classes']}/{new['num_classes']} classes, "
       f"share {new['sample_share']:.2f}")

@@ -351,6 +351,7 @@ def test_evaluating_a_continued_run_covers_the_lineage_and_its_forgetting(contin
     # the parent's plain batch norm became per-domain statistics), so the purity is the parent's.
     assert m["training"]["growth"] == "adapters"
     assert abs(f["d_purity"][1][0] - f["d_purity"][0][0]) <= 0.01 and f["d_purity"][1][1] is not None
+    assert f["fid_own_d"][1][0] == pytest.approx(f["fid_own_d"][0][0], rel=1e-3)  # same codes, same images
     report = run_report(m, [])
     assert "## Continuation" in report and "| synthetic:bars | parent |" in report
     # The no-replay continuation is the baseline: it forgets the parent's domain entirely; replay keeps part

@@ -48,7 +48,9 @@ def forgetting(ev: Evaluator, run: RunConfig, snapshots: list[Path], seed: int, 
     for FID a positive BWT is forgetting, for share and accuracy a negative one.
     """
     T = len(run.train.domains)
-    names = ("fid", "relative_share", "cluster_accuracy", "d_purity")
+    # fid_own_d: FID of domain j's own d's (same codes in every row): where each domain has its own d's,
+    # the retention figure that the classifier's attribution of other domains' samples cannot move.
+    names = ("fid", "relative_share", "cluster_accuracy", "d_purity", "fid_own_d")
     mats = {k: [[None] * T for _ in range(T)] for k in names}
     # snapshots/domain-K is row K-1. A continued run of an exported parent lacks the rows of the
     # parent's earlier domains (lineage.py): those rows stay null.
@@ -67,8 +69,10 @@ def forgetting(ev: Evaluator, run: RunConfig, snapshots: list[Path], seed: int, 
             mats["relative_share"][i][j] = res["per_domain"][spec]["sample_share"] * (i + 1)
             mats["cluster_accuracy"][i][j] = clus.get(spec, {}).get("accuracy")
             if per_d is not None:  # domain j's d's are its block of d_per_domain slots
-                block = per_d[j * run.train.d_per_domain:(j + 1) * run.train.d_per_domain]
+                size = run.train.d_per_domain
+                block = per_d[j * size:(j + 1) * size]
                 mats["d_purity"][i][j] = float(np.mean([r["purity"] for r in block]))
+                mats["fid_own_d"][i][j] = ev.own_d_fid(nets["G_ema"], j * size, size, j, seed)
         if progress:
             progress.advance(task)
     last = max(rows, default=-1)

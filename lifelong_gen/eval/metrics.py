@@ -89,6 +89,19 @@ class Evaluator:
         out = torch.cat([G(z[i:i + 500], c[i:i + 500], d[i:i + 500]) for i in range(0, n, 500)])
         return to_uint8(out), d_idx  # uint8 [n, C, H, W]
 
+    @torch.no_grad()
+    def own_d_fid(self, G: torch.nn.Module, first: int, count: int, domain: int, seed: int) -> Optional[float]:
+        """FID of the samples of one domain's own d's (`count` of them from `first`) against that
+        domain's test images: the same codes for every snapshot that has those d's, so a generator
+        that kept the domain exactly scores exactly what it scored (classifier attribution plays no part)."""
+        cfg = G.cfg
+        n = max(MIN_FID_SAMPLES, self.num_samples // len(self.data))
+        g = torch.Generator().manual_seed(seed + 7919 * (domain + 1))
+        z, c = sample_noise(n, cfg.z_dim, cfg.c_dim, g)
+        d = torch.nn.functional.one_hot(first + torch.arange(n) % count, cfg.d_dim).float()
+        out = torch.cat([G(z[i:i + 500], c[i:i + 500], d[i:i + 500]) for i in range(0, n, 500)])
+        return self.fidelity(to_uint8(out), self.data[domain].test_images, real_key=f"domain{domain}")["fid"]
+
     # ------------------------------------------------------------ quality and memory
 
     def fidelity(self, generated: torch.Tensor, real: torch.Tensor, real_key: Optional[str] = None) -> dict[str, float]:

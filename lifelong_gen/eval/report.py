@@ -54,7 +54,8 @@ def run_report(m: dict, figures: list[str]) -> str:
     if f:
         out += ["## Forgetting matrix", "", "Rows: snapshot after each domain; columns: domain evaluated.", ""]
         for key, title in (("fid", "FID (classifier features)"), ("relative_share", "Share of samples relative to a fair split"),
-                           ("cluster_accuracy", "S clustering accuracy"), ("d_purity", "d-purity of each domain's d's")):
+                           ("cluster_accuracy", "S clustering accuracy"), ("d_purity", "d-purity of each domain's d's"),
+                           ("fid_own_d", "FID of each domain's own d's (the same codes in every row)")):
             if key not in f or not any(v is not None for row in f[key] for v in row):
                 continue  # older metrics.json, or domains sharing one Cat (no d belongs to a domain)
             out += [f"**{title}** (BWT {fmt(f['bwt'].get(key))})", "",
