@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
-STEPS=${DEMO_STEPS:-400}
+STEPS=${DEMO_STEPS:-300}
 BATCH=${DEMO_BATCH:-32}  # half the parent's batch: twice the steps in the same time (the demo's budget: docs/installing.md)
 OUT=runs/demo-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
