@@ -122,15 +122,16 @@ def start_from_parent(trainer: TrainerView, nets: dict[str, torch.nn.Module]) ->
 
 
 def phase_group(cfg, tc, phase) -> int:
-    """The domain group a phase learns (domain_groups.py; 0: the base, which trains every weight)."""
-    if not cfg.domain_groups or tc.joint or tc.d_per_domain is None:
+    """The domain group a phase learns on its own under --growth adapters (domain_groups.py); 0: the
+    base, or any phase of another growth, which trains every weight."""
+    if tc.growth != "adapters" or not cfg.domain_groups or tc.joint or tc.d_per_domain is None:
         return 0
     return domain_group(cfg, phase.d_slots - tc.d_per_domain)
 
 
 def isolation_for(G: torch.nn.Module, tc, phase) -> Optional[GroupIsolation]:
     """What a phase may train under --growth adapters: its own group only; None: every weight."""
-    group = phase_group(G.cfg, tc, phase) if tc.growth == "adapters" else 0
+    group = phase_group(G.cfg, tc, phase)
     return GroupIsolation(G, group) if group > 0 else None
 
 
@@ -140,7 +141,7 @@ def begin_group(trainer: TrainerView, phase) -> None:
     the snapshot of the old domains is, so their frozen parameters stay exactly the snapshot's), the
     new group's batch-norm statistics from the base's, and G's Adam state fresh, so that Adam moves
     no entry whose gradient is masked to zero. A continued run starts the same way from its parent."""
-    group = phase_group(trainer.cfg, trainer.tc, phase) if trainer.tc.growth == "adapters" else 0
+    group = phase_group(trainer.cfg, trainer.tc, phase)
     if group == 0:
         return
     trainer.G.load_state_dict(trainer.G_ema.state_dict())
