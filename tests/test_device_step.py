@@ -36,8 +36,8 @@ def make_trainer(tmp_path, data, name="run", **overrides):
 
 
 class ScalarReads(TorchDispatchMode):
-    """Counts device-to-host scalar reads made outside torch.optim (the CPU Adam reads its
-    step counter; the CUDA path uses the fused Adam, which does not)."""
+    """Counts device-to-host scalar reads made outside torch.optim (the fused Adam's CPU kernel reads
+    its step counters from host memory; its CUDA kernel reads them on the device)."""
 
     def __init__(self):
         super().__init__()

@@ -17,7 +17,7 @@ from lifelong_gen.config import ModelConfig, TrainConfig, resolve_run_config
 from lifelong_gen.eval.report import mode_text
 from lifelong_gen.train import trainer as trainer_module
 from lifelong_gen.train.phase import make_phases, matched_d_prior
-from lifelong_gen.train.replay import sample_codes
+from lifelong_gen.train.replay import categorical, sample_codes
 from lifelong_gen.train.trainer import Trainer
 
 
@@ -135,3 +135,24 @@ def test_the_report_names_a_given_replay_ratio():
     assert mode_text({**t, "replay_ratio": 0.3}) == "lifelong, replay ratio 0.3"
     assert mode_text({**t, "replay": False, "replay_ratio": 0.3}) == "lifelong, no replay"
     assert mode_text({**t, "joint": True}) == "joint (upper bound)"
+
+
+def test_categorical_draws_in_proportion_and_never_a_zero_weight():
+    """The inverse-CDF draw behind the d prior and a joint run's balanced batches: unnormalised
+    weights in proportion, zero weights never (the first and the last included)."""
+    weights = torch.tensor([0.0, 2.0, 0.0, 6.0, 0.0])
+    drawn = categorical(weights, 100_000, torch.Generator().manual_seed(1))
+    counts = torch.bincount(drawn, minlength=5).float() / 100_000
+    assert counts[1].item() == pytest.approx(0.25, abs=0.01) and counts[3].item() == pytest.approx(0.75, abs=0.01)
+    assert counts[0] == 0 and counts[2] == 0 and counts[4] == 0
+    assert drawn.dtype == torch.long and drawn.shape == (100_000,)
+
+
+def test_categorical_keeps_a_draw_at_the_top_on_a_nonzero_weight(monkeypatch):
+    """A uniform draw at the very top of the range (u · total = total, where a plain lookup falls off
+    the end of the CDF) takes the last category of non-zero weight, never the zero-weight one after it."""
+    weights = torch.tensor([0.1, 0.7, 0.0])
+    cdf = weights.cumsum(0)
+    assert torch.searchsorted(cdf, cdf[-1:], right=True).item() == 3
+    monkeypatch.setattr(torch, "rand", lambda n, **kwargs: torch.ones(n))
+    assert categorical(weights, 4, torch.Generator()).tolist() == [1, 1, 1, 1]

@@ -44,9 +44,9 @@ def build_training_networks(cfg: ModelConfig, tc: TrainConfig, device: torch.dev
     G_ema = frozen_copy(G)
     groups = parameter_groups(G, D, S)
     d_params, g_params = ([p for _, p in groups[k]] for k in ("opt_d", "opt_g"))
-    # CUDA: the fused Adam kernel (one launch per step instead of several per tensor).
-    # CPU keeps the reference implementation, so its runs stay bit-identical to earlier ones.
-    fused = True if device.type == "cuda" else None
-    opt_d = torch.optim.Adam(d_params, lr=tc.lr_d, betas=tc.betas, fused=fused)
-    opt_g = torch.optim.Adam(g_params, lr=tc.lr_g, betas=tc.betas, fused=fused)
+    # The fused Adam kernel on every device: one operator per step for all of a network's tensors
+    # instead of about ten per tensor, and its step counts stay tensors, where the reference
+    # implementation reads each back to the host (45 `item` calls a step).
+    opt_d = torch.optim.Adam(d_params, lr=tc.lr_d, betas=tc.betas, fused=True)
+    opt_g = torch.optim.Adam(g_params, lr=tc.lr_g, betas=tc.betas, fused=True)
     return TrainingNetworks(G, D, S, G_ema, opt_d, opt_g, training_forwards(G, D, S, dist, tc.compile))

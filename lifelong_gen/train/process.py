@@ -32,6 +32,11 @@ def choose_kernels(device: torch.device, cuda_deterministic: bool, compiled: boo
     else:  # the same switch without importing inductor, which cost every `lgen train` 1-3 s
         torch._C._set_deterministic_algorithms(deterministic, warn_only=device.type == "cuda")
     torch.backends.cudnn.benchmark = not deterministic
+    # Deterministic mode also fills every new tensor with NaN, so a kernel that read memory it
+    # had not written would show it: 1,105 fills per reference step on the CPU (benchmarks/step_ops.py),
+    # its most frequent operator. No kernel of the step reads such memory (the resume and
+    # reproducibility tests compare weights bit for bit), so the fills are pure cost.
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 # Instructions that run bf16 matmuls natively; without them oneDNN emulates bf16 through fp32

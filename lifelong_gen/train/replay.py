@@ -49,11 +49,39 @@ def sample_codes(
     if d_prior is None:
         d_idx = torch.randint(0, d_slots, (n,), generator=generator, device=on)
     else:
-        d_idx = torch.multinomial(d_prior, n, replacement=True, generator=generator)
+        d_idx = categorical(d_prior, n, generator)
     # A comparison, not F.one_hot (it reads the indices' range back to the host) nor scatter_
     # (flagged by CUDA's deterministic-algorithms check): elementwise, no sync, same 0/1 values.
-    d = (d_idx[:, None] == torch.arange(d_dim, device=on)).float()
-    return z.to(device), c.to(device), d.to(device), d_idx.to(device)
+    d = (d_idx[:, None] == _arange(d_dim, on)).float()
+    codes = (z, c, d, d_idx)
+    # (`.to` of a tensor already there is still an operator call, four per draw: skipped.)
+    return codes if torch.device(device) == on else tuple(t.to(device) for t in codes)  # type: ignore[return-value]
+
+
+_ARANGES: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+
+def _arange(n: int, device: torch.device) -> torch.Tensor:
+    """arange(n) on `device`, made once: a constant the step would otherwise allocate and fill each draw."""
+    key = (n, device)
+    if key not in _ARANGES:
+        _ARANGES[key] = torch.arange(n, device=device)
+    return _ARANGES[key]
+
+
+def categorical(weights: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
+    """n indices drawn from Cat(weights / sum(weights)) on `weights`' device, by the inverse CDF: a
+    uniform draw looked up in the cumulative sum. Unlike torch.multinomial, nothing is read back to
+    the host, so a training step that draws with it stays free of synchronisation (and capturable in a
+    CUDA graph). Zero weights are never drawn: their CDF step is empty.
+    """
+    cdf = weights.cumsum(0)
+    u = torch.rand(n, generator=generator, device=weights.device) * cdf[-1]
+    # u < 1, so u · total < total in float32; should a draw reach the total all the same (another
+    # generator's rounding), it takes the last category of non-zero weight, the first whose CDF
+    # reaches the total (a device-side minimum, no read-back), never a zero weight after it.
+    last = (cdf < cdf[-1]).sum()
+    return torch.minimum(torch.searchsorted(cdf, u, right=True), last)
 
 
 class ReplaySnapshot:
@@ -106,7 +134,7 @@ def mixed_real_batch(phase: Phase, batch: int, snapshot: Optional[ReplaySnapshot
     """
     n_replay = round(batch * phase.replay_ratio) if snapshot is not None else 0
     if phase.sample_weights is not None:  # a joint run: each domain an equal share
-        idx = torch.multinomial(phase.sample_weights, batch - n_replay, replacement=True, generator=generator)
+        idx = categorical(phase.sample_weights, batch - n_replay, generator)
     else:
         idx = torch.randint(0, phase.images.shape[0], (batch - n_replay,), generator=generator,
                             device=generator.device)
