@@ -85,8 +85,11 @@ def _real_image_terms(tc: TrainConfig, phase: Phase, S: Callable, real: RealBatc
             pick = torch.randint(0, table.shape[1], (n_new,), generator=rng, device=rng.device)
             rows.append(to_float(phase.images[table[idx, pick.to(idx.device)]]))
     with autocast():
-        logits = S(torch.cat(rows))[0].float()[:, :phase.d_slots]
-    clean, augmented_logits = logits[:n], logits[n:2 * n]
+        logits = S(torch.cat(rows))[0].float()
+    if phase.d_slots < logits.shape[1]:  # the active categories (a view; none to take once all are)
+        logits = logits.narrow(1, 0, phase.d_slots)
+    # One split, not a slice per part: a single backward gathers their gradients.
+    clean, augmented_logits, neighbour_logits = logits.split([n, n, logits.shape[0] - 2 * n])
     new_from = phase.d_slots - tc.d_per_domain if tc.s_real_by_domain else 0
     logged: Losses = {}
     if tc.s_real_by_domain:
@@ -100,5 +103,5 @@ def _real_image_terms(tc: TrainConfig, phase: Phase, S: Callable, real: RealBatc
     if tc.s_neighbour_weight > 0:
         own = slice(new_from, phase.d_slots)  # the new domain's d's (all active ones when not by domain)
         terms["s_neighbour"] = (tc.s_neighbour_weight,
-                                neighbour_consistency_loss(clean[:n_new, own], logits[2 * n:, own]))
+                                neighbour_consistency_loss(clean[:n_new, own], neighbour_logits[:, own]))
     return terms, logged

@@ -85,7 +85,13 @@ def info_loss(
         nll = 0.5 * ((c_mean - c_target) ** 2).mean()
     else:
         nll = d_logits.new_zeros(())
-    return weight_discrete * ce + weight_continuous * nll, ce, nll
+    return scaled(ce, weight_discrete) + scaled(nll, weight_continuous), ce, nll
+
+
+def scaled(term: torch.Tensor, weight: float) -> torch.Tensor:
+    """weight · term, without the multiplication where the weight is 1 (the same value, one operator
+    call less: the step's loss adds several unit-weighted terms)."""
+    return term if weight == 1.0 else weight * term
 
 
 def alignment_loss(current: torch.Tensor, snapshot: torch.Tensor) -> torch.Tensor:
@@ -113,10 +119,39 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, *, max_rotat
     u = torch.rand(n, 4, generator=generator, device=generator.device).to(images.device) * 2 - 1  # [N, 4] in [-1, 1]
     angle, scale = u[:, 0] * max_rotate, 1 + u[:, 1] * max_scale
     cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, u[:, 2] * max_shift], 1),
-                         torch.stack([sin, cos, u[:, 3] * max_shift], 1)], 1).to(images.dtype)  # [N, 2, 3]
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    shift = u[:, 2:] * max_shift
+    # [N, 2, 3] = [[cos, −sin, shift x], [sin, cos, shift y]], stacked in one call.
+    theta = torch.stack([cos, -sin, shift[:, 0], sin, cos, shift[:, 1]], 1).view(n, 2, 3).to(images.dtype)
+    grid = affine_grid(theta, images.shape[2], images.shape[3])
     return F.grid_sample(images + 1, grid, mode="bilinear", padding_mode="zeros", align_corners=False) - 1
+
+
+def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """F.affine_grid(theta, [N, C, height, width], align_corners=False), the same values, with the base
+    grid of pixel centres made once per size and device instead of at every call (ATen builds it
+    anew each time: about 20 operators per call; the step augments twice).
+
+    Computed as ATen's AffineGridGenerator does: the homogeneous base grid [H·W, 3] times θᵀ.
+    """
+    base = _base_grid(height, width, theta.device, theta.dtype)
+    return torch.matmul(base, theta.transpose(1, 2)).view(theta.shape[0], height, width, 2)
+
+
+_BASE_GRIDS: dict[tuple, torch.Tensor] = {}
+
+
+def _base_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """[H·W, 3]: (x, y, 1) of each pixel centre in [−1, 1] coordinates (align_corners=False)."""
+    key = (height, width, device, dtype)
+    if key not in _BASE_GRIDS:
+        def centres(steps: int) -> torch.Tensor:  # ATen's linspace_from_neg_one, align_corners=False
+            return torch.linspace(-1, 1, steps, device=device, dtype=dtype) * (steps - 1) / steps
+
+        base = torch.ones(height, width, 3, device=device, dtype=dtype)
+        base[..., 0] = centres(width)
+        base[..., 1] = centres(height)[:, None]
+        _BASE_GRIDS[key] = base.view(height * width, 3)
+    return _BASE_GRIDS[key]
 
 
 def augmented_info_loss(d_logits_augmented: torch.Tensor, d_target: torch.Tensor) -> torch.Tensor:
@@ -198,25 +233,27 @@ def domain_clustering_loss(
         (loss, consistency, marginal entropy, domain term): the first three averaged over the
         two parts by their row counts; loss = their clustering loss + the domain term.
     """
-    n = d_logits.shape[0]
-    K = d_logits.shape[1]
-    parts = [(slice(0, n_new), slice(new_from, K))]
-    if n_new < n:
-        if new_from == 0:
-            raise ValueError("replayed rows need old categories: new_from must be > 0")
-        parts.append((slice(n_new, n), slice(0, new_from)))
-    loss = consistency = balance = d_logits.new_zeros(())
-    domain = d_logits.new_zeros(())
-    for rows, own in parts:
-        share = (rows.stop - rows.start) / n
-        if share == 0:
+    n, K = d_logits.shape
+    if n_new < n and new_from == 0:
+        raise ValueError("replayed rows need old categories: new_from must be > 0")
+    # Each part's rows, then its own columns, as views taken once and shared by the clustering and
+    # the domain term: fewer operators, and one backward per view (benchmarks/step_ops.py).
+    sizes = [n_new, n - n_new] if n_new < n else [n]
+    parts = zip(d_logits.split(sizes), d_logits_augmented.split(sizes), ((new_from, K), (0, new_from)))
+    sums: Optional[torch.Tensor] = None  # share-weighted [loss, consistency, balance, domain term]
+    for logits, augmented, (lo, hi) in parts:
+        if logits.shape[0] == 0:
             continue
-        part_loss, part_consistency, part_balance = clustering_loss(
-            d_logits[rows, own], d_logits_augmented[rows, own], balance_weight)
-        loss = loss + share * part_loss
-        consistency = consistency + share * part_consistency
-        balance = balance + share * part_balance
-        logits = d_logits[rows]
-        # −log of the probability mass on the image's own domain: logsumexp over own − over all.
-        domain = domain + share * (torch.logsumexp(logits, 1) - torch.logsumexp(logits[:, own], 1)).mean()
+        share = logits.shape[0] / n
+        whole = lo == 0 and hi == K
+        own = logits if whole else logits.narrow(1, lo, hi - lo)
+        own_augmented = augmented if whole else augmented.narrow(1, lo, hi - lo)
+        part = clustering_loss(own, own_augmented, balance_weight)
+        # −log of the probability mass on the image's own domain: logsumexp over all − over own
+        # (exactly 0 where the domain owns every category, the first domain).
+        domain_term = own.new_zeros(()) if whole else (torch.logsumexp(logits, 1) - torch.logsumexp(own, 1)).mean()
+        terms = torch.stack([*part, domain_term]) * share  # one product for the four, not four
+        sums = terms if sums is None else sums + terms
+    assert sums is not None  # n >= 1 row in some part
+    loss, consistency, balance, domain = sums.unbind()
     return loss + domain, consistency, balance, domain

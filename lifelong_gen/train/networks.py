@@ -177,18 +177,29 @@ class Generator(nn.Module):
         if adapters:
             self.adapters = nn.ModuleDict(adapters)
 
+    def _code_scale(self, codes: torch.Tensor) -> torch.Tensor:
+        """[z_dim + c_dim + d_dim]: the codes' scales in the codes' dtype, made once per device and dtype
+        (a constant, not a buffer: bundles keep their tensors)."""
+        cached = self.__dict__.get("_code_scale_cache")
+        if cached is None or cached.device != codes.device or cached.dtype != codes.dtype:
+            cfg = self.cfg
+            cached = torch.tensor([cfg.z_scale] * cfg.z_dim + [cfg.c_scale] * cfg.c_dim + [1.0] * cfg.d_dim,
+                                  device=codes.device, dtype=codes.dtype)
+            self.__dict__["_code_scale_cache"] = cached
+        return cached
+
     def forward(self, z: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         assert z.dim() == 2 and z.shape[1] == cfg.z_dim, f"z must be [N, {cfg.z_dim}], got {tuple(z.shape)}"
         assert c.shape == (z.shape[0], cfg.c_dim), f"c must be [N, {cfg.c_dim}], got {tuple(c.shape)}"
         assert d.shape == (z.shape[0], cfg.d_dim), f"d must be [N, {cfg.d_dim}], got {tuple(d.shape)}"
-        # Scaled inside G so every caller (and the ONNX graph's inputs) keeps N(0, I) codes.
-        if cfg.z_scale != 1.0:
-            z = z * cfg.z_scale
-        if cfg.c_scale != 1.0:
-            c = c * cfg.c_scale
+        # Scaled inside G so every caller (and the ONNX graph's inputs) keeps N(0, I) codes: one product
+        # of [z, c, d] with [z_scale…, c_scale…, 1…] (d times 1 is d exactly), not one per code.
+        codes = torch.cat([z, c, d], dim=1)
+        if cfg.z_scale != 1.0 or cfg.c_scale != 1.0:
+            codes = codes * self._code_scale(codes)
         gate = gate_of(d, self.group_matrix) if cfg.domain_groups else None  # [N, 1 + groups]
-        h = _run(self.fc, torch.cat([z, c, d], dim=1), d, gate, self.adapters, "fc_")
+        h = _run(self.fc, codes, d, gate, self.adapters, "fc_")
         h = h.view(-1, self.base_ch, self.base, self.base)  # [N, base_ch, base, base]
         return _run(self.conv, h, d, gate, self.adapters, "conv_")  # [N, C, H, W]
 

@@ -48,13 +48,14 @@ from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train import distributed, training_state
 from lifelong_gen.train.assembly import build_training_networks
 from lifelong_gen.train.bn_recalibration import recalibrate_s
+from lifelong_gen.train.cast_once import CastOnce
 from lifelong_gen.train.callbacks import Callback, DomainSnapshots, SampleGrids, closing_all, progress_display
 from lifelong_gen.train.domain_groups import GroupIsolation
 from lifelong_gen.train.domains import DomainData
 from lifelong_gen.train.growth import begin_group, isolation_for, start_from_parent
 from lifelong_gen.train.inputs import load_run_inputs
 from lifelong_gen.train.levers import lever_terms
-from lifelong_gen.train.losses import alignment_loss, critic_loss, generator_loss, gradient_penalty, info_loss
+from lifelong_gen.train.losses import alignment_loss, critic_loss, generator_loss, gradient_penalty, info_loss, scaled
 from lifelong_gen.train.metrics_log import MetricsLog
 from lifelong_gen.train.neighbours import NeighbourTables
 from lifelong_gen.train.networks import frozen, update_ema
@@ -106,7 +107,10 @@ class Trainer:
         nets = build_training_networks(self.cfg, self.tc, self.device, self.dist)
         self.G, self.D, self.S, self.G_ema = nets.G, nets.D, nets.S, nets.G_ema
         self.opt_d, self.opt_g, self.fw = nets.opt_d, nets.opt_g, nets.fw
+        if self.amp_dtype is not None and not self.fw.compiled:  # the critic's fakes: G's casts once per G update
+            self.fw.G_fakes = CastOnce(self.G, self.opt_g, self.amp_dtype)
         self.rng = self.make_rng()
+        self.zero = torch.zeros((), device=self.device)  # a constant, made once (never written to)
 
         self.phase_position = 0  # position in self.phases (a phase's `index` is its domain's place in the lineage)
         self.step = 0  # generator steps done in the current phase
@@ -226,7 +230,7 @@ class Trainer:
             loss_info, ce, nll = info_loss(d_logits.float(), c_mean.float(), s_d, s_c, tc.info_weight_discrete,
                                            tc.info_weight_continuous)
             loss_g = loss_adv + loss_info
-            align = torch.zeros((), device=self.device)
+            align = self.zero  # logged as 0 without replay alignment
             if self.snapshot is not None and tc.replay_alignment > 0:
                 n_old = max(1, round(B * phase.replay_ratio))
                 za, ca, da, _ = self._codes(n_old, self.snapshot.d_slots)
@@ -241,7 +245,7 @@ class Trainer:
                 tc, phase, fw.S, s_images, s_d, rng=self.rng, autocast=self.autocast, neighbours=self.neighbours,
                 real_batch=(lambda: last_real) if reuse else (lambda: self.real_batch(phase, B)))
             for weight, term in extra.values():
-                loss_g = loss_g + weight * term
+                loss_g = loss_g + scaled(term, weight)
             self.opt_g.zero_grad(set_to_none=True)
             if self.cfg.encoder_shares_critic:
                 self.opt_d.zero_grad(set_to_none=True)
@@ -257,7 +261,8 @@ class Trainer:
         update_ema(self.G_ema, self.G, decay)
         values = {"loss_g": loss_adv, "info": loss_info, "info_ce": ce, "info_nll": nll, "align": align}
         values.update({name: term for name, (_, term) in extra.items()}, **logged)
-        return {k: v.detach().float() for k, v in values.items()}
+        # (`.float()` of a float32 tensor is still an operator call: only bf16 diagnostics are cast.)
+        return {k: v.detach() if v.dtype == torch.float32 else v.detach().float() for k, v in values.items()}
 
     def old_codes_for_s(self, phase: Phase) -> Optional[tuple[torch.Tensor, ...]]:
         """With an isolated G: round(B · replay ratio) exact samples of the old domains' frozen codes
