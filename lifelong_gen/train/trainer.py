@@ -48,8 +48,8 @@ from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train import distributed, training_state
 from lifelong_gen.train.assembly import build_training_networks
 from lifelong_gen.train.bn_recalibration import recalibrate_s
-from lifelong_gen.train.cast_once import CastOnce
 from lifelong_gen.train.callbacks import Callback, DomainSnapshots, SampleGrids, closing_all, progress_display
+from lifelong_gen.train.cast_once import CastOnce
 from lifelong_gen.train.domain_groups import GroupIsolation
 from lifelong_gen.train.domains import DomainData
 from lifelong_gen.train.growth import begin_group, isolation_for, start_from_parent
