@@ -10,7 +10,9 @@ the preset's shape (speed does not depend on the pixels). Variants:
 - eager:    `--compile off` (the default path);
 - compiled: `--compile default` (Inductor kernels; the gradient penalty's critic stays eager);
 - graphed:  `--compile reduce-overhead` (also CUDA graphs; on a CPU the same as compiled, so skipped);
-- graphed-fastest: the same with `--cuda-fastest` (cuDNN's fastest, nondeterministic kernels; CUDA only).
+- graphed-fastest: the same with `--cuda-fastest` (cuDNN's fastest, nondeterministic kernels; CUDA only);
+- whole-graph: `--cuda-graph`, the whole step captured in one CUDA graph (train/cuda_graph.py; CUDA only),
+  timed after its warm-up and capture; whole-graph-fastest: the same with `--cuda-fastest`.
 
 Reports per variant: ms per generator step, images/s (batch_size x generator steps/s),
 the warm-up's seconds (compilation), and on CUDA from torch.profiler over
@@ -33,9 +35,10 @@ from pathlib import Path
 
 import torch
 
-# name -> (--compile, cuda_deterministic)
-VARIANTS = {"eager": ("off", True), "compiled": ("default", True), "graphed": ("reduce-overhead", True),
-            "graphed-fastest": ("reduce-overhead", False)}
+# name -> (--compile, cuda_deterministic, --cuda-graph)
+VARIANTS = {"eager": ("off", True, False), "compiled": ("default", True, False),
+            "graphed": ("reduce-overhead", True, False), "graphed-fastest": ("reduce-overhead", False, False),
+            "whole-graph": ("off", True, True), "whole-graph-fastest": ("off", False, True)}
 LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch")
 
 
@@ -54,15 +57,24 @@ def make_trainer(preset: str, quick: bool, variant: tuple[str, bool], device: st
     kind = "synthetic" if shape.img_resolution == 28 else "synthetic64"
     # The preset's settings on as many synthetic domains of its shape (same d_dim, same nets).
     settings.update(domains=[f"{kind}:{k}" for k in ("bars", "rings")][:len(settings["domains"])],
-                    compile=variant[0], cuda_deterministic=variant[1])
+                    compile=variant[0], cuda_deterministic=variant[1], cuda_graph=variant[2])
     run = resolve_run_config(settings)
     data = [load_domain(s, run.model.img_channels, run.model.img_resolution) for s in run.train.domains]
-    trainer = Trainer(run, Path(tmp) / f"{variant[0]}-{variant[1]}", data=data, progress=False, device=device)
+    trainer = Trainer(run, Path(tmp) / "-".join(map(str, variant)), data=data, progress=False, device=device)
     trainer.advance_domain(trainer.phases[0])  # replay on: time domain 2
     return trainer
 
 
-def profile(trainer, phase, steps: int) -> dict:
+def step_function(trainer, phase):
+    """What the training loop runs per step: the eager step, or --cuda-graph's GraphedStep."""
+    from lifelong_gen.train.cuda_graph import GraphedStep
+
+    if trainer.tc.cuda_graph:
+        return GraphedStep(trainer, phase)
+    return lambda: trainer.train_step(phase)
+
+
+def profile(trainer, step, steps: int) -> dict:
     """GPU-busy share and kernel launches per step over `steps` steps (CUDA only)."""
     from torch.profiler import ProfilerActivity
     from torch.profiler import profile as torch_profile
@@ -71,7 +83,7 @@ def profile(trainer, phase, steps: int) -> dict:
     with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         t0 = time.perf_counter()
         for _ in range(steps):
-            trainer.train_step(phase)
+            step()
         sync(trainer.device)
         wall_us = (time.perf_counter() - t0) * 1e6
     events = prof.events()
@@ -121,7 +133,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     device = torch.device(args.device)
-    names = [v for v in args.variants.split(",") if not (v.startswith("graphed") and device.type != "cuda")]
+    names = [v for v in args.variants.split(",") if not (("graph" in v) and device.type != "cuda")]
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,22 +141,24 @@ def main() -> None:
             trainer = make_trainer(args.preset, args.quick, VARIANTS[name], args.device, tmp)
             tc = trainer.tc
             phase = trainer.phases[1]
+            step = step_function(trainer, phase)
             t0 = time.perf_counter()
             for _ in range(args.warmup):
-                trainer.train_step(phase)
+                step()
             sync(device)
             warmup_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             for _ in range(args.steps):
-                trainer.train_step(phase)
+                step()
             sync(device)
             ms = (time.perf_counter() - t0) / args.steps * 1e3
-            row = {"compile": VARIANTS[name][0], "cuda_deterministic": VARIANTS[name][1], "ms_per_generator_step": round(ms, 2),
+            row = {"compile": VARIANTS[name][0], "cuda_deterministic": VARIANTS[name][1],
+                   "cuda_graph": VARIANTS[name][2], "ms_per_generator_step": round(ms, 2),
                    "images_per_s": round(trainer.tc.batch_size * 1e3 / ms, 1), "warmup_s": round(warmup_s, 1)}
             total_steps = tc.joint_steps  # every domain's steps (the lifelong and the joint run alike)
             row["preset_minutes_est"] = round((total_steps * ms / 1e3 + warmup_s) / 60, 2)
             if device.type == "cuda":
-                row.update(profile(trainer, phase, args.profile_steps))
+                row.update(profile(trainer, step, args.profile_steps))
             results[name] = row
             print(name, json.dumps({k: v for k, v in row.items() if k != "top_host_ops"}), flush=True)
             write_report(args, device, results, tc)

@@ -192,6 +192,10 @@ class TrainConfig:
     cuda_deterministic: bool = setting(True, help="CUDA: deterministic kernels where they exist, or the fastest "
                                                   "cuDNN picks; the CPU is always deterministic", kind="execution",
                                        flags=("--cuda-deterministic/--cuda-fastest",))
+    # The step launches about a thousand small kernels (benchmarks/step_ops.py); one graph launch instead.
+    cuda_graph: bool = setting(False, help="CUDA: capture the whole training step (critic updates, gradient "
+                                           "penalty, G and S update, Adam, EMA) in one CUDA graph and replay "
+                                           "it per step (train/cuda_graph.py)", kind="execution")
 
     @property
     def joint_steps(self) -> int:

@@ -47,6 +47,8 @@ def build_training_networks(cfg: ModelConfig, tc: TrainConfig, device: torch.dev
     # The fused Adam kernel on every device: one operator per step for all of a network's tensors
     # instead of about ten per tensor, and its step counts stay tensors, where the reference
     # implementation reads each back to the host (45 `item` calls a step).
-    opt_d = torch.optim.Adam(d_params, lr=tc.lr_d, betas=tc.betas, fused=True)
-    opt_g = torch.optim.Adam(g_params, lr=tc.lr_g, betas=tc.betas, fused=True)
+    # --cuda-graph: capturable, so its step may run inside a CUDA graph (train/cuda_graph.py).
+    capturable = tc.cuda_graph and device.type == "cuda"
+    opt_d = torch.optim.Adam(d_params, lr=tc.lr_d, betas=tc.betas, fused=True, capturable=capturable)
+    opt_g = torch.optim.Adam(g_params, lr=tc.lr_g, betas=tc.betas, fused=True, capturable=capturable)
     return TrainingNetworks(G, D, S, G_ema, opt_d, opt_g, training_forwards(G, D, S, dist, tc.compile))

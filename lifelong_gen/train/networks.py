@@ -326,13 +326,17 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+def update_ema(ema: nn.Module, model: nn.Module, decay: float, rate: Optional[torch.Tensor] = None) -> None:
     """ema ← decay·ema + (1 − decay)·model for parameters; buffers (BN stats) copied.
 
     Multi-tensor (foreach) ops: one kernel per group on CUDA instead of one per tensor;
     on CPU the same per-element arithmetic as a loop of lerp_.
+
+    Args:
+        rate: 1 − decay as a 0-dim device tensor, used instead of `decay` (a CUDA graph's static
+            buffer, which the host fills before each replay). On the CPU the same values as the float.
     """
-    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay)
+    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay if rate is None else rate)
     torch._foreach_copy_(list(ema.buffers()), list(model.buffers()))
 
 

@@ -50,6 +50,7 @@ from lifelong_gen.train.assembly import build_training_networks
 from lifelong_gen.train.bn_recalibration import recalibrate_s
 from lifelong_gen.train.callbacks import Callback, DomainSnapshots, SampleGrids, closing_all, progress_display
 from lifelong_gen.train.cast_once import CastOnce
+from lifelong_gen.train.cuda_graph import GraphedStep, check_cuda_graph
 from lifelong_gen.train.domain_groups import GroupIsolation
 from lifelong_gen.train.domains import DomainData
 from lifelong_gen.train.growth import begin_group, isolation_for, start_from_parent
@@ -111,6 +112,11 @@ class Trainer:
             self.fw.G_fakes = CastOnce(self.G, self.opt_g, self.amp_dtype)
         self.rng = self.make_rng()
         self.zero = torch.zeros((), device=self.device)  # a constant, made once (never written to)
+        # --cuda-graph: the EMA's rate as a static buffer, which GraphedStep fills before each step.
+        self.ema_weight: Optional[torch.Tensor] = None
+        if self.tc.cuda_graph:
+            check_cuda_graph(self.device, self.tc.compile, self.dist.enabled)
+            self.ema_weight = torch.zeros((), device=self.device)
 
         self.phase_position = 0  # position in self.phases (a phase's `index` is its domain's place in the lineage)
         self.step = 0  # generator steps done in the current phase
@@ -256,13 +262,16 @@ class Trainer:
         # Per-rank batches moved each rank's BatchNorm running statistics differently
         # (DDP wraps with broadcast_buffers=False: see distributed.py).
         self.dist.average_buffers((self.G, self.S))
-        # EMA with a warm-up so early in a short run the average is not dominated by init.
-        decay = min(tc.ema_decay, (1 + self.global_step) / (10 + self.global_step))
-        update_ema(self.G_ema, self.G, decay)
+        update_ema(self.G_ema, self.G, 1.0 - self.ema_rate(self.global_step), self.ema_weight)
         values = {"loss_g": loss_adv, "info": loss_info, "info_ce": ce, "info_nll": nll, "align": align}
         values.update({name: term for name, (_, term) in extra.items()}, **logged)
         # (`.float()` of a float32 tensor is still an operator call: only bf16 diagnostics are cast.)
         return {k: v.detach() if v.dtype == torch.float32 else v.detach().float() for k, v in values.items()}
+
+    def ema_rate(self, global_step: int) -> float:
+        """1 − the EMA's decay at a step: with a warm-up, so early in a short run the average is not
+        dominated by the initial weights."""
+        return 1.0 - min(self.tc.ema_decay, (1 + global_step) / (10 + global_step))
 
     def old_codes_for_s(self, phase: Phase) -> Optional[tuple[torch.Tensor, ...]]:
         """With an isolated G: round(B · replay ratio) exact samples of the old domains' frozen codes
@@ -354,10 +363,11 @@ class Trainer:
                 if self.step == 0:
                     self._announce(phase)
                 self.enter_phase(phase)
+                graphed = GraphedStep(self, phase) if self.tc.cuda_graph else None
                 for cb in callbacks:
                     cb.before_domain(self, phase)
                 while self.step < phase.steps:
-                    losses = self.train_step(phase)
+                    losses = graphed() if graphed is not None else self.train_step(phase)
                     self.step += 1
                     self.global_step += 1
                     for cb in callbacks:
