@@ -24,6 +24,7 @@ tensor cloned per step, so the metrics log reads copies, never the graph's stati
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any, Optional
 
 import torch
@@ -33,6 +34,10 @@ from lifelong_gen.train.phase import Losses, Phase
 
 if TYPE_CHECKING:
     from lifelong_gen.train.trainer import Trainer
+
+# One capture at a time in a process (torch.cuda.graph's rule): seeds trained in threads
+# (train/seeds.py) each capture their own step.
+_CAPTURE_LOCK = threading.Lock()
 
 # Eager steps before the capture: the first creates Adam's state and mines neighbours; PyTorch's
 # examples warm up for 3 iterations on the side stream.
@@ -88,11 +93,12 @@ class GraphedStep:
         fakes = trainer.fw.G_fakes
         if hasattr(fakes, "stale"):  # CastOnce: its recast must be in the graph, whatever the host saw last
             fakes.stale = True
-        graph = self.api.new_graph(trainer.rng)
-        with self.api.capturing(graph):
-            losses = trainer.train_step(self.phase)
-            self.keys = list(losses)
-            self.stacked = torch.stack([losses[k] for k in self.keys])
+        with _CAPTURE_LOCK:
+            graph = self.api.new_graph(trainer.rng)
+            with self.api.capturing(graph):
+                losses = trainer.train_step(self.phase)
+                self.keys = list(losses)
+                self.stacked = torch.stack([losses[k] for k in self.keys])
         return graph
 
 
