@@ -54,8 +54,20 @@ with tempfile.TemporaryDirectory() as tmp:
             t.train_step(phase)
 counts = collections.Counter(e.name for e in prof.events() if e.name.startswith("aten::"))
 sync = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::multinomial")
+
+
+def in_fused_adam_kernel(e):
+    while e.cpu_parent is not None:
+        e = e.cpu_parent
+        if e.name == "aten::_fused_adam_":
+            return True
+    return False
+
+
+outside = collections.Counter(e.name for e in prof.events() if e.name in sync and not in_fused_adam_kernel(e))
 print(json.dumps({"aten_ops_per_step": sum(counts.values()) / steps,
                   "sync_ops_per_step": {k: counts[k] / steps for k in sync if counts[k]},
+                  "sync_ops_per_step_outside_the_fused_adam_cpu_kernel": {k: v / steps for k, v in outside.items()},
                   "top_ops_per_step": {k: v / steps for k, v in counts.most_common(15)},
                   "precision": t.tc.precision, "batch_size": run.train.batch_size, "n_critic": run.train.n_critic}))
 """
