@@ -18,7 +18,7 @@ ARGS = ["train", "--domains", "synthetic:bars", "--steps-per-domain", "300", "--
 
 def test_execution_settings_are_declared_on_the_fields():
     assert set(EXECUTION_SETTINGS) == {"checkpoint_every", "log_every", "data_root", "download", "precision",
-                                       "compile", "cuda_deterministic"}
+                                       "compile", "cuda_deterministic", "threads"}
     assert not set(EXECUTION_SETTINGS) & MODEL_KEYS and set(EXECUTION_SETTINGS) <= TRAIN_KEYS
 
 
