@@ -321,6 +321,9 @@ def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick
     new = run.train.domains[run.train.inherited_domains:]
     run_dir = out if out is not None else Path("runs") / f"{Path(value).name}+{'+'.join(s.replace(':', '-').replace('/', '-') for s in new)}"
     if seeds is not None:  # each seed continues the same parent
+        if not dry_run:
+            log.info("continuing %s (%s) onto %s with seeds %s", value, ", ".join(parent.run.train.domains),
+                     ", ".join(new), ", ".join(map(str, seeds)))
         _train_seeds(run, seeds, run_dir, dry_run, progress, device, parent=None if dry_run else parent.path)
         return
     if dry_run:

@@ -224,6 +224,18 @@ def test_cli_dry_run_prints_the_first_seeds_config():
     assert json.loads(r.stdout)["train"]["seed"] == 4
 
 
+def test_cli_seeds_continue_one_parent(tmp_path):
+    out = tmp_path / "out"
+    r = lgen("train", "--from", "mnist-fashion", "--domains", "synthetic:bars", "--steps-per-domain", "2",
+             "--batch-size", "8", "--seeds", "0,1", "--out", str(out), "--no-progress")
+    assert r.returncode == 0 and r.stdout.strip() == str(out), r.stderr
+    for k in (0, 1):
+        config = json.loads((out / f"seed-{k}" / "config.json").read_text())
+        assert config["train"]["seed"] == k and config["train"]["inherited_domains"] == 2
+        assert (out / f"seed-{k}" / "snapshots" / "domain-2").is_dir()  # the parent's, copied in
+    assert differs(weights(out / "seed-0"), weights(out / "seed-1"))
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_cli_sigterm_stops_every_seed_then_resume_and_evaluate(tmp_path):
