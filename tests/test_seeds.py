@@ -112,7 +112,7 @@ class SignalAt(Callback):
             time.sleep(0.5)
 
 
-def test_interrupted_seeds_resume_bit_identical(two_seeds, synthetic28, tmp_path):
+def test_interrupted_seeds_resume_bit_identical(two_seeds, synthetic28, tmp_path, caplog):
     out = tmp_path / "out"
     with pytest.raises(TrainingInterrupted, match=f"stopped by SIGINT: .*lgen train --resume {out}") as e:
         train_seeds(new_jobs(resolve_run_config(SETTINGS), [0, 1], out), out, data=synthetic28, progress=False,
@@ -122,7 +122,11 @@ def test_interrupted_seeds_resume_bit_identical(two_seeds, synthetic28, tmp_path
     assert stopped == {**stopped, "status": "stopped", "steps": 4}
     assert (out / "seed-0" / "checkpoints" / "latest").is_file()
 
-    report = train_seeds(resume_jobs(out, {}), out, data=synthetic28, progress=False, available_threads=2)
+    with caplog.at_level("INFO", logger="lifelong_gen"):
+        report = train_seeds(resume_jobs(out, {}), out, data=synthetic28, progress=False, available_threads=2)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("seed 0: resumed") for m in messages)
+    assert not any("other numerics" in m for m in messages)  # restored at the seeds' own thread count
     assert len(report["sessions"]) == 2 and report["sessions"][-1]["seeds"]["0"]["steps"] == 12
     for k in (0, 1):
         assert_same(weights(two_seeds[0] / f"seed-{k}"), weights(out / f"seed-{k}"))

@@ -169,7 +169,8 @@ def train_seeds(jobs: list[SeedJob], out: Path, *, device: str = "cpu", progress
         job.run = dataclasses.replace(job.run, train=dataclasses.replace(job.run.train, threads=per_run))
     if data is None:
         data = load_data(jobs[0].run)
-    with _prefixed_logs(), contextlib.ExitStack() as locks:
+    # The thread count is in force from the build on: a restore compares it with the checkpoint's.
+    with _prefixed_logs(), intra_op_threads(per_run), contextlib.ExitStack() as locks:
         pending, finished = _build(jobs, data, device, progress, callbacks, locks)
         layout = thread_layout(len(pending), per_run, available)
         report = _report_head(out, jobs, per_run, parent)
@@ -181,7 +182,7 @@ def train_seeds(jobs: list[SeedJob], out: Path, *, device: str = "cpu", progress
         if pending:
             log.info("training seed %s: %d at a time, %d intra-op thread(s) each",
                      ", ".join(str(job.seed) for job, _ in pending), layout.workers, layout.threads_per_run)
-        with intra_op_threads(per_run), stop_on_signals(True) as stop:
+        with stop_on_signals(True) as stop:
             steps_before = [trainer.global_step for _, trainer in pending]
             t0 = time.perf_counter()
             results = run_in_workers([(job.seed, _train_call(trainer, stop)) for job, trainer in pending],
