@@ -99,6 +99,17 @@ def test_each_seed_is_bit_identical_to_a_single_run_at_one_thread(two_seeds, syn
     assert differs(trained[0], trained[1])
 
 
+def test_one_seed_is_a_single_run_at_the_process_threads(synthetic28, tmp_path):
+    out = tmp_path / "out"
+    report = train_seeds(new_jobs(resolve_run_config(SETTINGS), [3], out), out, data=synthetic28, progress=False,
+                         available_threads=2)
+    assert (report["sessions"][-1]["workers"], report["threads_per_run"]) == (1, 2)
+    with intra_op_threads(2):
+        Trainer(resolve_run_config({**SETTINGS, "seed": 3}), tmp_path / "single", data=synthetic28,
+                progress=False).train()
+    assert_same(weights(out / "seed-3"), weights(tmp_path / "single"))
+
+
 class SignalAt(Callback):
     """SIGINT to the process at seed 0's global step `step`, held there until the main thread has run
     its handler, so seed 0 stops right after that step."""
