@@ -20,7 +20,7 @@ end of domain 1 (the forgetting matrix's first row).
 features, c1 class change, minutes) that goes into experiments/interpretability.md.
 
 Runs one training process at a time: two processes on 2 cores slow each other far more than 2x,
-while `--seeds` shares the cores out, one seed per core at one intra-op thread each (1.6x the
+while `--seeds` shares the cores out, one seed per core at one intra-op thread each (1.35x the
 images/s of the seeds one after the other: docs/performance.md). A seed trained so equals, bit for
 bit, `lgen train --seed K --threads 1`, not a run at torch's default threads: rows written before
 the study used `--seeds` (ROOT/SETTING-sK directories) came from runs at the default threads.
