@@ -49,6 +49,7 @@ from lifelong_gen.config import RunConfig
 from lifelong_gen.errors import LgenError, TrainingInterrupted, one_line
 from lifelong_gen.runlock import run_lock
 from lifelong_gen.seed_list import SEEDS_NAME, SeedJob, read_seeds
+from lifelong_gen.settings import flag_of
 from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train.callbacks import Callback, PlainProgress
 from lifelong_gen.train.cpu_threads import intra_op_threads, thread_layout
@@ -220,6 +221,8 @@ def _build(jobs: list[SeedJob], data: list[DomainData], device: str, progress: b
             if job.resume and not trainer.restore():
                 log.info("no checkpoint in %s yet: starting from the beginning", job.run_dir)
             if job.changed:
+                log.info("resuming with changed execution settings: %s",
+                         ", ".join(f"{flag_of(k)} {old} -> {new}" for k, (old, new) in job.changed.items()))
                 trainer.run.record_execution_changes(trainer.global_step, job.changed)
         finally:
             _current.seed = None
