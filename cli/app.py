@@ -136,6 +136,10 @@ _RUN_OPTIONS_TAIL = {
                                               "rank uses GPU LOCAL_RANK")),
     "progress": (bool, typer.Option(True, "--progress/--no-progress", rich_help_panel=_PANELS["cadence"],
                                     help="Progress bar on stderr")),
+    "seeds": (Optional[str], typer.Option(None, "--seeds", rich_help_panel=_PANELS["execution"],
+                                          help="Train these seeds of the config in one process, each into "
+                                               "OUT/seed-K, the cores shared among them: 0,1,2,3 or 0-3 "
+                                               "(--resume OUT continues them all)")),
 }
 
 
@@ -188,12 +192,13 @@ def train(**options: Any) -> None:
     from_model, critic, dry_run = options["from_model"], options["critic"], options["dry_run"]
     device, progress = options["device"], options["progress"]
     explicit = {k: v for k, v in options.items() if k in _SETTING_NAMES and v is not None}
+    seeds = _seeds_option(options["seeds"], explicit, resume)
     beta1, beta2 = options["beta1"], options["beta2"]
     if beta1 is not None or beta2 is not None:
         explicit["betas"] = (_BETAS[0] if beta1 is None else beta1, _BETAS[1] if beta2 is None else beta2)
 
     if from_model is not None:
-        _continue(from_model, explicit, preset, quick, resume, critic, out, dry_run, progress, device)
+        _continue(from_model, explicit, preset, quick, resume, critic, out, dry_run, progress, device, seeds)
         return
     if critic != "auto":
         raise LgenError("--critic applies to a continued run: add --from MODEL")
@@ -213,14 +218,18 @@ def train(**options: Any) -> None:
     from lifelong_gen.config import resolve_run_config  # torch-free: --dry-run works in an inference install
 
     run = resolve_run_config(explicit, preset=preset, quick=quick)
+    run_dir = out if out is not None else Path("runs") / ((preset or "run") + ("-quick" if quick else ""))
+    if seeds is not None:
+        _train_seeds(run, seeds, run_dir, dry_run, progress, device)
+        return
     if dry_run:
         typer.echo(run.to_json(), nl=False)
         return
     require_torch_side("train")
-    run_dir = out if out is not None else Path("runs") / ((preset or "run") + ("-quick" if quick else ""))
-    with _process_group(device) as ctx, run_lock(run_dir, ctx.is_main):
-        if (run_dir / CONFIG_NAME).exists():
-            raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
+    from lifelong_gen.train.cpu_threads import intra_op_threads
+
+    with _process_group(device) as ctx, run_lock(run_dir, ctx.is_main), intra_op_threads(run.train.threads):
+        _refuse_existing(run_dir)
         ctx.barrier()  # every rank checked before rank 0 writes config.json
         from lifelong_gen.train.trainer import Trainer
 
@@ -251,8 +260,51 @@ def _process_group(device: str):
         distributed.shutdown()
 
 
+def _refuse_existing(run_dir: Path) -> None:
+    from lifelong_gen.seed_list import SEEDS_NAME
+
+    if (run_dir / CONFIG_NAME).exists() or (run_dir / SEEDS_NAME).exists():
+        raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
+
+
+def _seeds_option(text: Optional[str], explicit: dict[str, Any], resume: Optional[Path]) -> Optional[list[int]]:
+    """--seeds as a list, checked against the options it cannot go with (one-line LgenError); None when not given."""
+    if text is None:
+        return None
+    import os
+
+    from lifelong_gen.seed_list import parse_seeds
+
+    if resume is not None:
+        raise LgenError(f"--resume {resume} continues every seed the directory holds: drop --seeds")
+    if "seed" in explicit:
+        raise LgenError("--seeds gives each run its seed: drop --seed (or give one run's seed as --seeds K)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise LgenError("--seeds trains its seeds side by side in one process: run it without torchrun")
+    return parse_seeds(text)
+
+
+def _train_seeds(run: Any, seeds: list[int], out: Path, dry_run: bool, progress: bool, device: str,
+                 parent: Optional[Path] = None) -> None:
+    """`lgen train --seeds`: every seed of `run` into OUT/seed-K, in this process (train/seeds.py)."""
+    from lifelong_gen.seed_list import new_jobs
+
+    jobs = new_jobs(run, seeds, out, parent)
+    if dry_run:  # the seeds' configs differ in train.seed only
+        typer.echo(jobs[0].run.to_json(), nl=False)
+        return
+    require_torch_side("train")
+    from lifelong_gen.train.seeds import train_seeds
+
+    with run_lock(out):
+        _refuse_existing(out)
+        train_seeds(jobs, out, device=device, progress=progress, parent=parent)
+    typer.echo(str(out))
+
+
 def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick: bool, resume: Optional[Path],
-              critic: str, out: Optional[Path], dry_run: bool, progress: bool, device: str) -> None:
+              critic: str, out: Optional[Path], dry_run: bool, progress: bool, device: str,
+              seeds: Optional[list[int]] = None) -> None:
     """`lgen train --from MODEL --domains NEW`: a new run that starts from a trained model (lineage.py)."""
     if resume is not None:
         raise LgenError("--from starts a new run from a model; --resume continues an existing run: give one of them")
@@ -266,15 +318,22 @@ def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick
     # The settings first (torch-free, no download of weights), so a bad flag costs nothing.
     parent = resolve_parent(value, weights=not dry_run)
     run = continue_config(parent, domains, explicit, critic=critic)
+    new = run.train.domains[run.train.inherited_domains:]
+    run_dir = out if out is not None else Path("runs") / f"{Path(value).name}+{'+'.join(s.replace(':', '-').replace('/', '-') for s in new)}"
+    if seeds is not None:  # each seed continues the same parent
+        if not dry_run:
+            log.info("continuing %s (%s) onto %s with seeds %s", value, ", ".join(parent.run.train.domains),
+                     ", ".join(new), ", ".join(map(str, seeds)))
+        _train_seeds(run, seeds, run_dir, dry_run, progress, device, parent=None if dry_run else parent.path)
+        return
     if dry_run:
         typer.echo(run.to_json(), nl=False)
         return
     require_torch_side("train")
-    new = run.train.domains[run.train.inherited_domains:]
-    run_dir = out if out is not None else Path("runs") / f"{Path(value).name}+{'+'.join(s.replace(':', '-').replace('/', '-') for s in new)}"
-    with _process_group(device) as ctx, run_lock(run_dir, ctx.is_main):
-        if (run_dir / CONFIG_NAME).exists():
-            raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
+    from lifelong_gen.train.cpu_threads import intra_op_threads
+
+    with _process_group(device) as ctx, run_lock(run_dir, ctx.is_main), intra_op_threads(run.train.threads):
+        _refuse_existing(run_dir)
         ctx.barrier()
         from lifelong_gen.train.trainer import Trainer
 
@@ -286,23 +345,38 @@ def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick
             typer.echo(str(run_dir))
 
 
-def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution: dict[str, Any]) -> None:
-    import dataclasses
-    import datetime
+def _resume_seeds(out: Path, dry_run: bool, progress: bool, device: str, execution: dict[str, Any]) -> None:
+    """`lgen train --resume OUT` of a seeds directory: every seed from its own checkpoint; finished ones skipped."""
+    from lifelong_gen.seed_list import read_seeds, resume_jobs
 
+    jobs = resume_jobs(out, execution)
+    if dry_run:
+        typer.echo(jobs[0].run.to_json(), nl=False)
+        return
+    require_torch_side("train")
+    from lifelong_gen.train.seeds import train_seeds
+
+    parent = read_seeds(out).get("parent")
+    with run_lock(out):
+        train_seeds(jobs, out, device=device, progress=progress, parent=Path(parent) if parent else None)
+    typer.echo(str(out))
+
+
+def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution: dict[str, Any]) -> None:
     from lifelong_gen.bundle import CHECKPOINTS_DIR, NETWORK_FILES
-    from lifelong_gen.config import read_run_config
+    from lifelong_gen.config import apply_execution_settings, read_run_config
+    from lifelong_gen.seed_list import SEEDS_NAME
     from lifelong_gen.settings import flag_of as _flag
 
+    if (run_dir / SEEDS_NAME).is_file():
+        _resume_seeds(run_dir, dry_run, progress, device, execution)
+        return
     run = read_run_config(run_dir)
     run.require_current("resume it")
     for r in run.retired.values():  # what is left is rounding only (retired.py)
         log.info("%s is retired: the resumed steps compute the same up to float rounding, not bit-identically",
                  r.flag)
-    changed = {k: [getattr(run.train, k), v] for k, v in execution.items() if getattr(run.train, k) != v}
-    if changed:
-        run.train = dataclasses.replace(run.train, **{k: new for k, (_, new) in changed.items()})
-        run.train.validate()
+    changed = apply_execution_settings(run, execution)
     if dry_run:
         typer.echo(run.to_json(), nl=False)
         return
@@ -318,18 +392,17 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution
             raise LgenError(f"{run_dir} continued {run.parent.get('model') if run.parent else 'a parent'} and stopped "
                             f"before its first checkpoint: remove {run_dir} and run the --from command again")
     require_torch_side("train")
+    from lifelong_gen.train.cpu_threads import intra_op_threads
     from lifelong_gen.train.trainer import Trainer
 
-    with _process_group(device) as ctx, run_lock(run_dir, ctx.is_main):
+    with _process_group(device) as ctx, run_lock(run_dir, ctx.is_main), intra_op_threads(run.train.threads):
         trainer = Trainer(run, run_dir, progress=progress, device=device)
         if not trainer.restore():
             log.info("no checkpoint in %s yet: starting from the beginning", run_dir)
         if changed:  # recorded in config.json, which train() writes before its first step
             log.info("resuming with changed execution settings: %s",
                      ", ".join(f"{_flag(k)} {old} -> {new}" for k, (old, new) in changed.items()))
-            trainer.run.execution_changes.append({
-                "global_step": trainer.global_step, "changed": changed,
-                "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+            trainer.run.record_execution_changes(trainer.global_step, changed)
         trainer.train()
         if ctx.is_main:
             typer.echo(str(run_dir))

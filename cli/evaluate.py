@@ -9,7 +9,8 @@ reads RUN/metrics.json), except for an installed or cached bundle (resolve.insta
 which is never written into: its evaluation goes to --out or ./lgen-evaluate/<bundle name>. The d -> class
 table (d_classes.json) belongs to the bundle, since `lgen sample --class` reads it there: it is
 written into the bundle (and its manifest) whatever --out says, except into an installed one,
-and beside metrics.json as well when that is elsewhere.
+and beside metrics.json as well when that is elsewhere. A directory of `lgen train --seeds` is
+evaluated seed by seed, then summarised over the seeds (eval/seed_summary.py).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from lifelong_gen.bundle import (
 from lifelong_gen.bundle.resolve import installed_location, resolve_bundle
 from lifelong_gen.cli.app import _setup_logging, app
 from lifelong_gen.errors import LgenError
+from lifelong_gen.seed_list import SUMMARY_NAME, read_seeds
 
 log = logging.getLogger("lifelong_gen")
 
@@ -139,10 +141,35 @@ def _write_d_classes(run: Path, out: Path, metrics: dict) -> None:
 
 
 
+def _evaluate_seeds(root: Path, out: Optional[Path], num_samples: int, seed: int, inception: Optional[Path],
+                   progress: bool) -> None:
+    """A seeds directory (`lgen train --seeds`): each seed's bundle evaluated as a single run is (the same
+    evaluation seed for all), then each headline metric's mean ± sd over the seeds in seeds-summary.json."""
+    from lifelong_gen.eval.seed_summary import summarise, summary_table
+
+    if out is not None:
+        check_out(out)
+    meta = read_seeds(root)
+    dirs = {k: root / meta.get("dirs", {}).get(str(k), f"seed-{k}") for k in meta["seeds"]}
+    bundles = {k: resolve_bundle(str(d), EVALUATED_FILES).path for k, d in dirs.items()}  # all checked first
+    per_seed = {}
+    for k, bundle in bundles.items():
+        dest, note = output_dir(bundle, None if out is None else out / dirs[k].name)
+        log.info("seed %d: evaluating %s", k, bundle)
+        per_seed[k] = _evaluate_one(bundle, dest, note, num_samples, seed, inception, progress)
+    summary = {**summarise(per_seed), "num_samples": num_samples, "evaluation_seed": seed}
+    dest_root = root if out is None else out
+    atomic_write_json(dest_root / SUMMARY_NAME, summary)
+    typer.echo(summary_table(summary))
+    typer.echo(f"wrote {dest_root / SUMMARY_NAME} and each seed's {METRICS_NAME}")
+
+
 @app.command(short_help="FID/KID, memory, interpretability and forgetting, offline.")
 def evaluate(
     runs: Optional[list[str]] = typer.Argument(None, help="Run directory or bundle, an embedded model's name or a "
-                                                          "Hub repo ORG/NAME[@REV] (several with --compare)"),
+                                                          "Hub repo ORG/NAME[@REV] (several with --compare); a "
+                                                          "directory of `lgen train --seeds`: each seed, and the "
+                                                          "metrics' mean ± sd over them"),
     out: Optional[Path] = typer.Option(None, help="Where metrics.json, report.md, figures/ go (default: the run; "
                                                   "./lgen-evaluate/NAME for an installed or cached bundle)"),
     compare: bool = typer.Option(False, "--compare",
@@ -162,6 +189,13 @@ def evaluate(
         raise LgenError("--compare needs at least two runs")
     if not compare and len(runs) != 1:
         raise LgenError("name one run directory or bundle to evaluate (several only with --compare)")
+    seeds_dirs = [r for r in runs if read_seeds(Path(r)) is not None]
+    if seeds_dirs and compare:
+        raise LgenError(f"{seeds_dirs[0]} holds several seeds: `lgen evaluate {seeds_dirs[0]}` evaluates each "
+                        f"and their mean ± sd; --compare takes single runs (e.g. {seeds_dirs[0]}/seed-0)")
+    if seeds_dirs:
+        _evaluate_seeds(Path(runs[0]), out, num_samples, seed, inception_weights, progress)
+        return
     named_runs = [(r, resolve_bundle(r, EVALUATED_FILES).path) for r in runs]
     if compare:
         if out is not None:

@@ -1,10 +1,12 @@
 """The interpretability study protocol (issue 11): settings x seeds on a fixed budget.
 
 `python experiments/study.py --settings base,aug,... --seeds 0,1,2 --steps 2000 --root exp/study`
-trains one MNIST-only run per (setting, seed) with `lgen train` (the reference preset's
-networks and optimiser, `--domains mnist`, a fixed number of generator steps), evaluates it
-with `lgen evaluate` and appends one JSON line per run to ROOT/results.jsonl. Runs already
-in results.jsonl are skipped, so the script resumes after an interruption.
+trains, per setting, the MNIST-only runs of every seed in one `lgen train --seeds` process (the
+reference preset's networks and optimiser, `--domains mnist`, a fixed number of generator
+steps; ROOT/SETTING-seeds-0_1_2/seed-K), evaluates each seed with `lgen evaluate` and appends one
+JSON line per (setting, seed) to ROOT/results.jsonl. Runs already in results.jsonl are skipped,
+and a setting's seeds directory is resumed (`lgen train --resume`), so the script resumes after
+an interruption.
 
 `--domain fashion-mnist` is the same protocol on Fashion-MNIST alone (issue 20), into its own root.
 `--domain mnist,fashion-mnist` is the lifelong protocol: the reference preset itself
@@ -17,7 +19,12 @@ end of domain 1 (the forgetting matrix's first row).
 (S's clustering accuracy and NMI on real test digits, d-purity, FID on the classifier's
 features, c1 class change, minutes) that goes into experiments/interpretability.md.
 
-Runs one training at a time: two trainings on 2 cores slow each other far more than 2x.
+Runs one training process at a time: two processes on 2 cores slow each other far more than 2x,
+while `--seeds` shares the cores out, one seed per core at one intra-op thread each (1.35x the
+images/s of the seeds one after the other: docs/performance.md). A seed trained so equals, bit for
+bit, `lgen train --seed K --threads 1`, not a run at torch's default threads: rows written before
+the study used `--seeds` (ROOT/SETTING-sK directories) came from runs at the default threads.
+A row's `minutes` is its seed's own training time, beside the other seeds.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+from lifelong_gen.seed_list import SEEDS_NAME, parse_seeds, read_seeds
 
 # The reference preset's networks and optimiser on MNIST alone (what the levers change).
 BASE = ["--batch-size", "64", "--g-width", "32", "--d-width", "32", "--fc-width", "256",
@@ -98,8 +106,18 @@ def lgen() -> list[str]:
     return [sys.executable, "-m", "lifelong_gen.cli"]
 
 
-def run_one(root: Path, setting: str, seed: int, steps: int, domain: str = "mnist") -> dict:
-    run_dir = root / f"{setting}-s{seed}"
+def seeds_dir(root: Path, setting: str, pending: list[int]) -> Path:
+    """The setting's seeds directory: an earlier one holding every pending seed (resumed), else a new one."""
+    for d in sorted(root.glob(f"{setting}-seeds-*")):
+        meta = read_seeds(d)
+        if meta is not None and set(pending) <= set(meta["seeds"]):
+            return d
+    return root / f"{setting}-seeds-{'_'.join(map(str, pending))}"
+
+
+def run_setting(root: Path, setting: str, seeds: list[int], steps: int, domain: str = "mnist"):
+    """Train the `seeds` of `setting` in one `lgen train --seeds` process, then yield each seed's row."""
+    run_dir = seeds_dir(root, setting, seeds)
     # The lifelong protocol starts from the preset (whose values BASE and the preset's objective
     # repeat), so a setting's flags change it the same way as on one domain.
     start = ["--preset", "mnist-fashion", "--no-progress"] if domain == LIFELONG else ["--domains", domain, *BASE]
@@ -109,14 +127,16 @@ def run_one(root: Path, setting: str, seed: int, steps: int, domain: str = "mnis
     if domain == LIFELONG and "--s-neighbour-weight" not in SETTINGS[setting]:
         # Likewise SCAN's neighbour term, in the preset since session 16.
         start += ["--s-neighbour-weight", "0"]
-    cmd = lgen() + ["train", *start, *SETTINGS[setting], "--steps-per-domain", str(steps), "--seed", str(seed)]
-    t0 = time.time()
-    if (run_dir / "config.json").exists():
+    cmd = lgen() + ["train", *start, *SETTINGS[setting], "--steps-per-domain", str(steps),
+                    "--seeds", ",".join(map(str, seeds))]
+    if (run_dir / SEEDS_NAME).exists():
         subprocess.run(lgen() + ["train", "--resume", str(run_dir), "--no-progress"], check=True)
     else:
         subprocess.run(cmd + ["--out", str(run_dir)], check=True)
-    minutes = (time.time() - t0) / 60
-    return evaluated_row(run_dir, setting, seed, steps, domain, minutes, SETTINGS[setting])
+    sessions = read_seeds(run_dir)["sessions"]
+    for seed in seeds:
+        seconds = sum(s["seeds"].get(str(seed), {}).get("wall_s", 0.0) for s in sessions)
+        yield evaluated_row(run_dir / f"seed-{seed}", setting, seed, steps, domain, seconds / 60, SETTINGS[setting])
 
 
 def evaluated_row(run_dir: Path, setting: str, seed: int, steps: int, domain: str, minutes: float,
@@ -228,10 +248,10 @@ def main() -> None:
     for setting in args.settings.split(","):
         if setting not in SETTINGS:
             sys.exit(f"unknown setting {setting!r}: choose from {', '.join(SETTINGS)}")
-        for seed in map(int, args.seeds.split(",")):
-            if (setting, seed) in done:
-                continue
-            row = run_one(args.root, setting, seed, args.steps, args.domain)
+        pending = [seed for seed in parse_seeds(args.seeds) if (setting, seed) not in done]
+        if not pending:
+            continue
+        for row in run_setting(args.root, setting, pending, args.steps, args.domain):
             with open(results, "a") as f:
                 f.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator, Union
 
@@ -23,9 +24,23 @@ from typing import Any, BinaryIO, Callable, Iterator, Union
 Data = Union[bytes, Callable[[BinaryIO], Any]]
 
 
+# os.umask reads the mask only by setting it: two threads doing so at once (the seeds of
+# `lgen train --seeds` write their checkpoints side by side) could leave the process's umask at
+# 0, and a directory made meanwhile gets 0777. Linux shows the mask without changing it.
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
     return mask
 
 

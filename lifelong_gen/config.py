@@ -196,6 +196,12 @@ class TrainConfig:
     cuda_graph: bool = setting(False, help="CUDA: capture the whole training step (critic updates, gradient "
                                            "penalty, G and S update, Adam, EMA) in one CUDA graph and replay "
                                            "it per step (train/cuda_graph.py)", kind="execution")
+    # A CPU kernel splits its sums over the threads, so the rounding, and after a few steps the
+    # weights, depend on their number: config.json keeps it, so a resume computes what the run
+    # would have (train/cpu_threads.py). --seeds records each seed's share of the cores here.
+    threads: Optional[int] = setting(None, help="CPU threads of the run's kernels (default: torch's, one per core; "
+                                                "with --seeds: each seed's share of them). Runs are bit-identical "
+                                                "only at the same count", kind="execution", bounds=">= 1")
 
     @property
     def joint_steps(self) -> int:
@@ -292,6 +298,14 @@ class RunConfig:
         run.retired = {**retired, **retired_train}
         return run
 
+    def record_execution_changes(self, global_step: int, changed: dict[str, list[Any]]) -> None:
+        """Log execution settings a resume changed ({name: [old, new]}) and the step it did so at."""
+        import datetime
+
+        self.execution_changes.append({
+            "global_step": global_step, "changed": changed,
+            "at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")})
+
     def require_current(self, action: str) -> None:
         """Refuse `action` ("rebuild its networks", "resume it") where a retired setting this run used
         stands in the way: one line naming the setting (retired.py; experiments/README.md).
@@ -319,6 +333,16 @@ def read_run_config(bundle: Path) -> RunConfig:
     if not isinstance(raw, dict):
         raise LgenError(f"{path} is not a lifelong-gen config")
     return RunConfig.from_dict(raw)
+
+
+def apply_execution_settings(run: RunConfig, execution: dict[str, Any]) -> dict[str, list[Any]]:
+    """Set `lgen train --resume`'s execution settings (EXECUTION_SETTINGS) on `run.train`, validated;
+    returns those that change, {name: [old, new]} (RunConfig.record_execution_changes logs them)."""
+    changed = {k: [getattr(run.train, k), v] for k, v in execution.items() if getattr(run.train, k) != v}
+    if changed:
+        run.train = dataclasses.replace(run.train, **{k: new for k, (_, new) in changed.items()})
+        run.train.validate()
+    return changed
 
 
 def resolved_growth(train: TrainConfig) -> str:

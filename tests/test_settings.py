@@ -74,7 +74,7 @@ def test_lgen_train_has_an_option_per_declared_setting():
     names = {p.name for p in command.params if p.param_type_name == "option"}  # typer vendors click
     declared = {s.name for s in settings_of(TrainConfig) + settings_of(ModelConfig)}
     run_options = {"preset", "quick", "out", "resume", "from_model", "critic", "dry_run", "beta1", "beta2", "device",
-                   "progress"}
+                   "progress", "seeds"}
     assert names == declared | run_options
     helps = {p.name: p.help for p in command.params}
     assert helps["n_critic"] == "Critic updates per generator step [default: 5]"

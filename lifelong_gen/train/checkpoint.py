@@ -218,7 +218,7 @@ def warn_if_numerics_differ(saved: Optional[dict[str, Any]], device: torch.devic
     changed = [f"{k} {saved.get(k)} -> {now[k]}" for k in now if saved.get(k) != now[k]]
     if changed and device.type == "cpu":
         log.warning("this resume runs with other numerics than the checkpoint (%s): training continues, but not "
-                    "bit-identical to an uninterrupted run (for that, e.g. OMP_NUM_THREADS=%s)",
+                    "bit-identical to an uninterrupted run (for that, e.g. --threads %s)",
                     ", ".join(changed), saved.get("threads"))
 
 

@@ -61,7 +61,7 @@ from lifelong_gen.train.metrics_log import MetricsLog
 from lifelong_gen.train.neighbours import NeighbourTables
 from lifelong_gen.train.networks import frozen, update_ema
 from lifelong_gen.train.phase import Losses, Phase, make_phases
-from lifelong_gen.train.process import choose_kernels, stop_on_signals
+from lifelong_gen.train.process import StopFlag, choose_kernels, stop_on_signals
 from lifelong_gen.train.replay import RealBatch, ReplaySnapshot, mixed_real_batch, sample_codes
 
 log = logging.getLogger("lifelong_gen")
@@ -339,11 +339,16 @@ class Trainer:
         built_in = [self.metrics_log, progress_display(self.progress), SampleGrids(), DomainSnapshots()]
         return [cb for cb in built_in if cb is not None] + self.callbacks
 
-    def train(self) -> None:
+    def train(self, stop: Optional[StopFlag] = None) -> None:
         """Run (or continue) every remaining phase; the run dir ends as a complete bundle.
 
         Callbacks: `before_domain` whenever a domain starts or resumes in this process,
         `after_step` after each generator step, `after_domain` after its replay snapshot.
+
+        Args:
+            stop: a flag that another thread sets to stop this run as a signal would (checkpoint,
+                then TrainingInterrupted); train/seeds.py shares one among its seeds, since only
+                the main thread can catch signals. None: SIGINT / SIGTERM set the run's own.
         """
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -357,7 +362,8 @@ class Trainer:
             if self.dist.is_main:
                 ckpt.copy_parent_snapshots(self.parent, self.run_dir, self.tc.inherited_domains)
             self.checkpoint()
-        with closing_all(self._all_callbacks()) as callbacks, stop_on_signals(self.dist.world_size == 1) as stop:
+        signals = stop_on_signals(self.dist.world_size == 1) if stop is None else contextlib.nullcontext(stop)
+        with closing_all(self._all_callbacks()) as callbacks, signals as stop:
             while self.phase_position < len(self.phases):
                 phase = self.phases[self.phase_position]
                 if self.step == 0:
