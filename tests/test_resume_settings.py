@@ -18,7 +18,7 @@ ARGS = ["train", "--domains", "synthetic:bars", "--steps-per-domain", "300", "--
 
 def test_execution_settings_are_declared_on_the_fields():
     assert set(EXECUTION_SETTINGS) == {"checkpoint_every", "log_every", "data_root", "download", "precision",
-                                       "compile", "cuda_deterministic", "threads"}
+                                       "compile", "cuda_deterministic", "cuda_graph", "threads"}
     assert not set(EXECUTION_SETTINGS) & MODEL_KEYS and set(EXECUTION_SETTINGS) <= TRAIN_KEYS
 
 
@@ -76,3 +76,10 @@ def test_a_resume_with_other_numerics_warns_that_it_is_not_bit_identical(stopped
     [record] = caplog.records
     assert f"threads 7 -> {torch.get_num_threads()}" in record.getMessage()
     assert "not bit-identical" in record.getMessage() and "--threads 7" in record.getMessage()
+    # A checkpoint of a version before the fused Adam (its numerics lack the key): said, without a thread hint.
+    caplog.clear()
+    older = {k: v for k, v in state["numerics"].items() if k != "adam"}
+    with caplog.at_level("WARNING", logger="lifelong_gen"):
+        ckpt.warn_if_numerics_differ(older, torch.device("cpu"))
+    [record] = caplog.records
+    assert "adam None -> fused" in record.getMessage() and "--threads" not in record.getMessage()

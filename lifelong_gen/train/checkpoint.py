@@ -204,10 +204,12 @@ def numerics(device: torch.device) -> dict[str, Any]:
 
     The thread count sets how GEMMs, convolutions and reductions split their sums (MKL,
     oneDNN and ATen partition work statically by thread), the CPU capability picks the
-    kernels (AVX2 / AVX-512 / AMX), and another torch may pick other kernels again.
+    kernels (AVX2 / AVX-512 / AMX), and another torch may pick other kernels again. `adam` names
+    the optimiser's implementation: versions before the fused kernel (absent there) rounded
+    otherwise in the last bit.
     """
     return {"device": device.type, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "adam": "fused"}
 
 
 def warn_if_numerics_differ(saved: Optional[dict[str, Any]], device: torch.device) -> None:
@@ -217,9 +219,10 @@ def warn_if_numerics_differ(saved: Optional[dict[str, Any]], device: torch.devic
     now = numerics(device)
     changed = [f"{k} {saved.get(k)} -> {now[k]}" for k in now if saved.get(k) != now[k]]
     if changed and device.type == "cpu":
+        # The thread count is the one a user can set back; the rest come with the machine or the version.
+        hint = f" (for that, e.g. --threads {saved.get('threads')})" if saved.get("threads") != now["threads"] else ""
         log.warning("this resume runs with other numerics than the checkpoint (%s): training continues, but not "
-                    "bit-identical to an uninterrupted run (for that, e.g. --threads %s)",
-                    ", ".join(changed), saved.get("threads"))
+                    "bit-identical to an uninterrupted run%s", ", ".join(changed), hint)
 
 
 def optimizer_to_tensors(opt: torch.optim.Optimizer, prefix: str) -> tuple[dict[str, torch.Tensor], dict]:

@@ -68,7 +68,8 @@ class TaskResult:
     error: Optional[BaseException] = None  # TrainingInterrupted when stopped by the flag
 
 
-def run_in_workers(tasks: Sequence[tuple[int, Callable[[], None]]], workers: int, stop: StopFlag) -> list[TaskResult]:
+def run_in_workers(tasks: Sequence[tuple[int, Callable[[], None]]], workers: int, stop: StopFlag,
+                   device: Optional[torch.device] = None) -> list[TaskResult]:
     """Run (seed, fn) tasks on `workers` threads, worker w the tasks w, w + workers, ... in turn.
 
     A task that raises (other than TrainingInterrupted) sets `stop`, so the others stop after their
@@ -79,6 +80,10 @@ def run_in_workers(tasks: Sequence[tuple[int, Callable[[], None]]], workers: int
     results = [TaskResult() for _ in tasks]
 
     def work(w: int) -> None:
+        with _own_stream(device):
+            train_tasks(w)
+
+    def train_tasks(w: int) -> None:
         for i in range(w, len(tasks), workers):
             if stop.signum is not None:
                 return
@@ -111,6 +116,23 @@ def run_in_workers(tasks: Sequence[tuple[int, Callable[[], None]]], workers: int
         while t.is_alive():
             t.join(0.25)
     return results
+
+
+@contextlib.contextmanager
+def _own_stream(device: Optional[torch.device]):
+    """On a GPU, a worker's kernels (or graph replays: --cuda-graph) go to a CUDA stream of its own,
+    so the seeds' small kernels can run side by side instead of queueing on one stream; it starts
+    after the work already queued (the networks built in the main thread) and the main thread's
+    stream waits for it at the end. A no-op on the CPU. (Not yet measured on a GPU.)"""
+    if device is None or device.type != "cuda":
+        yield
+        return
+    main = torch.cuda.current_stream(device)
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(main)
+    with torch.cuda.stream(stream):
+        yield
+    main.wait_stream(stream)
 
 
 class _SeedPrefix(logging.Filter):
@@ -194,7 +216,7 @@ def train_seeds(jobs: list[SeedJob], out: Path, *, device: str = "cpu", progress
             steps_before = [trainer.global_step for _, trainer in pending]
             t0 = time.perf_counter()
             results = run_in_workers([(job.seed, _train_call(trainer, stop)) for job, trainer in pending],
-                                     layout.workers, stop)
+                                     layout.workers, stop, pending[0][1].device if pending else None)
             wall = time.perf_counter() - t0
     session = _session(pending, finished, results, steps_before, layout, wall)
     report["sessions"].append(session)
