@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 14's measurements on a lent GPU machine, in one call of the device tool (about 8
 # minutes of its 10; prepare with scripts/gpu_carry.sh). Writes into $OUT (or out/gpu):
-#   device_step-cuda.json  eager vs compiled vs graphed: ms/step, images/s, GPU-busy share, launches
+#   device_step-cuda.json  eager vs the whole step in one CUDA graph (--cuda-graph): ms/step, images/s,
+#                          GPU-busy share, launches
+#   seeds-cuda.json        1 against 8 seeds side by side, graphed: ms per model-step
 #   sampling-cuda.json     torch CUDA (and onnxruntime-gpu's CUDA provider when installed) images/s
 #   train.log, metrics.jsonl, train.json   the reference preset trained on the GPU, timed
 # GPU_CHECK_DEVICE=cpu runs the same steps on the CPU with tiny settings (a dry run of the script).
@@ -27,6 +29,13 @@ $PY -c "import torch, lifelong_gen; print('torch', torch.__version__, 'cuda', to
 timeout 330 $PY benchmarks/device_step.py --device "$DEVICE" --steps $STEPS --warmup $WARMUP \
     --variants "${GPU_CHECK_VARIANTS:-eager,whole-graph,whole-graph-fastest}" \
     --out "$OUT/device_step-$DEVICE.json" 2>&1 | grep -v "^W1" | tail -8
+
+# 1b. Seeds side by side on the GPU, each step one CUDA graph on a stream of its own: 1 against 8
+# (target: 8 seeds <= 1.5 ms per model-step).
+if [ "$DEVICE" = cuda ]; then
+    timeout 150 $PY benchmarks/seeds.py --device cuda --cuda-graph --counts 1,8 --steps 50 --warmup 5 --rounds 2 \
+        --out "$OUT/seeds-cuda.json" 2>&1 | grep -v "^W1" | tail -3
+fi
 
 # 2. Sampling on the GPU (torch CUDA; onnxruntime-gpu only if the image has it).
 if [ "$DEVICE" = cuda ]; then SAMPLING_ARGS=(); else SAMPLING_ARGS=(--rounds 1 --seconds 0.2 --cold-runs 1 --batches 1,64); fi
