@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 14's measurements on a lent GPU machine, in one call of the device tool (about 8
+# The GPU measurements, in one call of a GPU machine (about 8
 # minutes of its 10; prepare with scripts/gpu_carry.sh). Writes into $OUT (or out/gpu):
 #   device_step-cuda.json  eager vs the whole step in one CUDA graph (--cuda-graph): ms/step, images/s,
 #                          GPU-busy share, launches
