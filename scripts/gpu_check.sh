@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU measurements, in one call of a GPU machine (about 8
-# minutes of its 10; prepare with scripts/gpu_carry.sh). Writes into $OUT (or out/gpu):
+# The GPU measurements in one run of about 8 minutes on a GPU machine (prepare with
+# scripts/gpu_carry.sh). Writes into $OUT (or out/gpu):
 #   device_step-cuda.json  eager vs the whole step in one CUDA graph (--cuda-graph): ms/step, images/s,
 #                          GPU-busy share, launches
 #   seeds-cuda.json        1 against 8 seeds side by side, graphed: ms per model-step
