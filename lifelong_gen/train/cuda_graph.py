@@ -25,15 +25,26 @@ tensor cloned per step, so the metrics log reads copies, never the graph's stati
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional, Protocol
 
 import torch
 
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train.phase import Losses, Phase
 
-if TYPE_CHECKING:
-    from lifelong_gen.train.trainer import Trainer
+
+class GraphableTrainer(Protocol):
+    """What GraphedStep uses of the trainer (train/trainer.py), declared here: the trainer imports this module."""
+
+    device: torch.device
+    rng: torch.Generator
+    fw: Any
+    ema_weight: Optional[torch.Tensor]
+    global_step: int
+
+    def ema_rate(self, global_step: int) -> float: ...
+
+    def train_step(self, phase: Phase) -> Losses: ...
 
 # One capture at a time in a process (torch.cuda.graph's rule): seeds trained in threads
 # (train/seeds.py) each capture their own step.
@@ -58,7 +69,7 @@ def check_cuda_graph(device: torch.device, compile_mode: str, distributed: bool)
 class GraphedStep:
     """One phase's training step: eager for WARMUP steps, then a CUDA graph replayed per step."""
 
-    def __init__(self, trainer: "Trainer", phase: Phase, graph_api: Any = None):
+    def __init__(self, trainer: GraphableTrainer, phase: Phase, graph_api: Any = None):
         """
         Args:
             trainer: its `train_step(phase)` is what is captured; `ema_weight` its static buffer.
