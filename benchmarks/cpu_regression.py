@@ -16,49 +16,26 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from trees import ROOT, run_snippet, worktree
 
-# Runs inside either tree: the config moved from trainer.py to config.py after 7b64fee.
+# After trees.PRESET_STEP: warm up, then time the steps.
 TIMER = r"""
-import json, sys, tempfile, time
-from pathlib import Path
-try:
-    from lifelong_gen.config import resolve_run_config
-    from lifelong_gen.train.trainer import Trainer
-    from lifelong_gen.train.domains import load_domain
-except ImportError:
-    from lifelong_gen.trainer import Trainer, resolve_run_config
-    from lifelong_gen.domains import load_domain
-from lifelong_gen.config import PRESETS
-steps, warmup = int(sys.argv[1]), int(sys.argv[2])
-# Its dict-valued entries are variants (`quick`, `joint_run`), in every commit this runs on.
-settings = {k: v for k, v in PRESETS["mnist-fashion"].items() if not isinstance(v, dict)}
-settings["domains"] = ["synthetic:bars", "synthetic:rings"]
-run = resolve_run_config(settings)
-data = [load_domain(s, 1, 28) for s in run.train.domains]
-with tempfile.TemporaryDirectory() as tmp:
-    t = Trainer(run, Path(tmp), data=data, progress=False)
-    t.advance_domain(t.phases[0])
-    phase = t.phases[1]
-    for _ in range(warmup):
-        t.train_step(phase)
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        t.train_step(phase)
-    print(json.dumps({"ms": (time.perf_counter() - t0) / steps * 1e3}))
+import time
+steps, warmup = int(sys.argv[2]), int(sys.argv[3])
+for _ in range(warmup):
+    t.train_step(phase)
+t0 = time.perf_counter()
+for _ in range(steps):
+    t.train_step(phase)
+print(json.dumps({"ms": (time.perf_counter() - t0) / steps * 1e3}))
 """
 
 
 def time_tree(tree: Path, steps: int, warmup: int) -> float:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    r = subprocess.run([sys.executable, "-c", TIMER, str(steps), str(warmup)], capture_output=True, text=True,
-                       env=env, cwd=tree, check=True)
-    return json.loads(r.stdout.strip().splitlines()[-1])["ms"]
+    return run_snippet(tree, TIMER, {}, str(steps), str(warmup))["ms"]
 
 
 def main() -> None:
@@ -69,18 +46,13 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("cpu_regression.json"))
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        ref_tree = Path(tmp) / "ref"
-        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(ref_tree), args.ref], cwd=ROOT, check=True)
-        try:
-            times: dict[str, list[float]] = {"current": [], "ref": []}
-            for i in range(args.rounds):
-                order = ("current", "ref") if i % 2 == 0 else ("ref", "current")
-                for name in order:
-                    times[name].append(time_tree(ROOT if name == "current" else ref_tree, args.steps, args.warmup))
-                print(f"round {i + 1}: current {times['current'][-1]:.1f} ms, ref {times['ref'][-1]:.1f} ms", flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(ref_tree)], cwd=ROOT, check=False)
+    with worktree(args.ref) as ref_tree:
+        times: dict[str, list[float]] = {"current": [], "ref": []}
+        for i in range(args.rounds):
+            order = ("current", "ref") if i % 2 == 0 else ("ref", "current")
+            for name in order:
+                times[name].append(time_tree(ROOT if name == "current" else ref_tree, args.steps, args.warmup))
+            print(f"round {i + 1}: current {times['current'][-1]:.1f} ms, ref {times['ref'][-1]:.1f} ms", flush=True)
     median = {k: statistics.median(v) for k, v in times.items()}
     report = {"ref": args.ref, "median_ms_per_generator_step": {k: round(v, 2) for k, v in median.items()},
               "current_over_ref": round(median["current"] / median["ref"], 3),

@@ -12,26 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-
-
-def cpu() -> dict:
-    """The machine, as lscpu names it, and whether it has AVX-512 and bf16 instructions."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        text = ""
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name")),
-                 platform.processor())
-    return {"model": model, "avx512f": "avx512f" in text, "avx512_bf16": "avx512_bf16" in text,
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads()}
+from trees import cpu
 
 
 def main() -> None:

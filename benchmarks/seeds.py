@@ -32,13 +32,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from trees import cpu
 
 from lifelong_gen.config import preset_settings, resolve_run_config
 from lifelong_gen.train.cpu_threads import intra_op_threads, thread_layout
@@ -50,14 +50,9 @@ from lifelong_gen.train.trainer import Trainer
 
 
 def machine() -> dict:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-    except OSError:
-        text = ""
-    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name")),
-                 platform.processor())
-    return {"cpu": model, "avx512_bf16": "avx512_bf16" in text, "cpus": os.cpu_count(),
-            "torch": torch.__version__, "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    info = cpu()
+    return {"cpu": info["model"], "avx512_bf16": info["avx512_bf16"], "cpus": os.cpu_count(),
+            "torch": torch.__version__, "torch_cpu_capability": info["torch_cpu_capability"],
             "threads": torch.get_num_threads(), "python": platform.python_version()}
 
 

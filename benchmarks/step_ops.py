@@ -22,36 +22,21 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from trees import ROOT, cpu, run_snippet, worktree
 
-# Runs inside either tree (the trainer's constructor and the preset table exist in both).
+# After trees.PRESET_STEP: profile the steps, count the operators.
 COUNTER = r"""
-import collections, json, sys, tempfile
-from pathlib import Path
-import torch
+import collections
 from torch.profiler import ProfilerActivity, profile
-from lifelong_gen.config import PRESETS, resolve_run_config
-from lifelong_gen.train.domains import load_domain
-from lifelong_gen.train.trainer import Trainer
-steps, precision = int(sys.argv[1]), sys.argv[2]
-settings = {k: v for k, v in PRESETS["mnist-fashion"].items() if not isinstance(v, dict)}
-settings.update(domains=["synthetic:bars", "synthetic:rings"], precision=precision)
-run = resolve_run_config(settings)
-data = [load_domain(s, 1, 28) for s in run.train.domains]
-with tempfile.TemporaryDirectory() as tmp:
-    t = Trainer(run, Path(tmp), data=data, progress=False)
-    t.advance_domain(t.phases[0])
-    phase = t.phases[1]
-    for _ in range(3):
+steps = int(sys.argv[2])
+for _ in range(3):
+    t.train_step(phase)
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    for _ in range(steps):
         t.train_step(phase)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        for _ in range(steps):
-            t.train_step(phase)
 counts = collections.Counter(e.name for e in prof.events() if e.name.startswith("aten::"))
 sync = ("aten::item", "aten::_local_scalar_dense", "aten::nonzero", "aten::multinomial")
 
@@ -72,30 +57,18 @@ print(json.dumps({"aten_ops_per_step": sum(counts.values()) / steps,
                   "precision": t.tc.precision, "batch_size": run.train.batch_size, "n_critic": run.train.n_critic}))
 """
 
-
 PRECISIONS = ("auto", "fp32")  # the preset's (bf16 on a CPU with bf16 instructions), and the GPU's
 
 
 def count_tree(tree: Path, steps: int) -> dict:
     """{precision: counts} for the tree."""
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    out = {}
-    for precision in PRECISIONS:
-        r = subprocess.run([sys.executable, "-c", COUNTER, str(steps), precision], capture_output=True, text=True,
-                           env=env, cwd=tree, check=True)
-        out[precision] = json.loads(r.stdout.strip().splitlines()[-1])
-    return out
+    return {precision: run_snippet(tree, COUNTER, {"precision": precision}, str(steps)) for precision in PRECISIONS}
 
 
 def cpu_model() -> str:
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines()
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or platform.machine()
-    fields = dict(line.split(":", 1) for line in lines if ":" in line)
-    flags = fields.get("Flags", "").split()
-    isa = "avx512_bf16" if "avx512_bf16" in flags else "avx512f" if "avx512f" in flags else "avx2"
-    return f"{fields.get('Model name', '?').strip()} ({isa})"
+    info = cpu()
+    isa = "avx512_bf16" if info["avx512_bf16"] else "avx512f" if info["avx512f"] else "avx2"
+    return f"{info['model']} ({isa})"
 
 
 def main() -> None:
@@ -106,13 +79,8 @@ def main() -> None:
     args = ap.parse_args()
     report: dict = {"current": count_tree(ROOT, args.steps)}
     if args.ref:
-        with tempfile.TemporaryDirectory() as tmp:
-            ref_tree = Path(tmp) / "ref"
-            subprocess.run(["git", "worktree", "add", "--detach", "-q", str(ref_tree), args.ref], cwd=ROOT, check=True)
-            try:
-                report["ref"] = {"commit": args.ref, **count_tree(ref_tree, args.steps)}
-            finally:
-                subprocess.run(["git", "worktree", "remove", "--force", str(ref_tree)], cwd=ROOT, check=False)
+        with worktree(args.ref) as ref_tree:
+            report["ref"] = {"commit": args.ref, **count_tree(ref_tree, args.steps)}
         report["current_over_ref"] = {p: round(report["current"][p]["aten_ops_per_step"]
                                                / report["ref"][p]["aten_ops_per_step"], 3) for p in PRECISIONS}
     import torch

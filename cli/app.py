@@ -19,8 +19,9 @@ from typing import Any, Optional
 
 import typer
 
-from lifelong_gen.bundle import CONFIG_NAME
 from lifelong_gen.cli.grouped_help import GroupedCommand
+from lifelong_gen.cli.guards import refuse_existing, require_torch_side
+from lifelong_gen.cli.seeds import resume_seeds, seeds_option, train_seeds
 from lifelong_gen.config import ModelConfig, TrainConfig
 from lifelong_gen.errors import LgenError, TrainingInterrupted
 from lifelong_gen.runlock import run_lock
@@ -55,15 +56,6 @@ def _root(
     """Lifelong interpretable image generators: train, export, sample, encode, interpolate."""
 
 
-# What each torch-side command imports, and the extra that installs it. A `[cpu]` or `[gpu]`
-# install has none of these: such a command then ends with one line naming the extra.
-TORCH_SIDE = {
-    "train": (("torch", "torchvision", "safetensors"), "train"),
-    "export": (("torch", "onnx", "onnxscript", "safetensors"), "train"),
-    "evaluate": (("torch", "torchvision", "safetensors", "torch_fidelity", "scipy", "sklearn", "matplotlib"), "train,eval"),
-}
-
-
 def renamed_option(old: str, new: str, old_value: Any, new_value: Any) -> Any:
     """The value of an option given by its new name or by its old one, a hidden alias kept for one
     release (one name per idea across commands: --out for an output, --model for a model); the old
@@ -74,28 +66,6 @@ def renamed_option(old: str, new: str, old_value: Any, new_value: Any) -> Any:
         raise LgenError(f"give {new} once ({old} is its old spelling)")
     print(f"lgen: note: {old} is now {new}; {old} will be removed in the next release", file=sys.stderr)
     return old_value
-
-
-def require_torch_side(command: str) -> None:
-    """One-line LgenError naming the missing module and the extra, before a torch-side command starts."""
-    import importlib
-    import importlib.util
-
-    from lifelong_gen.cpu_sharing import choose_wait_policy
-
-    choose_wait_policy()  # before the first import of torch below: libgomp reads it when it loads
-    modules, extra = TORCH_SIDE[command]
-    for name in modules:
-        try:
-            # Found, not imported: importing torchvision alone (its models, torch._dynamo) cost a
-            # `lgen train` 1-2 s of startup. torch itself is imported, as every command needs it.
-            if name == "torch":
-                importlib.import_module(name)
-            elif importlib.util.find_spec(name) is None:
-                raise ImportError(name)
-        except ImportError:
-            raise LgenError(f"lgen {command} needs {name}, which is not installed (an inference-only install): "
-                            f"pip install 'lifelong-gen[{extra}]'") from None
 
 
 def _setup_logging(verbose: bool = True) -> None:
@@ -192,7 +162,7 @@ def train(**options: Any) -> None:
     from_model, critic, dry_run = options["from_model"], options["critic"], options["dry_run"]
     device, progress = options["device"], options["progress"]
     explicit = {k: v for k, v in options.items() if k in _SETTING_NAMES and v is not None}
-    seeds = _seeds_option(options["seeds"], explicit, resume)
+    seeds = seeds_option(options["seeds"], explicit, resume)
     beta1, beta2 = options["beta1"], options["beta2"]
     if beta1 is not None or beta2 is not None:
         explicit["betas"] = (_BETAS[0] if beta1 is None else beta1, _BETAS[1] if beta2 is None else beta2)
@@ -220,7 +190,7 @@ def train(**options: Any) -> None:
     run = resolve_run_config(explicit, preset=preset, quick=quick)
     run_dir = out if out is not None else Path("runs") / ((preset or "run") + ("-quick" if quick else ""))
     if seeds is not None:
-        _train_seeds(run, seeds, run_dir, dry_run, progress, device)
+        train_seeds(run, seeds, run_dir, dry_run, progress, device)
         return
     if dry_run:
         typer.echo(run.to_json(), nl=False)
@@ -229,7 +199,7 @@ def train(**options: Any) -> None:
     from lifelong_gen.train.cpu_threads import intra_op_threads
 
     with _process_group(device) as ctx, run_lock(run_dir, ctx.is_main), intra_op_threads(run.train.threads):
-        _refuse_existing(run_dir)
+        refuse_existing(run_dir)
         ctx.barrier()  # every rank checked before rank 0 writes config.json
         from lifelong_gen.train.trainer import Trainer
 
@@ -260,48 +230,6 @@ def _process_group(device: str):
         distributed.shutdown()
 
 
-def _refuse_existing(run_dir: Path) -> None:
-    from lifelong_gen.seed_list import SEEDS_NAME
-
-    if (run_dir / CONFIG_NAME).exists() or (run_dir / SEEDS_NAME).exists():
-        raise LgenError(f"{run_dir} already holds a run: continue it with --resume {run_dir} or choose another --out")
-
-
-def _seeds_option(text: Optional[str], explicit: dict[str, Any], resume: Optional[Path]) -> Optional[list[int]]:
-    """--seeds as a list, checked against the options it cannot go with (one-line LgenError); None when not given."""
-    if text is None:
-        return None
-    import os
-
-    from lifelong_gen.seed_list import parse_seeds
-
-    if resume is not None:
-        raise LgenError(f"--resume {resume} continues every seed the directory holds: drop --seeds")
-    if "seed" in explicit:
-        raise LgenError("--seeds gives each run its seed: drop --seed (or give one run's seed as --seeds K)")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise LgenError("--seeds trains its seeds side by side in one process: run it without torchrun")
-    return parse_seeds(text)
-
-
-def _train_seeds(run: Any, seeds: list[int], out: Path, dry_run: bool, progress: bool, device: str,
-                 parent: Optional[Path] = None) -> None:
-    """`lgen train --seeds`: every seed of `run` into OUT/seed-K, in this process (train/seeds.py)."""
-    from lifelong_gen.seed_list import new_jobs
-
-    jobs = new_jobs(run, seeds, out, parent)
-    if dry_run:  # the seeds' configs differ in train.seed only
-        typer.echo(jobs[0].run.to_json(), nl=False)
-        return
-    require_torch_side("train")
-    from lifelong_gen.train.seeds import train_seeds
-
-    with run_lock(out):
-        _refuse_existing(out)
-        train_seeds(jobs, out, device=device, progress=progress, parent=parent)
-    typer.echo(str(out))
-
-
 def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick: bool, resume: Optional[Path],
               critic: str, out: Optional[Path], dry_run: bool, progress: bool, device: str,
               seeds: Optional[list[int]] = None) -> None:
@@ -324,7 +252,7 @@ def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick
         if not dry_run:
             log.info("continuing %s (%s) onto %s with seeds %s", value, ", ".join(parent.run.train.domains),
                      ", ".join(new), ", ".join(map(str, seeds)))
-        _train_seeds(run, seeds, run_dir, dry_run, progress, device, parent=None if dry_run else parent.path)
+        train_seeds(run, seeds, run_dir, dry_run, progress, device, parent=None if dry_run else parent.path)
         return
     if dry_run:
         typer.echo(run.to_json(), nl=False)
@@ -333,7 +261,7 @@ def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick
     from lifelong_gen.train.cpu_threads import intra_op_threads
 
     with _process_group(device) as ctx, run_lock(run_dir, ctx.is_main), intra_op_threads(run.train.threads):
-        _refuse_existing(run_dir)
+        refuse_existing(run_dir)
         ctx.barrier()
         from lifelong_gen.train.trainer import Trainer
 
@@ -345,23 +273,6 @@ def _continue(value: str, explicit: dict[str, Any], preset: Optional[str], quick
             typer.echo(str(run_dir))
 
 
-def _resume_seeds(out: Path, dry_run: bool, progress: bool, device: str, execution: dict[str, Any]) -> None:
-    """`lgen train --resume OUT` of a seeds directory: every seed from its own checkpoint; finished ones skipped."""
-    from lifelong_gen.seed_list import read_seeds, resume_jobs
-
-    jobs = resume_jobs(out, execution)
-    if dry_run:
-        typer.echo(jobs[0].run.to_json(), nl=False)
-        return
-    require_torch_side("train")
-    from lifelong_gen.train.seeds import train_seeds
-
-    parent = read_seeds(out).get("parent")
-    with run_lock(out):
-        train_seeds(jobs, out, device=device, progress=progress, parent=Path(parent) if parent else None)
-    typer.echo(str(out))
-
-
 def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution: dict[str, Any]) -> None:
     from lifelong_gen.bundle import CHECKPOINTS_DIR, NETWORK_FILES
     from lifelong_gen.config import apply_execution_settings, read_run_config
@@ -369,7 +280,7 @@ def _resume(run_dir: Path, dry_run: bool, progress: bool, device: str, execution
     from lifelong_gen.settings import flag_of as _flag
 
     if (run_dir / SEEDS_NAME).is_file():
-        _resume_seeds(run_dir, dry_run, progress, device, execution)
+        resume_seeds(run_dir, dry_run, progress, device, execution)
         return
     run = read_run_config(run_dir)
     run.require_current("resume it")

@@ -87,7 +87,7 @@ def output_dir(run: Path, out: Optional[Path]) -> tuple[Path, Optional[str]]:
 
 def _evaluate_one(run: Path, out: Path, note: Optional[str], num_samples: int, seed: int, inception: Optional[Path],
                   progress: bool) -> dict:
-    from lifelong_gen.cli.app import require_torch_side
+    from lifelong_gen.cli.guards import require_torch_side
 
     require_torch_side("evaluate")
     if note:  # where the results go, once the evaluation can run

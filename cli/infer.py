@@ -126,7 +126,7 @@ def export(
     from lifelong_gen.cli.app import _setup_logging
 
     _setup_logging(verbose=not as_json)
-    from lifelong_gen.cli.app import require_torch_side
+    from lifelong_gen.cli.guards import require_torch_side
 
     require_torch_side("export")
     from lifelong_gen.bundle.resolve import resolve_bundle
