@@ -138,3 +138,21 @@ def test_truncated_onnx_is_one_line_error(bundle, tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("lgen: error: cannot load ") and "lgen export" in lines[0]
     assert not out.exists()
+
+
+def test_scaled_codes_export_and_the_exporter_leaves_the_model_usable(tmp_path):
+    """z and c scaled inside G (the reference preset's 0.1): the export's traced constant must not
+    stay behind in G, whose later real forwards (the parity check) then return plain tensors."""
+    cfg = ModelConfig(z_dim=4, c_dim=2, d_dim=3, g_width=4, d_width=4, fc_width=16, z_scale=0.1, c_scale=0.1)
+    run = RunConfig(model=cfg, train=TrainConfig(domains=["synthetic:bars"]))
+    torch.manual_seed(0)
+    G, _, S = build_networks(cfg)
+    ckpt.save_bundle(tmp_path, run, {"G": G, "G_ema": G, "S": S})
+    result = onnx_export.export_bundle(tmp_path)
+    assert max(result.max_abs_diff.values()) <= spec.PARITY_ATOL
+    model = runtime.OnnxModel(tmp_path, provider="cpu")
+    codes = random_codes(model, 5, np.random.default_rng(0))
+    with torch.no_grad():
+        expected = G.eval()(*(torch.from_numpy(a) for a in (codes.z, codes.c, codes.d)))
+    assert type(expected) is torch.Tensor
+    assert np.abs(model.sample(codes.z, codes.c, codes.d) - expected.numpy()).max() <= spec.PARITY_ATOL

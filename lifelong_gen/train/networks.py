@@ -180,11 +180,15 @@ class Generator(nn.Module):
     def _code_scale(self, codes: torch.Tensor) -> torch.Tensor:
         """[z_dim + c_dim + d_dim]: the codes' scales in the codes' dtype, made once per device and dtype
         (a constant, not a buffer: bundles keep their tensors)."""
+        cfg = self.cfg
+        values = [cfg.z_scale] * cfg.z_dim + [cfg.c_scale] * cfg.c_dim + [1.0] * cfg.d_dim
+        if type(codes) is not torch.Tensor or torch.compiler.is_compiling():
+            # Traced (the ONNX export's fake tensors, torch.compile): a constant of the graph, never kept,
+            # since a kept fake tensor would leak into later real calls.
+            return torch.tensor(values, device=codes.device, dtype=codes.dtype)
         cached = self.__dict__.get("_code_scale_cache")
         if cached is None or cached.device != codes.device or cached.dtype != codes.dtype:
-            cfg = self.cfg
-            cached = torch.tensor([cfg.z_scale] * cfg.z_dim + [cfg.c_scale] * cfg.c_dim + [1.0] * cfg.d_dim,
-                                  device=codes.device, dtype=codes.dtype)
+            cached = torch.tensor(values, device=codes.device, dtype=codes.dtype)
             self.__dict__["_code_scale_cache"] = cached
         return cached
 
