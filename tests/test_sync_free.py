@@ -41,6 +41,8 @@ PATHS = {
     "joint": {"joint": True},
     "shared-encoder": {"encoder_shares_critic": True},
     "bf16": {**LEVERS, "precision": "bf16"},
+    # --cuda-graph's step: the EMA's rate from a device tensor (the graph's static buffer).
+    "graph-ema-rate": {**LEVERS, "growth": "replay"},
 }
 
 
@@ -69,6 +71,8 @@ def test_the_training_step_is_sync_free(tmp_path, synthetic28, path):
         trainer.enter_phase(phase)
     if path in ("adapters", "replay-ratio"):
         assert phase.d_prior is not None  # the path drawn from a prior
+    if path == "graph-ema-rate":
+        trainer.ema_weight = torch.full((), trainer.ema_rate(0))  # what --cuda-graph sets, on a GPU
     trainer.train_step(phase)  # first use: the neighbour tables are mined here, outside the count
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(3):

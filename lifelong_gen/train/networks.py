@@ -340,7 +340,10 @@ def update_ema(ema: nn.Module, model: nn.Module, decay: float, rate: Optional[to
         rate: 1 − decay as a 0-dim device tensor, used instead of `decay` (a CUDA graph's static
             buffer, which the host fills before each replay). On the CPU the same values as the float.
     """
-    torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1.0 - decay if rate is None else rate)
+    params = list(model.parameters())
+    # A tensor rate goes in as one weight per tensor: the single-weight overload would read a 0-dim
+    # tensor back to the host as a Scalar (a sync, which a CUDA graph cannot capture).
+    torch._foreach_lerp_(list(ema.parameters()), params, 1.0 - decay if rate is None else [rate] * len(params))
     torch._foreach_copy_(list(ema.buffers()), list(model.buffers()))
 
 
