@@ -18,7 +18,7 @@ from lifelong_gen.export import onnx_export, spec
 from lifelong_gen.runtime.codes import random_codes, softmax
 from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train.networks import build_networks
-from tiny_onnx import copy_bundle
+from tiny_onnx import copy_bundle, export_against_torch
 
 
 def test_export_writes_two_self_contained_checked_files(bundle):
@@ -144,15 +144,8 @@ def test_scaled_codes_export_and_the_exporter_leaves_the_model_usable(tmp_path):
     """z and c scaled inside G (the reference preset's 0.1): the export's traced constant must not
     stay behind in G, whose later real forwards (the parity check) then return plain tensors."""
     cfg = ModelConfig(z_dim=4, c_dim=2, d_dim=3, g_width=4, d_width=4, fc_width=16, z_scale=0.1, c_scale=0.1)
-    run = RunConfig(model=cfg, train=TrainConfig(domains=["synthetic:bars"]))
     torch.manual_seed(0)
     G, _, S = build_networks(cfg)
-    ckpt.save_bundle(tmp_path, run, {"G": G, "G_ema": G, "S": S})
-    result = onnx_export.export_bundle(tmp_path)
-    assert max(result.max_abs_diff.values()) <= spec.PARITY_ATOL
-    model = runtime.OnnxModel(tmp_path, provider="cpu")
-    codes = random_codes(model, 5, np.random.default_rng(0))
-    with torch.no_grad():
-        expected = G.eval()(*(torch.from_numpy(a) for a in (codes.z, codes.c, codes.d)))
+    images, expected = export_against_torch(tmp_path, cfg, G, S, 5)
     assert type(expected) is torch.Tensor
-    assert np.abs(model.sample(codes.z, codes.c, codes.d) - expected.numpy()).max() <= spec.PARITY_ATOL
+    assert np.abs(images - expected.numpy()).max() <= spec.PARITY_ATOL

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import TINY
-from lifelong_gen.config import ModelConfig, RunConfig, TrainConfig, resolve_run_config
+from lifelong_gen.config import ModelConfig, resolve_run_config
 from lifelong_gen.errors import LgenError
 from lifelong_gen.train import checkpoint as ckpt
 from lifelong_gen.train.callbacks import StepFunction
@@ -25,6 +25,7 @@ from lifelong_gen.train.losses import (
 )
 from lifelong_gen.train.networks import ConditionalBatchNorm, build_networks
 from lifelong_gen.train.trainer import Trainer
+from tiny_onnx import export_against_torch
 
 
 def _cfg(**kw) -> ModelConfig:
@@ -73,9 +74,7 @@ def test_cbn_modulation_is_linear_in_d():
 
 
 def test_cbn_generator_exports_with_parity(tmp_path):
-    from lifelong_gen import runtime
-    from lifelong_gen.export import onnx_export, spec
-    from lifelong_gen.runtime.codes import random_codes
+    from lifelong_gen.export import spec
 
     cfg = _cfg(g_conditioning="cbn")
     torch.manual_seed(0)
@@ -84,15 +83,8 @@ def test_cbn_generator_exports_with_parity(tmp_path):
         if isinstance(m, ConditionalBatchNorm):
             torch.nn.init.normal_(m.gain.weight, std=0.5)
             torch.nn.init.normal_(m.bias.weight, std=0.5)
-    run = RunConfig(model=cfg, train=TrainConfig(domains=["synthetic:bars"]))
-    ckpt.save_bundle(tmp_path, run, {"G": G, "G_ema": G, "S": S})
-    result = onnx_export.export_bundle(tmp_path)
-    assert max(result.max_abs_diff.values()) <= spec.PARITY_ATOL
-    model = runtime.OnnxModel(tmp_path, provider="cpu")
-    codes = random_codes(model, 7, np.random.default_rng(0))
-    with torch.no_grad():
-        expected = G.eval()(*(torch.from_numpy(a) for a in (codes.z, codes.c, codes.d))).numpy()
-    assert np.abs(model.sample(codes.z, codes.c, codes.d) - expected).max() <= spec.PARITY_ATOL
+    images, expected = export_against_torch(tmp_path, cfg, G, S, 7)
+    assert np.abs(images - expected.numpy()).max() <= spec.PARITY_ATOL
     _, loaded = ckpt.load_bundle(tmp_path, which=("G",))  # strict rebuild from the bundle alone
     assert any(isinstance(m, ConditionalBatchNorm) for m in loaded["G"].modules())
 

@@ -66,3 +66,26 @@ def torch_free_env(tmp_path_factory, block: tuple[str, ...] = TRAINING_MODULES) 
     (site / "sitecustomize.py").write_text(SITECUSTOMIZE)
     path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
     return {"PYTHONPATH": path, "LGEN_TEST_BLOCK": ",".join(block)}
+
+
+def export_against_torch(tmp_path: Path, cfg, G, S, n: int):
+    """Save G (as G and G_ema) and S as a bundle in tmp_path, export it (parity checked), and sample n
+    random codes both ways: (onnxruntime's images, G's eval-mode images as a torch tensor)."""
+    import numpy as np
+    import torch
+
+    from lifelong_gen import runtime
+    from lifelong_gen.config import RunConfig, TrainConfig
+    from lifelong_gen.export import onnx_export, spec
+    from lifelong_gen.runtime.codes import random_codes
+    from lifelong_gen.train import checkpoint as ckpt
+
+    run = RunConfig(model=cfg, train=TrainConfig(domains=["synthetic:bars"]))
+    ckpt.save_bundle(tmp_path, run, {"G": G, "G_ema": G, "S": S})
+    result = onnx_export.export_bundle(tmp_path)
+    assert max(result.max_abs_diff.values()) <= spec.PARITY_ATOL
+    model = runtime.OnnxModel(tmp_path, provider="cpu")
+    codes = random_codes(model, n, np.random.default_rng(0))
+    with torch.no_grad():
+        expected = G.eval()(*(torch.from_numpy(a) for a in (codes.z, codes.c, codes.d)))
+    return model.sample(codes.z, codes.c, codes.d), expected
