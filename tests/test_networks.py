@@ -69,5 +69,5 @@ def test_the_ema_update_stays_out_of_autograd():
     model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.BatchNorm1d(3))
     ema = frozen_copy(model)
     for _ in range(2):
-        update_ema(ema, model, 0.9)
+        update_ema(ema, model, 0.1)
     assert all(p.is_leaf and not p.requires_grad for p in ema.parameters())

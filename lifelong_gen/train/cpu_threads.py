@@ -11,9 +11,9 @@ only at the same count; config.json's `threads` keeps it for a resume.
 Why several seeds run as threads of one process rather than as stacked (vmapped) weights: on
 a 2-core CPU the step is compute-bound (a batch of 256 gave only 1.1-1.3x the images/s of a batch
 of 64), and vmap turns convolutions into grouped ones, whose rounding differs from a single
-run's. One seed per core at one thread each gave 1.34-1.35x the images/s of the same seeds one
-after the other at two threads (2 and 4 seeds, benchmarks/seeds.json), and each seed stays
-bit-identical to a single run at one thread.
+run's. One seed per core at one thread each gave 1.30-1.61x the images/s of the same seeds one
+after the other at two threads (2 and 4 seeds, two runs; benchmarks/seeds.json), and each seed
+stays bit-identical to a single run at one thread.
 
 torch.set_num_threads is process-wide, and a thread started later takes the count in force
 when it first runs a parallel kernel, so the count is set before the seeds' threads start.

@@ -101,9 +101,8 @@ class GraphedStep:
     def _capture(self) -> Any:
         """Capture one step; capturing runs nothing, so the caller replays it for this step."""
         trainer = self.trainer
-        fakes = trainer.fw.G_fakes
-        if hasattr(fakes, "stale"):  # CastOnce: its recast must be in the graph, whatever the host saw last
-            fakes.stale = True
+        # Under bf16, CastOnce's recast of G's weights lands in the graph: the last warm-up step's G
+        # update marked its copies stale, as every G update does.
         with _CAPTURE_LOCK:
             graph = self.api.new_graph(trainer.rng)
             with self.api.capturing(graph):

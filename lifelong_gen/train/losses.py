@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional
 
 import torch
@@ -137,21 +138,16 @@ def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return torch.matmul(base, theta.transpose(1, 2)).view(theta.shape[0], height, width, 2)
 
 
-_BASE_GRIDS: dict[tuple, torch.Tensor] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _base_grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
     """[H·W, 3]: (x, y, 1) of each pixel centre in [−1, 1] coordinates (align_corners=False)."""
-    key = (height, width, device, dtype)
-    if key not in _BASE_GRIDS:
-        def centres(steps: int) -> torch.Tensor:  # ATen's linspace_from_neg_one, align_corners=False
-            return torch.linspace(-1, 1, steps, device=device, dtype=dtype) * (steps - 1) / steps
+    def centres(steps: int) -> torch.Tensor:  # ATen's linspace_from_neg_one, align_corners=False
+        return torch.linspace(-1, 1, steps, device=device, dtype=dtype) * (steps - 1) / steps
 
-        base = torch.ones(height, width, 3, device=device, dtype=dtype)
-        base[..., 0] = centres(width)
-        base[..., 1] = centres(height)[:, None]
-        _BASE_GRIDS[key] = base.view(height * width, 3)
-    return _BASE_GRIDS[key]
+    base = torch.ones(height, width, 3, device=device, dtype=dtype)
+    base[..., 0] = centres(width)
+    base[..., 1] = centres(height)[:, None]
+    return base.view(height * width, 3)
 
 
 def augmented_info_loss(d_logits_augmented: torch.Tensor, d_target: torch.Tensor) -> torch.Tensor:

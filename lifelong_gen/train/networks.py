@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Iterator, Optional
+import functools
+from typing import Iterator, Optional, Union
 
 import torch
 from torch import nn
@@ -72,6 +73,12 @@ class ConditionalBatchNorm(nn.Module):
         shape = (d.shape[0], -1) + (1,) * (h.dim() - 2)  # broadcast over H, W for conv features
         normed = self.bn(h, gate) if isinstance(self.bn, DomainBatchNorm) else self.bn(h)
         return normed * (1 + self.gain(d).view(shape)) + self.bias(d).view(shape)
+
+
+@functools.lru_cache(maxsize=None)
+def _constant(values: tuple[float, ...], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """torch.tensor(values) on `device`, made once: a constant a forward would otherwise build at every call."""
+    return torch.tensor(values, device=device, dtype=dtype)
 
 
 def norm_fed_layers(module: nn.Module) -> dict[str, str]:
@@ -178,19 +185,15 @@ class Generator(nn.Module):
             self.adapters = nn.ModuleDict(adapters)
 
     def _code_scale(self, codes: torch.Tensor) -> torch.Tensor:
-        """[z_dim + c_dim + d_dim]: the codes' scales in the codes' dtype, made once per device and dtype
-        (a constant, not a buffer: bundles keep their tensors)."""
+        """[z_dim + c_dim + d_dim]: the codes' scales in the codes' dtype, a constant made once per device
+        and dtype (not a buffer: bundles keep their tensors)."""
         cfg = self.cfg
-        values = [cfg.z_scale] * cfg.z_dim + [cfg.c_scale] * cfg.c_dim + [1.0] * cfg.d_dim
+        values = (cfg.z_scale,) * cfg.z_dim + (cfg.c_scale,) * cfg.c_dim + (1.0,) * cfg.d_dim
         if type(codes) is not torch.Tensor or torch.compiler.is_compiling():
             # Traced (the ONNX export's fake tensors, torch.compile): a constant of the graph, never kept,
             # since a kept fake tensor would leak into later real calls.
             return torch.tensor(values, device=codes.device, dtype=codes.dtype)
-        cached = self.__dict__.get("_code_scale_cache")
-        if cached is None or cached.device != codes.device or cached.dtype != codes.dtype:
-            cached = torch.tensor(values, device=codes.device, dtype=codes.dtype)
-            self.__dict__["_code_scale_cache"] = cached
-        return cached
+        return _constant(values, codes.device, codes.dtype)
 
     def forward(self, z: torch.Tensor, c: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
@@ -330,20 +333,20 @@ def frozen_copy(module: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def update_ema(ema: nn.Module, model: nn.Module, decay: float, rate: Optional[torch.Tensor] = None) -> None:
-    """ema ← decay·ema + (1 − decay)·model for parameters; buffers (BN stats) copied.
+def update_ema(ema: nn.Module, model: nn.Module, rate: Union[float, torch.Tensor]) -> None:
+    """ema ← (1 − rate)·ema + rate·model for parameters (rate = 1 − the decay); buffers (BN stats) copied.
 
     Multi-tensor (foreach) ops: one kernel per group on CUDA instead of one per tensor;
     on CPU the same per-element arithmetic as a loop of lerp_.
 
     Args:
-        rate: 1 − decay as a 0-dim device tensor, used instead of `decay` (a CUDA graph's static
-            buffer, which the host fills before each replay). On the CPU the same values as the float.
+        rate: a float, or a 0-dim device tensor (a CUDA graph's static buffer, which the host fills
+            before each replay; on the CPU the same values as the float).
     """
     params = list(model.parameters())
     # A tensor rate goes in as one weight per tensor: the single-weight overload would read a 0-dim
     # tensor back to the host as a Scalar (a sync, which a CUDA graph cannot capture).
-    torch._foreach_lerp_(list(ema.parameters()), params, 1.0 - decay if rate is None else [rate] * len(params))
+    torch._foreach_lerp_(list(ema.parameters()), params, [rate] * len(params) if isinstance(rate, torch.Tensor) else rate)
     torch._foreach_copy_(list(ema.buffers()), list(model.buffers()))
 
 

@@ -12,6 +12,7 @@ keeps an equal share); G's d prior follows it (phase.py, `matched_d_prior`).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple, Optional
 
 import torch
@@ -58,15 +59,10 @@ def sample_codes(
     return codes if torch.device(device) == on else tuple(t.to(device) for t in codes)  # type: ignore[return-value]
 
 
-_ARANGES: dict[tuple[int, torch.device], torch.Tensor] = {}
-
-
+@functools.lru_cache(maxsize=None)
 def _arange(n: int, device: torch.device) -> torch.Tensor:
     """arange(n) on `device`, made once: a constant the step would otherwise allocate and fill each draw."""
-    key = (n, device)
-    if key not in _ARANGES:
-        _ARANGES[key] = torch.arange(n, device=device)
-    return _ARANGES[key]
+    return torch.arange(n, device=device)
 
 
 def categorical(weights: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:

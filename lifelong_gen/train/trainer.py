@@ -262,7 +262,7 @@ class Trainer:
         # Per-rank batches moved each rank's BatchNorm running statistics differently
         # (DDP wraps with broadcast_buffers=False: see distributed.py).
         self.dist.average_buffers((self.G, self.S))
-        update_ema(self.G_ema, self.G, 1.0 - self.ema_rate(self.global_step), self.ema_weight)
+        update_ema(self.G_ema, self.G, self.ema_rate(self.global_step) if self.ema_weight is None else self.ema_weight)
         values = {"loss_g": loss_adv, "info": loss_info, "info_ce": ce, "info_nll": nll, "align": align}
         values.update({name: term for name, (_, term) in extra.items()}, **logged)
         # (`.float()` of a float32 tensor is still an operator call: only bf16 diagnostics are cast.)
